@@ -1,0 +1,5 @@
+"""`python -m prober` is the `prober` command."""
+
+from prober.cli import main
+
+main()

@@ -1,0 +1,245 @@
+"""Wiring and lifecycle: config -> schedule -> probe -> store -> state, with signals and reload."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from prober.config import Config, ConfigError, load_config
+from prober.model import Incident, ProberError, ProbeResult, Verdict, utcnow
+from prober.probe import probe_everywhere
+from prober.schedule import Schedule
+from prober.state import CheckTracker, Event, Policy
+from prober.store import Store, StoreError
+from prober.store.read import open_incidents, recent_results
+from prober.vantage import VantagePool
+
+if TYPE_CHECKING:
+    from prober.config import Check
+    from prober.signatures import Signature
+
+log = logging.getLogger("prober")
+
+STOP_DEADLINE = 5.0  # seconds in-flight probes get to finish at shutdown
+MAX_IN_FLIGHT = 2000  # probes at once, across all checks
+
+
+def policy_of(check: Check) -> Policy:
+    """The state policy of a check."""
+    return Policy(confirm=check.confirm, recover=check.recover, quorum=check.quorum)
+
+
+def regions_of(config: Config, check: Check) -> dict[str, str]:
+    """Vantage name -> region, for the vantages of a check."""
+    return {name: config.vantages[name].region for name in check.vantages}
+
+
+class Monitor:
+    """Turns probe results into state: per-check trackers, incidents written through the store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.trackers: dict[str, CheckTracker] = {}
+        self._last_verdict: dict[tuple[str, str], Verdict] = {}
+
+    def configure(self, config: Config, *, restore: bool = False) -> None:
+        """Match the trackers to `config`; with `restore`, rebuild them from the database."""
+        wanted = {c.name: c for c in config.checks}
+        for name in set(self.trackers) - set(wanted):
+            del self.trackers[name]
+        recent: dict[str, list[ProbeResult]] = {}
+        opened: dict[str, Incident] = {}
+        if restore:
+            depth = max((max(c.confirm, c.recover) for c in config.checks), default=1) + 1
+            since = utcnow() - timedelta(days=1)
+            for result in self.store.submit(lambda db: recent_results(db, since, depth)).result():
+                recent.setdefault(result.check, []).append(result)
+            opened = {i.check: i for i in self.store.submit(open_incidents).result()}
+        for name, check in wanted.items():
+            tracker = self.trackers.get(name)
+            if tracker is None:
+                tracker = self.trackers[name] = CheckTracker(
+                    name, regions_of(config, check), policy_of(check)
+                )
+                if restore:
+                    tracker.restore(recent.get(name, []), opened.get(name))
+            else:
+                for event in tracker.reconfigure(regions_of(config, check), policy_of(check)):
+                    self._record(event)
+
+    async def observe(self, results: Sequence[ProbeResult]) -> None:
+        """Store results and feed them to their check's tracker, logging changes."""
+        for result in sorted(results, key=lambda r: r.ts):
+            self.store.add(result)
+            self._log_verdict(result)
+            tracker = self.trackers.get(result.check)
+            if tracker is None:
+                continue
+            for event in tracker.observe(result):
+                await self._persist(event)
+
+    def _log_verdict(self, result: ProbeResult) -> None:
+        key = (result.check, result.vantage)
+        previous = self._last_verdict.get(key)
+        if previous == result.verdict:
+            return
+        self._last_verdict[key] = result.verdict
+        level = logging.INFO if result.verdict in (Verdict.UP, Verdict.UNKNOWN) else logging.WARNING
+        detail = " ".join(x for x in (result.reason, result.signature, result.error) if x)
+        log.log(level, "%s from %s (%s): %s -> %s %s", result.check, result.vantage, result.region,
+                previous or "new", result.verdict, detail)  # fmt: skip
+
+    async def _persist(self, event: Event) -> None:
+        self._record(event)
+        if event.incident is None or event.kind == "state":
+            return
+        incident_id = await asyncio.wrap_future(self.store.save_incident(event.incident))
+        if event.kind == "opened":
+            self.trackers[event.check].assign_id(incident_id)
+
+    def _record(self, event: Event) -> None:
+        if event.kind == "state":
+            level = logging.INFO if event.new_state in ("operational", "unknown") else logging.WARNING
+            log.log(level, "%s: state %s -> %s", event.check, event.old_state, event.new_state)
+        elif event.incident is not None:
+            i = event.incident
+            log.warning("%s: incident %s (%s, %s, regions %s)", event.check, event.kind, i.state,
+                        i.reason, ", ".join(i.regions) or "-")  # fmt: skip
+
+
+class Daemon:
+    """`prober run`: probes on schedule until told to stop; reloads on SIGHUP."""
+
+    def __init__(self, config_path: Path, db_path: Path, http: str | None = None) -> None:
+        self.config_path = config_path
+        self.http = http
+        self.db_path = db_path
+        self.config: Config = load_config(config_path)
+        self.store = Store(db_path)
+        self.pool = VantagePool()
+        self.monitor = Monitor(self.store)
+        self.schedule = Schedule(self._run_check)
+        self.limit = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self.probes = 0
+        self._signatures: dict[str, tuple[Signature, ...]] = {}
+        self._checks: dict[str, Check] = {}
+        self._in_flight: set[asyncio.Task[object]] = set()
+        self._stop = asyncio.Event()
+        self._reload = asyncio.Event()
+
+    async def run(self) -> int:
+        """Run until SIGTERM or SIGINT; returns the exit code."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.store.open)
+        try:
+            await self._apply(self.config, restore=True)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._stop.set)
+            loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+            self.schedule.start()
+            log.info("prober running: %d checks, %d vantages, database %s", len(self.config.checks),
+                     len(self.config.vantages), self.db_path)  # fmt: skip
+            while not self._stop.is_set():
+                waiters = [
+                    asyncio.ensure_future(self._stop.wait()),
+                    asyncio.ensure_future(self._reload.wait()),
+                ]
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters:
+                    waiter.cancel()
+                if self._reload.is_set() and not self._stop.is_set():
+                    self._reload.clear()
+                    await self.reload()
+        finally:
+            await self.shutdown()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+        return 0
+
+    async def reload(self) -> bool:
+        """Re-read the configuration; an invalid file is refused and the running one kept."""
+        try:
+            config = await asyncio.get_running_loop().run_in_executor(None, load_config, self.config_path)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running configuration:\n%s", exc)
+            return False
+        except ProberError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            return False
+        old = {c.name: c for c in self.config.checks}
+        new = {c.name: c for c in config.checks}
+        changed = sorted(n for n in set(old) & set(new) if old[n] != new[n])
+        await self._apply(config)
+        log.info("configuration reloaded: %d checks (added %s, removed %s, changed %s)", len(new),
+                 sorted(set(new) - set(old)) or "none", sorted(set(old) - set(new)) or "none",
+                 changed or "none")  # fmt: skip
+        return True
+
+    async def _apply(self, config: Config, *, restore: bool = False) -> None:
+        await self.pool.sync(config.vantages)
+        self._checks = {c.name: c for c in config.checks}
+        self._signatures = {c.name: config.signatures_for(c) for c in config.checks}
+        if restore:
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: self.monitor.configure(config, restore=True)
+            )
+        else:
+            self.monitor.configure(config)
+        self.config = config
+        self.schedule.sync({c.name: c.interval for c in config.checks})
+
+    async def _run_check(self, name: str) -> None:
+        check = self._checks.get(name)
+        if check is None:  # removed by a reload while this run was due
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._in_flight.add(task)
+        try:
+            late = self.schedule.lateness(name)
+            if late > check.interval / 2:
+                log.warning("check %s started %.2fs late", name, late)
+            results = await probe_everywhere(
+                self.pool, check, self._signatures[name], self.config.redact, self.limit
+            )
+            self.probes += len(results)
+            await self.monitor.observe(results)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a fault in one run is logged; scheduling goes on
+            log.exception("check %s: run failed", name)
+        finally:
+            self._in_flight.discard(task)
+
+    def stop(self) -> None:
+        """Ask the daemon to stop (as SIGTERM does)."""
+        self._stop.set()
+
+    async def shutdown(self) -> None:
+        """Stop the schedule, let running probes finish up to a deadline, cancel the rest, flush the store."""
+        self.schedule.pause()
+        started = time.monotonic()
+        if self._in_flight:
+            log.info("stopping: waiting for %d running checks", len(self._in_flight))
+            await asyncio.wait(set(self._in_flight), timeout=STOP_DEADLINE)
+        leftover = set(self._in_flight)
+        self.schedule.shutdown()
+        for task in leftover:
+            task.cancel()
+        if leftover:
+            await asyncio.wait(leftover, timeout=1.0)
+            log.warning(
+                "stopping: cancelled %d checks still running after %.0fs", len(leftover), STOP_DEADLINE
+            )
+        await self.pool.close()
+        with contextlib.suppress(StoreError):
+            await self.store.aclose()
+        log.info("stopped after %.1fs: %d probes, %d results written", time.monotonic() - started,
+                 self.probes, self.store.written)  # fmt: skip

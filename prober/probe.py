@@ -1,0 +1,292 @@
+"""One HTTP probe with phase timings: the only aiohttp client code besides the vantage's session.
+
+A probe never raises for what happens on the network: every failure becomes an `Observation`
+with a `failure` reason, which the classifier turns into a verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from multidict import CIMultiDict
+
+from prober import __version__
+from prober.classify import classify
+from prober.model import Classification, Observation, Phases, ProbeResult, Reason, Verdict, utcnow
+from prober.vantage import PhaseClock, VantageClient, VantagePool, VantageUnavailableError, start_tls_record
+
+if TYPE_CHECKING:
+    from prober.config import Check, Config
+    from prober.signatures import Signature
+
+MAX_REDIRECTS = 10
+# Errors of this machine, not of the target: never counted against the target.
+_LOCAL_EXHAUSTION = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_CHUNK = 64 * 1024
+
+# Realistic clients: a web check is a desktop browser, a mobile check is the mobile app's HTTP stack.
+USER_AGENTS = {
+    "web": (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+        "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+    ),
+    "mobile": "ExampleApp/10.21.1 (iPhone15,2; iOS 17.5.1; Scale/3.00) CFNetwork/1496.0.7 Darwin/23.5.0",
+    "api": f"prober/{__version__} (synthetic availability probe)",
+}
+_ACCEPT = {
+    "web": "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",
+    "mobile": "application/json",
+    "api": "application/json, */*;q=0.5",
+}
+
+
+def request_headers(check: Check) -> CIMultiDict[str]:
+    """The headers a probe sends: the surface's realistic client headers, overridden by the check's."""
+    surface = str(check.surface)
+    headers: CIMultiDict[str] = CIMultiDict(
+        {"User-Agent": USER_AGENTS[surface], "Accept": _ACCEPT[surface], "Accept-Language": "en-US,en;q=0.9"}
+    )
+    for key, value in check.headers.items():
+        headers[key] = value
+    return headers
+
+
+async def observe(client: VantageClient, check: Check) -> Observation:
+    """Send one request for `check` through `client` and record what came back, bounded by its timeout."""
+    clock = PhaseClock()
+    tls = start_tls_record()
+    started = time.perf_counter()
+    url = check.display_url
+
+    def phases() -> Phases:
+        tls_ms = tls.handshake_ms if tls.finished is not None else None
+        connect = clock.connect_ms
+        if connect is not None and tls_ms is not None:
+            connect = max(connect - tls_ms, 0.0)  # connection_create spans TCP and TLS
+        return Phases(clock.dns_ms, connect, tls_ms, clock.ttfb_ms)
+
+    def failed(reason: Reason, error: str, status: int | None = None) -> Observation:
+        return Observation(
+            url=url,
+            status=status,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            phases=phases(),
+            failure=reason,
+            error=error,
+        )
+
+    try:
+        async with asyncio.timeout(check.timeout):
+            async with client.session().request(
+                check.method,
+                check.url,
+                headers=request_headers(check),
+                data=check.body,
+                json=check.json_body,
+                allow_redirects=check.follow_redirects,
+                max_redirects=MAX_REDIRECTS,
+                proxy=client.http_proxy,
+                trace_request_ctx=clock,
+            ) as resp:
+                if resp.status == 407 and client.http_proxy:  # the proxy's own answer, not the target's
+                    return failed(Reason.VANTAGE, f"proxy refused the request: 407 {resp.reason}")
+                body, truncated = await _read_capped(resp, check.max_body)
+                latency_ms = (time.perf_counter() - started) * 1000
+                not_after = tls.not_after
+                return Observation(
+                    url=url,
+                    status=resp.status,
+                    headers={k.lower(): v for k, v in resp.headers.items()},
+                    body=body,
+                    truncated=truncated,
+                    bytes=len(body),
+                    latency_ms=latency_ms,
+                    phases=phases(),
+                    redirects=len(resp.history),
+                    final_url=str(resp.url),
+                    cert_days=None if not_after is None else (not_after - time.time()) / 86400,
+                )
+    except TimeoutError:
+        if clock.resolving and client.vantage.resolver:
+            # The vantage's DNS server is silent; c-ares would say so too, had the deadline been longer.
+            servers = ", ".join(client.vantage.resolver)
+            return failed(Reason.VANTAGE, f"resolver {servers} did not answer within {check.timeout:g}s")
+        stage = _stage(clock, tls)
+        return failed(Reason.TIMEOUT, f"no complete response within {check.timeout:g}s ({stage})")
+    except aiohttp.TooManyRedirects as exc:
+        hops = [str(r.url) for r in exc.history]
+        looped = len(set(hops)) < len(hops)
+        what = "redirect loop" if looped else f"more than {MAX_REDIRECTS} redirects"
+        return failed(Reason.REDIRECT, f"{what}: {' -> '.join(hops[:4])}{' ...' if len(hops) > 4 else ''}")
+    except aiohttp.ClientHttpProxyError as exc:
+        if exc.status in (502, 503, 504):  # the proxy could not reach the target
+            return failed(
+                Reason.CONNECT, f"proxy could not connect to the target: {exc.status} {exc.message}"
+            )
+        return failed(Reason.VANTAGE, f"proxy refused the request: {exc.status} {exc.message}")
+    except aiohttp.ClientProxyConnectionError as exc:
+        return failed(Reason.VANTAGE, f"proxy unreachable: {_os_message(exc)}")
+    except aiohttp.ClientConnectorDNSError as exc:
+        if isinstance(exc.os_error, VantageUnavailableError):
+            return failed(Reason.VANTAGE, str(exc.os_error))
+        return failed(Reason.DNS, f"cannot resolve {exc.host}: {_os_message(exc)}")
+    except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError, ssl.SSLError) as exc:
+        return failed(Reason.TLS, _tls_message(exc))
+    except aiohttp.ClientConnectorError as exc:
+        if exc.os_error.errno in _LOCAL_EXHAUSTION:
+            return failed(Reason.INTERNAL, f"the prober ran out of resources: {_os_message(exc)}")
+        if client.vantage.source_address and (
+            exc.os_error.errno in (errno.EADDRNOTAVAIL, errno.EINVAL)
+            # An IPv6 source for an IPv4-only target or the reverse (aiohappyeyeballs' and asyncio's words).
+            or (exc.os_error.errno is None and "no matching local address" in str(exc.os_error))
+        ):
+            return failed(Reason.VANTAGE, f"source address {client.vantage.source_address} unusable")
+        return failed(Reason.CONNECT, f"cannot connect to {exc.host}:{exc.port}: {_os_message(exc)}")
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+        return failed(Reason.CONNECT, f"connection lost: {exc}")
+    except (aiohttp.ClientResponseError, aiohttp.ClientPayloadError) as exc:
+        return failed(Reason.HTTP_STATUS, f"malformed HTTP response: {_short(exc)}")
+    except aiohttp.InvalidURL as exc:
+        return failed(Reason.INTERNAL, f"invalid URL: {exc}")
+    except Exception as exc:  # a probe is data: whatever went wrong is recorded, never raised
+        return _socks_failure(exc, failed) or failed(Reason.INTERNAL, f"{type(exc).__name__}: {_short(exc)}")
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+    """Read at most `limit` bytes of the body; report whether there was more."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await resp.content.read(min(_CHUNK, limit - size))
+        if not chunk:
+            return b"".join(parts), False
+        parts.append(chunk)
+        size += len(chunk)
+    truncated = not resp.content.at_eof()
+    if truncated:
+        # Unread data must not be drained: closing drops the connection (it is never reused).
+        resp.close()
+    return b"".join(parts), truncated
+
+
+def _stage(clock: PhaseClock, tls: Any) -> str:
+    if clock.ttfb_ms is not None:
+        return "reading the body"
+    if clock._headers_sent:
+        return "waiting for the response"
+    if tls.started is not None:
+        return "during the TLS handshake"
+    if clock.connect_ms is None and clock._dns_end is None and clock._create_start:
+        return "resolving or connecting"
+    return "connecting"
+
+
+def _os_message(exc: aiohttp.ClientConnectorError) -> str:
+    os_error = exc.os_error
+    if os_error.errno:  # "Connection refused" says more than asyncio's "Connect call failed"
+        return os.strerror(os_error.errno)
+    return os_error.strerror or str(os_error) or type(os_error).__name__
+
+
+def _tls_message(exc: BaseException) -> str:
+    cert_error = getattr(exc, "certificate_error", None)
+    if cert_error is not None:
+        return f"certificate: {getattr(cert_error, 'verify_message', None) or cert_error}"
+    return f"TLS handshake failed: {_short(exc)}"
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _socks_failure(exc: Exception, failed: Callable[[Reason, str], Observation]) -> Observation | None:
+    """Map aiohttp-socks errors: the proxy unreachable is the vantage's fault, a refused target is not."""
+    try:
+        import aiohttp_socks
+        import python_socks
+    except ImportError:  # pragma: no cover - aiohttp-socks is a dependency
+        return None
+    # aiohttp-socks 0.12 raises its own classes, not python-socks' ones as older versions did.
+    unreachable = (
+        aiohttp_socks.ProxyConnectionError,
+        aiohttp_socks.ProxyTimeoutError,
+        python_socks.ProxyConnectionError,
+        python_socks.ProxyTimeoutError,
+    )
+    if isinstance(exc, unreachable):
+        return failed(Reason.VANTAGE, f"proxy unreachable: {_short(exc)}")
+    if isinstance(exc, aiohttp_socks.ProxyError | python_socks.ProxyError):
+        # SOCKS5 replies 3, 4, 5: network unreachable, host unreachable, connection refused.
+        if getattr(exc, "error_code", None) in (3, 4, 5):
+            return failed(Reason.CONNECT, f"proxy could not connect to the target: {_short(exc)}")
+        return failed(Reason.VANTAGE, f"proxy error: {_short(exc)}")
+    return None
+
+
+async def probe_check(
+    client: VantageClient,
+    check: Check,
+    signatures: Sequence[Signature],
+    redact: Callable[[str], str] = lambda text: text,
+    now: Callable[[], datetime] = utcnow,
+) -> ProbeResult:
+    """Probe `check` once from `client`'s vantage and classify what came back."""
+    ts = now()
+    try:
+        obs = await observe(client, check)
+        verdict = classify(obs, check.expect, signatures)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # the prober's own fault: recorded as unknown, never raised
+        obs = Observation(url=check.display_url)
+        verdict = Classification(Verdict.UNKNOWN, Reason.INTERNAL, None, f"{type(exc).__name__}: {exc}")
+    error = verdict.error if verdict.error is not None else obs.error
+    return ProbeResult(
+        ts=ts,
+        check=check.name,
+        vantage=client.name,
+        region=client.region,
+        surface=check.surface,
+        url=check.display_url,
+        verdict=verdict.verdict,
+        reason=verdict.reason,
+        signature=verdict.signature,
+        status=obs.status,
+        latency_ms=obs.latency_ms,
+        phases=obs.phases,
+        bytes=obs.bytes,
+        error=None if error is None else redact(error),
+        cert_days=obs.cert_days,
+    )
+
+
+def signatures_by_check(config: Config) -> dict[str, tuple[Signature, ...]]:
+    """The signatures each check uses, computed once per configuration."""
+    return {check.name: config.signatures_for(check) for check in config.checks}
+
+
+async def probe_everywhere(
+    pool: VantagePool,
+    check: Check,
+    signatures: Sequence[Signature],
+    redact: Callable[[str], str] = lambda text: text,
+    limit: asyncio.Semaphore | None = None,
+) -> list[ProbeResult]:
+    """Probe `check` once from each of its vantages concurrently; results in vantage order."""
+
+    async def one(vantage: str) -> ProbeResult:
+        if limit is None:
+            return await probe_check(pool.get(vantage), check, signatures, redact)
+        async with limit:
+            return await probe_check(pool.get(vantage), check, signatures, redact)
+
+    return list(await asyncio.gather(*(one(v) for v in check.vantages)))

@@ -1,0 +1,140 @@
+"""Error-page signatures: the built-in ones are data files in this folder, not code.
+
+Each YAML file holds `signatures:`, a list of entries with `name`, `platform`,
+`verdict` (down or degraded), `where` (the parts of a response it is matched
+against, see `ZONES`) and either `pattern` (a regular expression), `phrases`
+(regular expressions that must fill a whole line, see `LINE_TEMPLATE`), or both.
+Files are read in the order of their top-level `order:` key, then by name, so
+that specific platforms come before the generic phrases.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from prober.model import ProberError, Verdict
+
+# Where a signature is looked for (see prober/classify.py for how each part is extracted):
+#   title    the HTML <title>
+#   heading  the main headings: every <h1>, and the first <h1>-<h3> of the page
+#   text     the visible text of a short page, one block (paragraph, heading, cell...) per line;
+#            or a short plain-text body, one line per line
+#   json     the error fields of a JSON body, one per line, as "label: message"
+ZONES: tuple[str, ...] = ("title", "heading", "text", "json")
+
+# Flags every signature pattern is compiled with: case-insensitive; ^ and $ match at line ends.
+FLAGS = re.IGNORECASE | re.MULTILINE
+
+# Wraps `phrases` so that a phrase matches only when it is (nearly) a whole line, title or
+# heading: what an error page says, not a sentence that quotes it. It allows a little
+# decoration before ("Oops!", "Sorry,", "Error:", "申し訳ございません。", a JSON label such as
+# "errors: ") and after, but only past a separator ("Something went wrong. Please try again",
+# "Something went wrong | Acme"): "Twitter says something went wrong" and
+# "Something went wrong at Twitter" do not match.
+_LEAD = r"""^[^\w"'«»„「」『』\n]{0,3}(?:(?:errors?|graphql(?:-partial)?-errors|message|status|problem): )?"""
+_PREFIX = (
+    r"(?:(?:oops|whoops|uh[- ]?oh|oh no|sorry|we'?re sorry|we are sorry|but|error|hmm+|ouch|"
+    r"oups|d[ée]sol[ée]e?s?|nous sommes d[ée]sol[ée]s|erreur|"
+    r"ups|lo sentimos|lo siento|vaya|"
+    r"hoppla|huch|entschuldigung|leider|fehler|"
+    r"申し訳(?:ありません|ございません)(?:が)?|すみません|エラー)[^\w\n]{0,4})*"
+)
+_TAIL = r"(?:[^\w\n]*$| ?[.!?,;…。、|·•–—-][^\n]{0,200}$)"
+LINE_TEMPLATE = _LEAD + _PREFIX + "(?:PHRASE)" + _TAIL
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """A named pattern that marks a response as an error page."""
+
+    name: str
+    pattern: str  # a regular expression, matched case-insensitively (see FLAGS)
+    verdict: Verdict = Verdict.DOWN  # down or degraded
+    platform: str = "user"  # who serves such pages: nginx, cloudflare, rails, ...
+    where: tuple[str, ...] = ZONES  # the parts of a response it is matched against
+
+
+@lru_cache(maxsize=4096)
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """Compile a signature pattern with the flags the classifier uses; raises re.error."""
+    return re.compile(pattern, FLAGS)
+
+
+def phrase_pattern(phrases: Iterable[str]) -> str:
+    """The regular expression matching any of `phrases` as a whole line (see LINE_TEMPLATE)."""
+    return LINE_TEMPLATE.replace("PHRASE", "|".join(f"(?:{p})" for p in phrases))
+
+
+def load_signatures(text: str, source: str = "<string>") -> tuple[Signature, ...]:
+    """Parse one signature file; raise ProberError naming `source` on any mistake."""
+    data = _parse(text, source)
+    return tuple(_entry(item, data, source) for item in data.get("signatures", []))
+
+
+def _parse(text: str, source: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ProberError(f"signature file {source}: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("signatures", []), list):
+        raise ProberError(f"signature file {source}: expected a mapping with a list of signatures")
+    return data
+
+
+def _entry(item: Any, data: dict[str, Any], source: str) -> Signature:
+    if not isinstance(item, dict):
+        raise ProberError(f"signature file {source}: {item!r} is not a mapping")
+    name = item.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ProberError(f"signature file {source}: {name!r} is not a signature name")
+    parts: list[str] = []
+    phrases = item.get("phrases")
+    if phrases is not None:
+        phrases = [phrases] if isinstance(phrases, str) else phrases
+        if not isinstance(phrases, list) or not phrases or not all(isinstance(p, str) for p in phrases):
+            raise ProberError(f"signature file {source}: {name}: phrases must be a list of strings")
+        parts.append(phrase_pattern(phrases))
+    pattern = item.get("pattern")
+    if pattern is not None:
+        if not isinstance(pattern, str):
+            raise ProberError(f"signature file {source}: {name}: pattern must be a string")
+        parts.append(pattern)
+    if not parts:
+        raise ProberError(f"signature file {source}: {name}: needs a pattern or phrases")
+    where = item.get("where", "any")
+    where = ZONES if where == "any" else (where,) if isinstance(where, str) else tuple(where)
+    if not where or any(zone not in ZONES for zone in where):
+        raise ProberError(f"signature file {source}: {name}: where must be any or some of {', '.join(ZONES)}")
+    full = parts[0] if len(parts) == 1 else "|".join(f"(?:{p})" for p in parts)
+    try:
+        compile_pattern(full)
+        verdict = Verdict(item.get("verdict", "down"))
+    except (re.error, ValueError) as exc:
+        raise ProberError(f"signature file {source}: {name}: {exc}") from exc
+    if verdict not in (Verdict.DOWN, Verdict.DEGRADED):
+        raise ProberError(f"signature file {source}: {name}: verdict must be down or degraded")
+    platform = item.get("platform", data.get("platform", "unknown"))
+    return Signature(name=name, pattern=full, verdict=verdict, platform=str(platform), where=where)
+
+
+@cache
+def builtin_signatures() -> tuple[Signature, ...]:
+    """Every built-in signature, read once from the YAML files of this package, in priority order."""
+    files: list[tuple[int, str, dict[str, Any]]] = []
+    for entry in resources.files(__package__).iterdir():
+        if entry.name.endswith(".yaml"):
+            data = _parse(entry.read_text(encoding="utf-8"), entry.name)
+            if not isinstance(data.get("order", 50), int):
+                raise ProberError(f"signature file {entry.name}: order must be an integer")
+            files.append((data.get("order", 50), entry.name, data))
+    files.sort(key=lambda f: (f[0], f[1]))
+    return tuple(_entry(item, data, name) for _, name, data in files for item in data["signatures"])

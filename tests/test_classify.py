@@ -1,0 +1,940 @@
+"""The classifier: the corpus of real-looking pages, the decision order, inputs it must survive."""
+
+from __future__ import annotations
+
+import codecs
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from prober.classify import SHORT_TEXT, classify, status_matches
+from prober.model import Classification, Observation, Reason, Verdict
+from prober.signatures import Signature, builtin_signatures
+
+CORPUS = Path(__file__).parent / "corpus"
+MANIFEST: dict[str, dict[str, Any]] = yaml.safe_load((CORPUS / "expected.yaml").read_text(encoding="utf-8"))
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".json": "application/json",
+    ".txt": "text/plain; charset=utf-8",
+    ".xml": "application/xml",
+}
+BUILTIN = builtin_signatures()
+
+
+@dataclass(frozen=True, slots=True)
+class Expect:
+    """A check's expectations, as the configuration provides them (implements `Expectations`)."""
+
+    status: tuple[str, ...] = ("2xx", "3xx")
+    body_contains: tuple[str, ...] = ()
+    body_not_contains: tuple[str, ...] = ()
+    json: tuple[str, ...] = ()
+    max_latency: float | None = None
+    cert_min_days: float | None = None
+
+
+DEFAULT = Expect()
+UP = ("up", None, None)
+
+
+def EP(signature: str, verdict: str = "down") -> tuple[str, str, str]:
+    """An error page: verdict, reason error_page, signature."""
+    return (verdict, "error_page", signature)
+
+
+SWW = EP("something-went-wrong")
+
+
+def obs(
+    body: bytes | str = b"",
+    status: int | None = 200,
+    content_type: str | None = "text/html; charset=utf-8",
+    **kwargs: Any,
+) -> Observation:
+    """An observation of a response; `kwargs` go to Observation."""
+    raw = body.encode("utf-8") if isinstance(body, str) else body
+    headers = dict(kwargs.pop("headers", {}))
+    if content_type is not None:
+        headers.setdefault("content-type", content_type)
+    return Observation(
+        url="https://example.com/", status=status, headers=headers, body=raw, bytes=len(raw), **kwargs
+    )
+
+
+def judge(observation: Observation, expect: Expect = DEFAULT, signatures: Any = BUILTIN) -> tuple[Any, ...]:
+    """verdict, reason, signature as plain strings, for compact tables."""
+    c = classify(observation, expect, signatures)
+    return (str(c.verdict), None if c.reason is None else str(c.reason), c.signature)
+
+
+# --- the corpus -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(MANIFEST), ids=sorted(MANIFEST))
+def test_corpus(name: str) -> None:
+    entry = MANIFEST[name]
+    path = CORPUS / name
+    observation = obs(
+        path.read_bytes(),
+        status=entry.get("status", 200),
+        content_type=entry.get("content_type", CONTENT_TYPES[path.suffix]),
+        latency_ms=120.0,
+    )
+    result = classify(observation, DEFAULT, BUILTIN)
+    assert (str(result.verdict), result.reason and str(result.reason), result.signature) == (
+        entry["verdict"],
+        entry.get("reason"),
+        entry.get("signature"),
+    ), result.error
+
+
+def test_corpus_is_complete() -> None:
+    files = {p.name for p in CORPUS.iterdir() if p.name != "expected.yaml"}
+    assert files == set(MANIFEST)
+    errors = [n for n, e in MANIFEST.items() if e["verdict"] != "up"]
+    healthy = [n for n, e in MANIFEST.items() if e["verdict"] == "up"]
+    assert len(errors) >= 30
+    assert len(healthy) >= 20
+    assert {e.get("signature") for e in MANIFEST.values()} - {None} <= {s.name for s in BUILTIN}
+
+
+def test_x_outage_error_message_names_the_page() -> None:
+    page = (CORPUS / "x-2022-12-28-login.html").read_bytes()
+    result = classify(obs(page), DEFAULT, BUILTIN)
+    assert result.error is not None
+    assert "Something went wrong, but don't fret" in result.error
+    assert "page text" in result.error
+
+
+# --- decision order ---------------------------------------------------------------------------
+
+NGINX_502 = (CORPUS / "nginx-502.html").read_bytes()
+ERROR_200 = (
+    "<html><title>Oops</title><body><h1>Something went wrong</h1><p>Please try again.</p></body></html>"
+)
+HEALTHY = (
+    "<html><head><title>Welcome</title></head><body><h1>Welcome to Acme</h1><p>All good.</p></body></html>"
+)
+
+
+@pytest.mark.parametrize(
+    ("observation", "expect", "expected"),
+    [
+        pytest.param(
+            obs(failure=Reason.DNS, error="name not found", status=None),
+            DEFAULT,
+            ("down", "dns", None),
+            id="dns",
+        ),
+        pytest.param(
+            obs(failure=Reason.CONNECT, error="refused", status=None),
+            DEFAULT,
+            ("down", "connect", None),
+            id="connect",
+        ),
+        pytest.param(
+            obs(failure=Reason.TLS, error="certificate expired", status=None),
+            DEFAULT,
+            ("down", "tls", None),
+            id="tls",
+        ),
+        pytest.param(
+            obs(failure=Reason.TIMEOUT, error="no response in 10s", status=None),
+            DEFAULT,
+            ("down", "timeout", None),
+            id="timeout",
+        ),
+        pytest.param(
+            obs(failure=Reason.REDIRECT, error="loop", status=302),
+            DEFAULT,
+            ("down", "redirect", None),
+            id="redirect",
+        ),
+        pytest.param(
+            obs(failure=Reason.VANTAGE, error="proxy unreachable", status=None),
+            DEFAULT,
+            ("unknown", "vantage", None),
+            id="vantage-unknown",
+        ),
+        pytest.param(
+            obs(failure=Reason.INTERNAL, error="bug", status=None),
+            DEFAULT,
+            ("unknown", "internal", None),
+            id="internal-unknown",
+        ),
+        pytest.param(
+            obs(ERROR_200, failure=Reason.TIMEOUT, status=200),
+            DEFAULT,
+            ("down", "timeout", None),
+            id="failure-beats-body",  # a transport failure wins over any body
+        ),
+        pytest.param(
+            obs(HEALTHY, status=None), DEFAULT, ("unknown", "internal", None), id="no-status-no-failure"
+        ),
+        pytest.param(
+            obs("slow down", status=429), DEFAULT, ("degraded", "rate_limited", None), id="429-rate-limited"
+        ),
+        pytest.param(obs("slow down", status=429), Expect(status=("2xx", "429")), UP, id="429-expected"),
+        pytest.param(obs("slow down", status=429), Expect(status=("2xx", "4xx")), UP, id="429-in-4xx"),
+        pytest.param(
+            obs(NGINX_502, status=502), DEFAULT, ("down", "http_status", "nginx-5xx"), id="502-with-signature"
+        ),
+        pytest.param(
+            obs(HEALTHY, status=500), DEFAULT, ("down", "http_status", None), id="500-without-signature"
+        ),
+        pytest.param(obs(HEALTHY, status=301), DEFAULT, UP, id="301-default-ok"),
+        pytest.param(obs(HEALTHY, status=404), Expect(status=("404",)), UP, id="404-expected"),
+        pytest.param(
+            obs(HEALTHY, status=200),
+            Expect(status=("404",)),
+            ("down", "http_status", None),
+            id="200-not-expected",
+        ),
+        pytest.param(obs(ERROR_200), DEFAULT, SWW, id="200-error-page"),
+        pytest.param(
+            obs(ERROR_200, latency_ms=9000, cert_days=1),
+            Expect(body_contains=("Welcome",), max_latency=1, cert_min_days=14),
+            SWW,
+            id="error-page-beats-rest",  # over content, latency and certificate
+        ),
+        pytest.param(obs(HEALTHY), Expect(body_contains=("Welcome", "Acme")), UP, id="body-contains-ok"),
+        pytest.param(
+            obs(HEALTHY),
+            Expect(body_contains=("Welcome", "Dashboard")),
+            ("down", "content", None),
+            id="body-contains-missing",
+        ),
+        pytest.param(
+            obs(HEALTHY),
+            Expect(body_not_contains=("All good",)),
+            ("down", "content", None),
+            id="body-not-contains-present",
+        ),
+        pytest.param(obs(HEALTHY), Expect(body_not_contains=("Exception",)), UP, id="body-not-contains-ok"),
+        pytest.param(
+            obs(HEALTHY, latency_ms=5000),
+            Expect(body_contains=("nope",), max_latency=1),
+            ("down", "content", None),
+            id="content-before-slow",  # content is checked before latency
+        ),
+        pytest.param(
+            obs(HEALTHY, latency_ms=2500), Expect(max_latency=2), ("degraded", "slow", None), id="slow"
+        ),
+        pytest.param(obs(HEALTHY, latency_ms=2000), Expect(max_latency=2), UP, id="latency-at-limit"),
+        pytest.param(obs(HEALTHY, latency_ms=None), Expect(max_latency=2), UP, id="latency-unknown"),
+        pytest.param(
+            obs(HEALTHY, latency_ms=2500, cert_days=3),
+            Expect(max_latency=2, cert_min_days=14),
+            ("degraded", "slow", None),
+            id="slow-before-cert",  # latency before the certificate
+        ),
+        pytest.param(
+            obs(HEALTHY, cert_days=3.5),
+            Expect(cert_min_days=14),
+            ("degraded", "cert_expiring", None),
+            id="cert-expiring",
+        ),
+        pytest.param(obs(HEALTHY, cert_days=30), Expect(cert_min_days=14), UP, id="cert-ok"),
+        pytest.param(obs(HEALTHY, cert_days=None), Expect(cert_min_days=14), UP, id="cert-unknown"),
+        pytest.param(obs(HEALTHY), DEFAULT, UP, id="up"),
+    ],
+)
+def test_decision_order(observation: Observation, expect: Expect, expected: tuple[Any, ...]) -> None:
+    assert judge(observation, expect) == expected
+
+
+@pytest.mark.parametrize(
+    ("observation", "expect", "error"),
+    [
+        pytest.param(
+            obs(failure=Reason.DNS, error="example.com: name not found", status=None),
+            DEFAULT,
+            "example.com: name not found",
+            id="failure-error",
+        ),
+        pytest.param(
+            obs(failure=Reason.CONNECT, status=None), DEFAULT, "connect failure", id="failure-without-error"
+        ),
+        pytest.param(
+            obs("x", status=429, headers={"retry-after": "30"}),
+            DEFAULT,
+            "status 429, retry after 30",
+            id="429",
+        ),
+        pytest.param(obs(HEALTHY, status=502), DEFAULT, "status 502, expected 2xx or 3xx", id="status"),
+        pytest.param(
+            obs(HEALTHY, status=503),
+            Expect(status=("200", "201", "3xx")),
+            "status 503, expected 200, 201 or 3xx",
+            id="status-list",
+        ),
+        pytest.param(
+            obs(HEALTHY),
+            Expect(body_contains=("Dashboard",)),
+            'body does not contain "Dashboard"',
+            id="contains",
+        ),
+        pytest.param(
+            obs(HEALTHY),
+            Expect(body_not_contains=("All good",)),
+            'body contains "All good"',
+            id="not-contains",
+        ),
+        pytest.param(
+            obs(HEALTHY, truncated=True),
+            Expect(body_contains=("x-end",)),
+            f"(body truncated at {len(HEALTHY)} bytes)",
+            id="truncated",
+        ),
+        pytest.param(obs(HEALTHY, latency_ms=2500), Expect(max_latency=2), "latency 2.5s over 2s", id="slow"),
+        pytest.param(
+            obs(HEALTHY, cert_days=3.5),
+            Expect(cert_min_days=14),
+            "certificate expires in 3.5 days, under 14",
+            id="cert",
+        ),
+    ],
+)
+def test_error_messages(observation: Observation, expect: Expect, error: str) -> None:
+    result = classify(observation, expect, BUILTIN)
+    assert result.error is not None
+    assert error in result.error
+
+
+def test_up_has_no_reason_signature_or_error() -> None:
+    assert classify(obs(HEALTHY), DEFAULT, BUILTIN) == Classification(Verdict.UP)
+
+
+@pytest.mark.parametrize(
+    ("code", "patterns", "expected"),
+    [
+        pytest.param(200, ("2xx", "3xx"), True, id="2xx"),
+        pytest.param(204, ("2XX",), True, id="class-upper"),
+        pytest.param(302, ("2xx", "3xx"), True, id="3xx"),
+        pytest.param(404, ("2xx", "3xx"), False, id="404-not-default"),
+        pytest.param(404, ("404",), True, id="code"),
+        pytest.param(404, (" 404 ",), True, id="spaces"),
+        pytest.param(405, ("404",), False, id="other-code"),
+        pytest.param(500, ("5xx",), True, id="5xx"),
+        pytest.param(500, (), False, id="none"),
+        pytest.param(200, ("xxx", "2x", "abc", ""), False, id="garbage"),
+        pytest.param(1000, ("1xx",), False, id="four-digits"),
+        pytest.param(99, ("99",), True, id="two-digits"),
+    ],
+)
+def test_status_matches(code: int, patterns: tuple[str, ...], expected: bool) -> None:
+    assert status_matches(code, patterns) is expected
+
+
+# --- JSON -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(
+            {"errors": [{"code": 130, "message": "Over capacity"}]}, EP("over-capacity"), id="twitter-130"
+        ),
+        pytest.param(
+            {"errors": [{"code": 34, "message": "Sorry, that page does not exist."}]},
+            EP("json-errors"),
+            id="twitter-34",
+        ),
+        pytest.param({"errors": ["boom"]}, EP("json-errors"), id="errors-strings"),
+        pytest.param(
+            {"data": None, "errors": [{"message": "boom"}]}, EP("graphql-errors"), id="graphql-null"
+        ),
+        pytest.param(
+            {"data": {"a": 1}, "errors": [{"message": "partial"}]},
+            EP("graphql-partial", "degraded"),
+            id="graphql-partial",
+        ),
+        pytest.param({"data": {"a": 1}, "errors": []}, UP, id="graphql-empty"),
+        pytest.param({"data": {"text": "Something went wrong, but don't fret"}}, UP, id="tweet-text"),
+        pytest.param({"error": "unavailable"}, EP("json-error"), id="error-string"),
+        pytest.param(
+            {"error": {"message": "Backend Error", "code": 503}}, EP("json-error"), id="error-object"
+        ),
+        pytest.param({"error": True, "message": "nope"}, EP("json-error"), id="error-true"),
+        pytest.param({"error": None, "result": [1, 2]}, UP, id="error-null"),
+        pytest.param({"error": False}, UP, id="error-false"),
+        pytest.param({"error": ""}, UP, id="error-empty"),
+        pytest.param(
+            {"errorMessage": "Task timed out after 3.00 seconds", "errorType": "Runtime"},
+            EP("json-error"),
+            id="lambda",
+        ),
+        pytest.param(
+            {"fault": {"faultstring": "Rate limit quota violation"}}, EP("json-error"), id="apigee-fault"
+        ),
+        pytest.param({"status": "error", "message": "db down"}, EP("json-status-error"), id="status-error"),
+        pytest.param({"status": "fail"}, EP("json-status-error"), id="status-fail"),
+        pytest.param({"status": "ok"}, UP, id="status-ok"),
+        pytest.param({"success": False}, EP("json-status-error"), id="success-false"),
+        pytest.param({"success": True, "items": []}, UP, id="success-true"),
+        pytest.param({"message": "Internal server error"}, EP("aws-api-gateway"), id="api-gateway"),
+        pytest.param({"message": "Something went wrong"}, SWW, id="message-phrase"),
+        pytest.param({"message": "Something went wrong with my order"}, UP, id="message-sentence"),
+        pytest.param({"message": "Hello"}, UP, id="message-hello"),
+        pytest.param({"status": "maintenance"}, EP("json-maintenance"), id="status-maintenance"),
+        pytest.param(
+            {"type": "about:blank", "title": "Bad Gateway", "status": 502}, EP("json-problem"), id="problem"
+        ),
+        pytest.param([{"id": 1, "error": None}, {"id": 2, "error": None}], UP, id="list-ok"),
+        pytest.param(
+            [{"errors": [{"message": "batched query failed"}], "data": None}],
+            EP("graphql-errors"),
+            id="graphql-batch",
+        ),
+        pytest.param({"user": {"error": "nested, not an error field"}}, UP, id="nested-error"),
+        pytest.param("a JSON string", UP, id="string"),
+        pytest.param(42, UP, id="number"),
+    ],
+)
+def test_json_bodies(body: Any, expected: tuple[Any, ...]) -> None:
+    assert judge(obs(json.dumps(body), content_type="application/json")) == expected
+
+
+def test_json_detected_without_content_type() -> None:
+    body = '  {"errors":[{"message":"Over capacity","code":130}]}'
+    assert judge(obs(body, content_type=None)) == EP("over-capacity")
+    assert judge(obs(body, content_type="text/plain")) == EP("over-capacity")
+
+
+def test_large_json_with_error_field_after_data() -> None:
+    data = [{"id": i, "text": "hello world " * 5, "status": "active"} for i in range(2000)]
+    body = json.dumps({"data": data, "errors": [{"message": "timeout fetching 3 items"}]})
+    assert len(body) > 100_000
+    assert judge(obs(body, content_type="application/json")) == EP("graphql-partial", "degraded")
+    assert judge(obs(json.dumps({"data": data}), content_type="application/json")) == UP
+
+
+@pytest.mark.parametrize(
+    ("body", "exprs", "expected", "error"),
+    [
+        pytest.param(
+            {"status": "ok", "db": {"up": True}}, ("status == 'ok'", "db.up"), UP, None, id="truthy"
+        ),
+        pytest.param(
+            {"status": "degraded"},
+            ("status == 'ok'",),
+            ("down", "content", None),
+            "json status == 'ok' is not true (got false)",
+            id="false",
+        ),
+        pytest.param(
+            {"items": []},
+            ("items",),
+            ("down", "content", None),
+            "json items is not true (got [])",
+            id="empty-list",
+        ),
+        pytest.param({"count": 0}, ("count",), UP, None, id="zero-is-true"),  # JMESPath: 0 is true
+        pytest.param({"user": None}, ("user.name",), ("down", "content", None), "got null", id="null"),
+        pytest.param(
+            {"n": "x"}, ("length(n) > `3`",), ("down", "content", None), "is not true", id="comparison"
+        ),
+        pytest.param(
+            {"n": 5}, ("length(n)",), ("down", "content", None), "json length(n): ", id="type-error"
+        ),
+    ],
+)
+def test_json_expectations(
+    body: Any, exprs: tuple[str, ...], expected: tuple[Any, ...], error: str | None
+) -> None:
+    result = classify(obs(json.dumps(body), content_type="application/json"), Expect(json=exprs), BUILTIN)
+    assert (str(result.verdict), result.reason and str(result.reason), result.signature) == expected
+    if error is not None:
+        assert result.error is not None
+        assert error in result.error
+
+
+@pytest.mark.parametrize(
+    ("body", "truncated", "error"),
+    [
+        pytest.param("<html>not json</html>", False, "body is not valid JSON", id="html"),
+        pytest.param(
+            '{"status": "ok", "items": [1, 2',
+            True,
+            "body is not valid JSON (body truncated at",
+            id="truncated",
+        ),
+        pytest.param("", False, "body is not valid JSON", id="empty"),
+    ],
+)
+def test_json_expectations_on_non_json(body: str, truncated: bool, error: str) -> None:
+    result = classify(
+        obs(body, content_type="application/json", truncated=truncated), Expect(json=("status",)), ()
+    )
+    assert (result.verdict, result.reason) == (Verdict.DOWN, Reason.CONTENT)
+    assert result.error is not None
+    assert error in result.error
+
+
+def test_invalid_jmespath_is_the_probers_fault() -> None:
+    result = classify(obs("{}", content_type="application/json"), Expect(json=("a[?",)), ())
+    assert (result.verdict, result.reason) == (Verdict.UNKNOWN, Reason.INTERNAL)
+
+
+# --- where the words sit ----------------------------------------------------------------------
+
+FILLER = (
+    "<p>" + "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor. " * 40 + "</p>"
+)
+
+
+def page(body: str, title: str = "Acme") -> str:
+    return f"<!doctype html><html><head><title>{title}</title></head><body>{body}</body></html>"
+
+
+@pytest.mark.parametrize(
+    ("html", "expected"),
+    [
+        pytest.param(page("<h1>Something went wrong</h1>"), SWW, id="h1"),
+        pytest.param(page("<p>Something went wrong. Please try again later.</p>"), SWW, id="paragraph"),
+        pytest.param(page("<p>Oops! Something went wrong.</p>"), SWW, id="oops"),
+        pytest.param(page("<p>Sorry, something went wrong.</p>"), SWW, id="sorry"),
+        pytest.param(page("<p>Something<br>went wrong</p>"), UP, id="split-by-br"),
+        pytest.param(page("<p>Some<b>thing</b> went <i>wrong</i>.</p>"), SWW, id="inline-tags"),
+        pytest.param(page("<p>Something&nbsp;went&#32;wrong&period;</p>"), SWW, id="entities"),
+        pytest.param(page("<p>Users saw “Something went wrong” for hours.</p>"), UP, id="quoted-curly"),
+        pytest.param(page("<p>“Something went wrong,” the message said.</p>"), UP, id="quoted-start"),
+        pytest.param(
+            page("<p>Something went wrong at the launch, and we learned a lot.</p>"), UP, id="sentence"
+        ),
+        pytest.param(
+            page("<blockquote>Something went wrong</blockquote><p>said the app.</p>"), UP, id="blockquote"
+        ),
+        pytest.param(page("<p><code>Something went wrong</code> is our error string.</p>"), UP, id="code"),
+        pytest.param(page('<p><a href="/x">Something went wrong</a></p>'), UP, id="link"),
+        pytest.param(
+            page("<div hidden><p>Something went wrong</p></div><p>Welcome</p>"), UP, id="hidden-attr"
+        ),
+        pytest.param(page('<div style="display:none">Something went wrong</div>'), UP, id="display-none"),
+        pytest.param(
+            page('<p title="the hidden gems">Something went wrong</p>'), SWW, id="hidden-in-a-value"
+        ),
+        pytest.param(page("<p class='hidden-xs'>Something went wrong</p>"), SWW, id="hidden-xs-class"),
+        pytest.param(page('<div class="alert d-none">Something went wrong</div>'), UP, id="d-none"),
+        pytest.param(page('<div aria-hidden="true">Something went wrong</div>'), UP, id="aria-hidden"),
+        pytest.param(
+            page("<style>.zz9{display:none}</style><div class='a zz9'>Something went wrong</div>"),
+            UP,
+            id="style-class-hidden",
+        ),
+        pytest.param(
+            page("<style>.zz9{display:none}</style><div class='a zz8'>Something went wrong</div>"),
+            SWW,
+            id="style-class-other",
+        ),
+        pytest.param(
+            page("<div hidden><div><div></div></div></div><p>Something went wrong</p>"),
+            SWW,
+            id="hidden-nested-closed",
+        ),
+        pytest.param(
+            page("<script>document.write('<h1>Something went wrong</h1>')</script>"), UP, id="script"
+        ),
+        pytest.param(page("<!-- <h1>Something went wrong</h1> -->"), UP, id="comment"),
+        pytest.param(page("<noscript><h1>Something went wrong</h1></noscript>"), UP, id="noscript"),
+        pytest.param(page("<template><h1>Something went wrong</h1></template>"), UP, id="template"),
+        pytest.param(page("<svg><title>Something went wrong</title></svg><p>Hi</p>"), UP, id="svg-title"),
+        pytest.param(page("<textarea>Something went wrong</textarea>"), UP, id="textarea"),
+        pytest.param(page("<h1>Welcome</h1>", title="Something went wrong | Acme"), SWW, id="title"),
+        pytest.param(
+            page("<h1>Welcome</h1>", title="Something went wrong at Acme: a post-mortem"),
+            UP,
+            id="title-headline",
+        ),
+        # long pages: the title and main headings count, the text does not
+        pytest.param(page("<h1>Something went wrong</h1>" + FILLER), SWW, id="long-h1"),
+        pytest.param(
+            page("<h1>Post-mortem</h1><p>Something went wrong.</p>" + FILLER), UP, id="long-paragraph"
+        ),
+        pytest.param(
+            page("<h1>Post-mortem</h1><h2>Something went wrong</h2>" + FILLER), UP, id="long-second-heading"
+        ),
+        pytest.param(page("<h2>Something went wrong</h2>" + FILLER), SWW, id="long-first-heading"),
+        pytest.param(page(FILLER + "<h1>Something went wrong</h1>"), SWW, id="long-late-h1"),
+        pytest.param(page(FILLER + "<h1 hidden>Something went wrong</h1>"), UP, id="long-late-hidden-h1"),
+        pytest.param(
+            page(FILLER + "<script>var t='<h1>Something went wrong</h1>'</script>"), UP, id="long-late-script"
+        ),
+        pytest.param(page(FILLER + "<p>Something went wrong.</p>"), UP, id="long-late-paragraph"),
+    ],
+)
+def test_where_the_words_sit(html: str, expected: tuple[Any, ...]) -> None:
+    assert judge(obs(html)) == expected
+
+
+def test_short_page_threshold() -> None:
+    words = "word " * (SHORT_TEXT // 4)
+    assert judge(obs(page(f"<p>Something went wrong.</p><p>{words[: SHORT_TEXT // 2]}</p>"))) == (
+        "down",
+        "error_page",
+        "something-went-wrong",
+    )
+    assert judge(obs(page(f"<p>Something went wrong.</p><p>{words * 3}</p>"))) == UP
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "expected"),
+    [
+        pytest.param("no healthy upstream", "text/plain", EP("envoy-upstream"), id="envoy"),
+        pytest.param("no healthy upstream\n", None, EP("envoy-upstream"), id="envoy-no-content-type"),
+        pytest.param("upstream request timeout", "text/plain", EP("envoy-upstream"), id="envoy-timeout"),
+        pytest.param("Internal Server Error", "text/plain", EP("http-5xx-page"), id="500-plain"),
+        pytest.param("Bad Gateway", "text/plain", EP("http-5xx-page"), id="502-plain"),
+        pytest.param("ok", "text/plain", UP, id="ok"),
+        pytest.param("log line: no healthy upstream for cluster x\n" * 500, "text/plain", UP, id="long-log"),
+        pytest.param("Something went wrong\n" + "x" * 10_000, "text/plain", UP, id="long-text"),
+    ],
+)
+def test_plain_text(body: str, content_type: str | None, expected: tuple[Any, ...]) -> None:
+    assert judge(obs(body, content_type=content_type)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "signature"),
+    [
+        ("Something went wrong", "something-went-wrong"),
+        ("Une erreur s'est produite", "something-went-wrong"),
+        ("Un problème est survenu", "something-went-wrong"),
+        ("Oups ! Une erreur est survenue.", "something-went-wrong"),
+        ("Algo salió mal", "something-went-wrong"),
+        ("Se produjo un error", "something-went-wrong"),
+        ("Lo sentimos, ha ocurrido un error.", "something-went-wrong"),
+        ("Etwas ist schiefgelaufen", "something-went-wrong"),
+        ("Ein Fehler ist aufgetreten", "something-went-wrong"),
+        ("Es ist ein Fehler aufgetreten. Bitte versuchen Sie es erneut.", "something-went-wrong"),
+        ("問題が発生しました", "something-went-wrong"),
+        ("エラーが発生しました", "something-went-wrong"),
+        ("申し訳ございません。エラーが発生しました。", "something-went-wrong"),
+        ("Sorry, something went wrong", "something-went-wrong"),
+        ("An error occurred while processing your request.", "something-went-wrong"),
+        ("Over capacity", "over-capacity"),
+        ("We'll be back soon!", "maintenance"),
+        ("We’ll be back soon", "maintenance"),
+        ("Site under maintenance", "maintenance"),
+        ("Site en maintenance", "maintenance"),
+        ("Le site est actuellement en maintenance.", "maintenance"),
+        ("Sitio en mantenimiento", "maintenance"),
+        ("Volveremos pronto", "maintenance"),
+        ("Wartungsarbeiten", "maintenance"),
+        ("Wir sind bald zurück!", "maintenance"),
+        ("メンテナンス中", "maintenance"),
+        ("ただいまメンテナンス中です。", "maintenance"),
+        ("502 Bad Gateway", "http-5xx-page"),
+        ("Error 503", "http-5xx-page"),
+        ("Erreur interne du serveur", "http-5xx-page"),
+        ("Interner Serverfehler", "http-5xx-page"),
+        ("内部サーバーエラー", "http-5xx-page"),
+        ("ただいまアクセスが集中しております。", "overloaded"),
+        ("Our servers are overloaded", "overloaded"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and v.isascii() else None,
+)
+def test_languages(text: str, signature: str) -> None:
+    assert judge(obs(page(f"<h1>{text}</h1>"))) == ("down", "error_page", signature)
+    assert judge(obs(page(f"<p>{text}</p>"))) == ("down", "error_page", signature)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "How to fix a 502 Bad Gateway error",
+        "Scheduled maintenance on Sunday 02:00-04:00 UTC",
+        "Maintenance tips for your bike",
+        "Une erreur s'est produite lors du paiement ?",
+        "Algo salió mal en nuestro lanzamiento",
+        "Wartungsarbeiten & Inspektion",
+        "Twitterで「問題が発生しました」と表示される不具合",
+        "メンテナンスのお知らせ",
+        "Internal Server Error after upgrading to 4.2",
+        "Why you see 'Something went wrong' on Twitter",
+    ],
+)
+def test_headlines_that_quote_are_not_error_pages(text: str) -> None:
+    assert judge(obs(page(f"<h1>{text}</h1><p>{text}</p>", title=text))) == UP
+
+
+# --- charsets ---------------------------------------------------------------------------------
+
+MSG_JA = "<html><head>{meta}<title>エラー</title></head><body><h1>エラーが発生しました</h1></body></html>"
+MSG_FR = "<html><head>{meta}<title>Erreur</title></head><body><h1>Un problème est survenu</h1></body></html>"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        pytest.param(
+            MSG_JA.format(meta="").encode("shift_jis"), "text/html; charset=Shift_JIS", id="shift-jis"
+        ),
+        pytest.param(MSG_JA.format(meta="").encode("cp932"), "text/html; charset=sjis", id="sjis-alias"),
+        pytest.param(
+            MSG_JA.format(meta="").encode("euc_jp"), 'text/html; charset="EUC-JP"', id="euc-jp-quoted"
+        ),
+        pytest.param(
+            MSG_JA.format(meta='<meta charset="euc-jp">').encode("euc_jp"), "text/html", id="meta-charset"
+        ),
+        pytest.param(
+            MSG_JA.format(
+                meta='<meta http-equiv="Content-Type" content="text/html; charset=Shift_JIS">'
+            ).encode("cp932"),
+            "text/html",
+            id="meta-http-equiv",
+        ),
+        pytest.param(
+            MSG_JA.format(meta="").encode("utf-16"), "text/html", id="utf16-bom"
+        ),  # the BOM says UTF-16
+        pytest.param(
+            codecs.BOM_UTF8 + MSG_JA.format(meta="").encode("utf-8"),
+            "text/html; charset=iso-8859-1",
+            id="utf8-bom-beats-header",
+        ),
+        pytest.param(
+            MSG_JA.format(meta="").encode("utf-8"), "text/html; charset=no-such-charset", id="unknown-charset"
+        ),
+        pytest.param(
+            MSG_JA.format(meta="").encode("utf-8"), "text/html; charset=hex", id="bytes-codec"
+        ),  # not a charset
+        pytest.param(MSG_FR.format(meta="").encode("latin-1"), "text/html; charset=ISO-8859-1", id="latin1"),
+        pytest.param(MSG_FR.format(meta="").encode("cp1252"), "text/html; charset=windows-1252", id="cp1252"),
+        pytest.param(
+            MSG_FR.format(meta='<meta charset="iso-8859-1">').encode("latin-1"), "text/html", id="latin1-meta"
+        ),
+        pytest.param(MSG_FR.format(meta="").encode("utf-8"), "text/html", id="utf8"),
+    ],
+)
+def test_charsets(body: bytes, content_type: str) -> None:
+    assert judge(obs(body, content_type=content_type))[0:2] == ("down", "error_page")
+
+
+def test_invalid_utf8_is_replaced_not_fatal() -> None:
+    body = b"<html><title>Oops</title><body><h1>Something went wrong \xff\xfe</h1></body></html>"
+    assert judge(obs(body)) == SWW
+    assert judge(obs(body), Expect(body_contains=("\ufffd",))) == (
+        "down",
+        "error_page",
+        "something-went-wrong",
+    )
+
+
+# --- user signatures --------------------------------------------------------------------------
+
+X_PAGE = (CORPUS / "x-2022-12-28-login.html").read_bytes()
+NEWS = (CORPUS / "news-article-quoting-x-outage.html").read_bytes()
+FRET = Signature(name="x-fret", pattern="Something went wrong, but don.t fret", verdict=Verdict.DOWN)
+
+
+@pytest.mark.parametrize(
+    ("body", "signatures", "expected"),
+    [
+        pytest.param(X_PAGE, (FRET,), EP("x-fret"), id="x-fret-alone"),
+        pytest.param(
+            X_PAGE, (*BUILTIN, FRET), EP("x-fret"), id="x-fret-with-builtins"
+        ),  # user beats built-in
+        pytest.param(NEWS, (FRET,), UP, id="news-alone"),
+        pytest.param(NEWS, (*BUILTIN, FRET), UP, id="news-with-builtins"),
+        pytest.param(X_PAGE, (), UP, id="no-signatures"),
+        pytest.param(X_PAGE, [FRET], EP("x-fret"), id="list"),  # any sequence, not only a tuple
+        pytest.param(
+            HEALTHY,
+            (Signature("acme-welcome", "welcome to acme", Verdict.DEGRADED),),
+            EP("acme-welcome", "degraded"),
+            id="degraded-user",
+        ),
+        pytest.param(
+            page("<p>Read-only mode: posting is disabled</p><p>Something went wrong</p>"),
+            (Signature("ro", "^read-only mode", Verdict.DEGRADED), *BUILTIN),
+            SWW,
+            id="down-beats-degraded",  # a down signature beats a degraded one
+        ),
+        pytest.param(
+            HEALTHY,
+            (Signature("bad", "([unclosed", Verdict.DOWN), Signature("ok", "all good")),
+            ("unknown", "internal", None),
+            id="invalid-pattern-is-the-probers-fault",
+        ),
+        pytest.param(
+            page("<p>abcabc</p>"),
+            (Signature("backref", r"(abc)\1"), Signature("other", "zzz")),
+            EP("backref"),
+            id="backreference",
+        ),
+        pytest.param(
+            page("<p>foo\nbar</p>"),
+            (Signature("inline-flags", r"(?s)foo.bar"),),
+            EP("inline-flags"),
+            id="inline-flags",
+        ),
+        pytest.param(
+            page("<p>Maintenance</p>"),
+            (Signature("json-only", "maintenance", where=("json",)),),
+            UP,
+            id="where-json-not-html",
+        ),
+        pytest.param(
+            '{"error":"maintenance"}',
+            (Signature("json-only", "maintenance", where=("json",)),),
+            EP("json-only"),
+            id="where-json",
+        ),
+        pytest.param(
+            page("<p>x</p>", title="Acme — Down"),
+            (Signature("title-only", "down$", where=("title",)),),
+            EP("title-only"),
+            id="where-title",
+        ),
+    ],
+)
+def test_user_signatures(body: bytes | str, signatures: Any, expected: tuple[Any, ...]) -> None:
+    content_type = "application/json" if isinstance(body, str) and body.startswith("{") else "text/html"
+    assert judge(obs(body, content_type=content_type), DEFAULT, signatures) == expected
+
+
+def test_invalid_pattern_is_reported_after_transport_failures() -> None:
+    broken = (Signature("bad", "(unclosed"),)
+    result = classify(obs(HEALTHY), DEFAULT, broken)
+    assert (result.verdict, result.reason) == (Verdict.UNKNOWN, Reason.INTERNAL)
+    assert result.error is not None
+    assert "signature bad: invalid pattern" in result.error
+    assert judge(obs(failure=Reason.DNS, status=None), DEFAULT, broken) == ("down", "dns", None)
+
+
+def test_signature_set_change_is_seen() -> None:
+    first = (Signature("a", "^alpha$"),)
+    second = (Signature("b", "^alpha$"),)
+    assert judge(obs(page("<p>alpha</p>")), DEFAULT, first)[2] == "a"
+    assert judge(obs(page("<p>alpha</p>")), DEFAULT, second)[2] == "b"
+
+
+# --- inputs it must survive -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        pytest.param(bytes(range(256)) * 64, "text/html", id="bytes-html"),
+        pytest.param(bytes(range(256)) * 64, "application/json", id="bytes-json"),
+        pytest.param(b"\x00" * 100_000, "text/plain", id="nul"),
+        pytest.param(b"[" * 200_000, "application/json", id="deep-list"),
+        pytest.param(b'{"a":' * 100_000, "application/json", id="deep-object"),
+        pytest.param(b'{"n": 1' + b"0" * 10_000 + b"}", "application/json", id="huge-number"),
+        pytest.param(b"<" * 300_000, "text/html", id="lt"),
+        pytest.param(b"<a" * 150_000, "text/html", id="unclosed-tags"),
+        pytest.param(b"<a'" * 100_000, "text/html", id="unclosed-quotes"),
+        pytest.param(b"<script>" * 50_000, "text/html", id="unclosed-scripts"),
+        pytest.param(b"<!--" * 60_000, "text/html", id="unclosed-comments"),
+        pytest.param(b"<title>" + b"x" * 300_000, "text/html", id="unclosed-title"),
+        pytest.param(b"<h1>" * 60_000, "text/html", id="unclosed-h1"),
+        pytest.param(b"<div hidden>" * 30_000 + b"Something went wrong", "text/html", id="nested-hidden"),
+        pytest.param(b"<p>" + b"Something went wrong " * 20_000, "text/html", id="long-error-text"),
+        pytest.param(b"<h1>" + b"Something went wrong " * 20_000, "text/html", id="long-heading"),
+        pytest.param(b"<title>" + b"x" * 200_000 + b"</title>", "text/html", id="long-title"),
+        pytest.param(b"<![CDATA[<![foo[<!bar" * 1_000, "text/html", id="marked-sections"),
+        pytest.param(b"<?xml?><a><b><c>" * 20_000, "application/xml", id="xml"),
+        pytest.param(b"\xef\xbb\xbf\xff\xfe\x00\x00", "text/html; charset=utf-16", id="bad-utf16"),
+        pytest.param(b"\xfe\xff\x00", "text/html", id="odd-bom"),
+        pytest.param(b"", "text/html; charset=; charset=\x00", id="bad-content-type"),
+        pytest.param(b"<html>" + "İ".encode() * 50_000, "text/html", id="expanding-lower"),
+        pytest.param(("a" * 5_000 + "\n").encode() * 1_000, "text/plain", id="huge-plain"),
+    ],
+)
+def test_garbage_never_raises_and_stays_fast(body: bytes, content_type: str) -> None:
+    expect = Expect(body_contains=("x",), json=("a.b",))
+    started = time.perf_counter()
+    for signatures in (BUILTIN, ()):
+        result = classify(obs(body, content_type=content_type), expect, signatures)
+        assert isinstance(result, Classification)
+        assert not (result.error or "").startswith("classifier:")
+    assert time.perf_counter() - started < 2.0
+
+
+def test_large_healthy_page_is_cheap() -> None:
+    body = (CORPUS / "large-product-listing.html").read_bytes()
+    observation = obs(body)
+    classify(observation, DEFAULT, BUILTIN)  # compile once
+    started = time.perf_counter()
+    for _ in range(20):
+        assert classify(observation, DEFAULT, BUILTIN).verdict == Verdict.UP
+    assert (time.perf_counter() - started) / 20 < 0.02  # typically about 1 ms
+
+
+_HTMLISH = st.lists(
+    st.sampled_from(
+        [
+            *"<>/!-='\" \n&#;abcdehilmnoprstuvwxy123",
+            "script",
+            "h1",
+            "title",
+            "style",
+            "hidden",
+            "{",
+            "}",
+            "[",
+            "]",
+            "errors",
+            ":",
+            "display:none",
+            "Something went wrong",
+            "エラーが発生しました",
+        ]
+    ),
+    max_size=200,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=st.one_of(st.binary(max_size=2000), _HTMLISH.map(str.encode)),
+    status=st.one_of(st.none(), st.integers(min_value=-1000, max_value=100_000)),
+    headers=st.dictionaries(
+        st.sampled_from(["content-type", "retry-after", "x-other"]),
+        st.one_of(
+            st.text(max_size=60),
+            st.sampled_from(
+                ["text/html; charset=shift_jis", "application/json", "text/plain; charset=utf-16"]
+            ),
+        ),
+    ),
+    failure=st.one_of(st.none(), st.sampled_from(list(Reason))),
+    latency=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
+    cert_days=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
+    truncated=st.booleans(),
+)
+def test_classify_is_total(
+    body: bytes,
+    status: int | None,
+    headers: dict[str, str],
+    failure: Reason | None,
+    latency: float | None,
+    cert_days: float | None,
+    truncated: bool,
+) -> None:
+    observation = Observation(
+        url="https://example.com/",
+        status=status,
+        headers=headers,
+        body=body,
+        truncated=truncated,
+        latency_ms=latency,
+        cert_days=cert_days,
+        failure=failure,
+    )
+    expect = Expect(
+        status=("2xx", "404"), body_contains=("a",), json=("a",), max_latency=1.0, cert_min_days=7.0
+    )
+    for signatures in (BUILTIN, (FRET,)):
+        result = classify(observation, expect, signatures)
+        assert result.verdict in Verdict
+        assert not (result.error or "").startswith("classifier:")
+        assert (result.reason is None) == (result.verdict == Verdict.UP)

@@ -1,0 +1,261 @@
+"""One test per verdict and reason of DESIGN.md, each against a local server that really misbehaves."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ssl
+import textwrap
+from pathlib import Path
+
+import pytest
+import trustme
+from aiohttp import web
+from conftest import DnsServer, Target, start_app, target_app
+
+from prober.config import Config, parse_config
+from prober.model import ProbeResult, Reason, Surface, Verdict
+from prober.probe import USER_AGENTS, probe_check, probe_everywhere
+from prober.signatures import Signature
+from prober.vantage import VantagePool
+
+
+def config_for(check: str, extra: str = "", env: dict[str, str] | None = None) -> Config:
+    """A configuration with one check (indented YAML mapping lines) and optional top-level YAML."""
+    text = (
+        textwrap.dedent(extra)
+        + "checks:\n  - "
+        + textwrap.indent(textwrap.dedent(check).strip(), "    ")[4:]
+        + "\n"
+    )
+    return parse_config(text, env=env or {})
+
+
+async def probe(config: Config, name: str | None = None) -> ProbeResult:
+    """Probe a check of `config` once from its first vantage."""
+    check = config.checks[0] if name is None else config.check(name)
+    pool = VantagePool()
+    await pool.sync(config.vantages)
+    try:
+        results = await probe_everywhere(pool, check, config.signatures_for(check), config.redact)
+    finally:
+        await pool.close()
+    return results[0]
+
+
+def expect(result: ProbeResult, verdict: Verdict, reason: Reason | None) -> None:
+    assert (result.verdict, result.reason) == (verdict, reason), result
+
+
+async def test_up(target: Target) -> None:
+    result = await probe(config_for(f"name: home\nurl: {target.url}/ok"))
+    expect(result, Verdict.UP, None)
+    assert result.status == 200
+    assert result.bytes > 50
+    assert result.phases.connect_ms is not None and result.phases.ttfb_ms is not None
+    assert result.latency_ms is not None and result.latency_ms >= result.phases.ttfb_ms
+    assert result.phases.tls_ms is None  # plain HTTP
+
+
+async def test_degraded_slow(target: Target) -> None:
+    result = await probe(
+        config_for(f"name: s\nurl: {target.url}/slow?delay=0.3\nexpect: {{max_latency: 100ms}}")
+    )
+    expect(result, Verdict.DEGRADED, Reason.SLOW)
+    assert result.latency_ms is not None and result.latency_ms >= 300
+
+
+async def test_degraded_rate_limited(target: Target) -> None:
+    expect(
+        await probe(config_for(f"name: r\nurl: {target.url}/status/429")),
+        Verdict.DEGRADED,
+        Reason.RATE_LIMITED,
+    )
+
+
+async def test_degraded_error_page_from_user_signature(target: Target) -> None:
+    extra = """
+    signatures:
+      - {name: fret, pattern: "don.t fret", verdict: degraded}
+    """
+    result = await probe(config_for(f"name: e\nurl: {target.url}/error-page\nsignatures: [fret]", extra))
+    assert (result.verdict, result.reason, result.signature) == (Verdict.DEGRADED, Reason.ERROR_PAGE, "fret")
+
+
+async def test_down_error_page_served_with_200(target: Target) -> None:
+    result = await probe(config_for(f"name: e\nurl: {target.url}/error-page"))
+    expect(result, Verdict.DOWN, Reason.ERROR_PAGE)
+    assert result.status == 200
+    assert result.signature
+
+
+async def test_down_http_status(target: Target) -> None:
+    result = await probe(config_for(f"name: b\nurl: {target.url}/status/502"))
+    expect(result, Verdict.DOWN, Reason.HTTP_STATUS)
+    assert result.status == 502
+
+
+async def test_down_content_json_expectation(target: Target) -> None:
+    check = (
+        f"name: j\nsurface: api\nurl: {target.url}/api\nexpect: {{json: ['data.healthy', 'data.missing']}}"
+    )
+    result = await probe(config_for(check))
+    expect(result, Verdict.DOWN, Reason.CONTENT)
+    assert "data.missing" in (result.error or "")
+
+
+async def test_down_content_body_contains(target: Target) -> None:
+    result = await probe(config_for(f"name: c\nurl: {target.url}/ok\nexpect: {{body_contains: [Dashboard]}}"))
+    expect(result, Verdict.DOWN, Reason.CONTENT)
+
+
+async def test_down_connect_refused(closed_port: int) -> None:
+    result = await probe(config_for(f"name: c\nurl: http://127.0.0.1:{closed_port}/"))
+    expect(result, Verdict.DOWN, Reason.CONNECT)
+    assert "refused" in (result.error or "").lower()
+
+
+async def test_down_connect_reset(raw_server: dict[str, int]) -> None:
+    result = await probe(config_for(f"name: c\nurl: http://127.0.0.1:{raw_server['reset']}/"))
+    expect(result, Verdict.DOWN, Reason.CONNECT)
+
+
+async def test_garbage_response_is_down_not_a_crash(raw_server: dict[str, int]) -> None:
+    result = await probe(config_for(f"name: g\nurl: http://127.0.0.1:{raw_server['garbage']}/"))
+    assert result.verdict == Verdict.DOWN
+    assert result.error
+
+
+async def test_down_timeout(target: Target) -> None:
+    result = await probe(config_for(f"name: t\nurl: {target.url}/slow?delay=5\ntimeout: 300ms"))
+    expect(result, Verdict.DOWN, Reason.TIMEOUT)
+    assert result.latency_ms is not None and 250 < result.latency_ms < 2000
+    assert "waiting for the response" in (result.error or "")
+
+
+async def test_down_redirect_loop(target: Target) -> None:
+    result = await probe(config_for(f"name: l\nurl: {target.url}/loop/a"))
+    expect(result, Verdict.DOWN, Reason.REDIRECT)
+    assert "loop" in (result.error or "")
+
+
+async def test_redirects_followed(target: Target) -> None:
+    result = await probe(config_for(f"name: r\nurl: {target.url}/redirect/3"))
+    expect(result, Verdict.UP, None)
+    assert target.hits["/ok"] == 1
+
+
+async def test_redirect_not_followed_when_disabled(target: Target) -> None:
+    check = f"name: r\nurl: {target.url}/redirect/3\nfollow_redirects: false\nexpect: {{status: [302]}}"
+    result = await probe(config_for(check))
+    expect(result, Verdict.UP, None)
+    assert result.status == 302
+    assert "/ok" not in target.hits
+
+
+async def test_down_dns_nxdomain(dns_server: DnsServer, target: Target) -> None:
+    extra = f"""
+    vantages:
+      lab: {{region: LAB, resolver: ["{dns_server.address}"]}}
+    """
+    config = config_for(f"name: d\nurl: http://missing.test:{target.port}/ok", extra)
+    result = await probe(config)
+    expect(result, Verdict.DOWN, Reason.DNS)
+    assert "missing.test" in dns_server.resolver.queries
+    ok = await probe(config_for(f"name: d\nurl: http://app.test:{target.port}/ok", extra))
+    expect(ok, Verdict.UP, None)
+    assert ok.phases.dns_ms is not None
+
+
+async def test_unknown_vantage_when_proxy_is_dead(target: Target, closed_port: int) -> None:
+    extra = f"""
+    vantages:
+      dead: {{region: XX, proxy: "http://127.0.0.1:{closed_port}"}}
+    """
+    result = await probe(config_for(f"name: p\nurl: {target.url}/ok", extra))
+    expect(result, Verdict.UNKNOWN, Reason.VANTAGE)
+    assert target.total() == 0
+
+
+async def test_unknown_internal_when_the_prober_fails(target: Target) -> None:
+    config = config_for(f"name: i\nurl: {target.url}/ok")
+    pool = VantagePool()
+    await pool.sync(config.vantages)
+    broken = Signature(name="broken", pattern="(unclosed")  # cannot compile: the prober's own fault
+    try:
+        result = await probe_check(pool.get("local"), config.checks[0], [broken])
+    finally:
+        await pool.close()
+    expect(result, Verdict.UNKNOWN, Reason.INTERNAL)
+    assert result.error
+
+
+@pytest.fixture
+async def tls_target(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """HTTPS targets: `trusted` (certificate valid 5 more days, CA trusted) and `untrusted` (unknown CA)."""
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=5)
+    servers = {}
+    for name, authority in (("trusted", ca), ("untrusted", trustme.CA())):
+        cert = authority.issue_cert("127.0.0.1", not_after=soon)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(context)
+        runner, port = await start_app(target_app(Target(url="", port=0)), ssl_context=context)
+        servers[name] = (runner, f"https://127.0.0.1:{port}")
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    yield {name: url for name, (_, url) in servers.items()}
+    for runner, _ in servers.values():
+        await runner.cleanup()
+
+
+async def test_tls_up_with_timings_and_expiry(tls_target: dict[str, str]) -> None:
+    result = await probe(config_for(f"name: t\nurl: {tls_target['trusted']}/ok"))
+    expect(result, Verdict.UP, None)
+    assert result.phases.tls_ms is not None and result.phases.tls_ms > 0
+    assert result.cert_days is not None and 4.5 < result.cert_days < 5.5
+
+
+async def test_degraded_cert_expiring(tls_target: dict[str, str]) -> None:
+    result = await probe(
+        config_for(f"name: t\nurl: {tls_target['trusted']}/ok\nexpect: {{cert_min_days: 14}}")
+    )
+    expect(result, Verdict.DEGRADED, Reason.CERT_EXPIRING)
+
+
+async def test_down_tls_untrusted_certificate(tls_target: dict[str, str]) -> None:
+    result = await probe(config_for(f"name: t\nurl: {tls_target['untrusted']}/ok"))
+    expect(result, Verdict.DOWN, Reason.TLS)
+    assert "certificate" in (result.error or "").lower()
+
+
+async def test_surfaces_send_realistic_user_agents() -> None:
+    seen: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(request.headers["User-Agent"])
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", record)
+    runner, port = await start_app(app)
+    try:
+        for surface in ("web", "mobile"):
+            await probe(config_for(f"name: u\nsurface: {surface}\nurl: http://127.0.0.1:{port}/"))
+        await probe(config_for(f"name: u\nurl: http://127.0.0.1:{port}/\nheaders: {{User-Agent: custom/1}}"))
+    finally:
+        await runner.cleanup()
+    assert seen == [USER_AGENTS[Surface.WEB], USER_AGENTS[Surface.MOBILE], "custom/1"]
+    assert "Mozilla/5.0" in seen[0] and "iOS" in seen[1]
+
+
+async def test_body_read_is_capped(target: Target) -> None:
+    result = await probe(config_for(f"name: b\nurl: {target.url}/big?size=10000000\nmax_body: 64KiB"))
+    assert result.bytes == 64 * 1024
+    expect(result, Verdict.UP, None)
+
+
+async def test_secrets_never_reach_the_result(target: Target, closed_port: int) -> None:
+    check = f"name: s\nurl: http://127.0.0.1:{closed_port}/?token=${{TOKEN}}"
+    result = await probe(config_for(check, env={"TOKEN": "s3cr3t-value"}))
+    assert "s3cr3t-value" not in repr(result)
+    assert "${TOKEN}" in result.url
