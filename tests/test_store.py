@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -96,6 +97,7 @@ def test_read_only_folder_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_locked_database_loses_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="prober.store")
     path = tmp_path / "p.db"
     store = Store(path, batch_size=10, flush_interval=0.05).open()
     blocker = sqlite3.connect(path, timeout=0, isolation_level=None)
