@@ -163,9 +163,7 @@ class VantageClient:
         if v.resolver:
             self._resolver = kwargs["resolver"] = _VantageResolver(tuple(v.resolver), v.source_address)
         if v.proxy and v.proxy.startswith(("socks4://", "socks5://")):
-            from aiohttp_socks import ProxyConnector
-
-            connector = ProxyConnector.from_url(v.proxy, rdns=not v.resolver, **kwargs)
+            connector = _socks_connector(v.proxy, rdns=not v.resolver, **kwargs)
             if self._resolver is not None:
                 # aiohttp-socks swaps in a resolver that passes names through (to the proxy, or to the
                 # system resolver without rdns): the vantage's resolver must answer, and be timed.
@@ -181,6 +179,40 @@ class VantageClient:
         if self._resolver is not None:
             await self._resolver.close()
             self._resolver = None
+
+
+def _socks_connector(url: str, **kwargs: Any) -> aiohttp.TCPConnector:
+    """aiohttp-socks' connector, made to bind its connection to the proxy to `local_addr` too."""
+    from aiohttp_socks import ProxyConnector
+    from aiohttp_socks.connector import _ResponseHandler
+    from python_socks.async_.asyncio.v2 import Proxy
+
+    class BoundProxyConnector(ProxyConnector):
+        # aiohttp-socks drops local_addr; python-socks accepts it. Same steps as the library's
+        # own _connect_via_proxy, plus the bind.
+        def __init__(self, *args: Any, **kw: Any) -> None:
+            super().__init__(*args, **kw)
+            self._bind: tuple[str, int] | None = kw.get("local_addr")
+
+        async def _connect_via_proxy(
+            self, host: str, port: int, ssl: ssl.SSLContext | None = None, timeout: float | None = None
+        ) -> tuple[Any, Any]:
+            proxy = Proxy(
+                proxy_type=self._proxy_type, host=self._proxy_host, port=self._proxy_port,
+                username=self._proxy_username, password=self._proxy_password, rdns=self._rdns,
+                proxy_ssl=self._proxy_ssl,
+            )  # fmt: skip
+            stream = await proxy.connect(
+                dest_host=host, dest_port=port, dest_ssl=ssl, timeout=timeout, local_addr=self._bind
+            )
+            transport = stream.writer.transport
+            protocol = _ResponseHandler(loop=self._loop, writer=stream.writer)
+            transport.set_protocol(protocol)
+            protocol.connection_made(transport)
+            return transport, protocol
+
+    connector: aiohttp.TCPConnector = BoundProxyConnector.from_url(url, **kwargs)
+    return connector
 
 
 # Phase timings through aiohttp's trace signals; the per-request context is a `PhaseClock`.

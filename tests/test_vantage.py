@@ -505,9 +505,6 @@ async def test_http_proxy_with_a_source_address_binds_the_connection_to_the_prox
     assert proxy.clients == ["127.0.0.6"] and peer_server.peers == [PROXY_EGRESS]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="aiohttp-socks does not pass local_addr to python-socks: the bind is ignored"
-)
 async def test_socks5_with_a_source_address_binds_the_connection_to_the_proxy(
     peer_server: PeerServer, start_proxy: Callable[..., Awaitable[TestProxy]]
 ) -> None:
