@@ -195,7 +195,11 @@ def _socks_connector(url: str, **kwargs: Any) -> aiohttp.TCPConnector:
             self._bind: tuple[str, int] | None = kw.get("local_addr")
 
         async def _connect_via_proxy(
-            self, host: str, port: int, ssl: ssl.SSLContext | None = None, timeout: float | None = None
+            self,
+            host: str,
+            port: int,
+            ssl: ssl.SSLContext | None = None,
+            timeout: float | None = None,  # noqa: ASYNC109
         ) -> tuple[Any, Any]:
             proxy = Proxy(
                 proxy_type=self._proxy_type, host=self._proxy_host, port=self._proxy_port,
