@@ -7,13 +7,15 @@ import contextlib
 import logging
 import signal
 import time
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prober.config import Config, ConfigError, load_config
-from prober.model import Incident, ProberError, ProbeResult, Verdict, utcnow
+from prober.model import Incident, ProberError, ProbeResult, Reason, Verdict, utcnow
 from prober.probe import probe_everywhere
 from prober.schedule import Schedule
 from prober.state import CheckTracker, Event, Policy
@@ -114,6 +116,71 @@ class Monitor:
                         i.reason, ", ".join(i.regions) or "-")  # fmt: skip
 
 
+class LoopWatch:
+    """How late the event loop wakes up: the prober's own overload, told apart from the target's."""
+
+    PERIOD = 0.05
+
+    def __init__(self) -> None:
+        self._samples: deque[tuple[float, float]] = deque(maxlen=4000)  # (epoch, lag): 200 s
+
+    async def run(self) -> None:
+        """Sample the loop's lag until cancelled."""
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(self.PERIOD)
+            self._samples.append((time.time(), time.monotonic() - started - self.PERIOD))
+
+    def worst_since(self, since: float) -> float:
+        """The longest stall (seconds) seen since the epoch time `since`."""
+        worst = 0.0
+        for at, lag in reversed(self._samples):
+            if at < since:
+                break
+            worst = max(worst, lag)
+        return worst
+
+    def excuse(self, result: ProbeResult, timeout: float) -> ProbeResult:
+        """A timeout during which the prober itself stalled is its own fault: unknown, not down."""
+        if result.verdict != Verdict.DOWN or result.reason != Reason.TIMEOUT:
+            return result
+        stall = self.worst_since(result.ts.timestamp())
+        if stall < timeout / 4:
+            return result
+        error = f"prober overloaded: its event loop stalled {stall * 1000:.0f} ms during the probe"
+        return replace(
+            result, verdict=Verdict.UNKNOWN, reason=Reason.INTERNAL, error=f"{error}: {result.error}"
+        )
+
+
+class Lateness:
+    """How far behind schedule check runs start; summarised in the log once a minute."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.late = 0  # runs that started more than a quarter of their interval late
+        self.worst = 0.0
+        self._reported = (0, 0, 0)
+
+    def record(self, late: float, interval: float) -> None:
+        """Count one run that started `late` seconds after its planned time."""
+        self.runs += 1
+        self.worst = max(self.worst, late)
+        if late > interval / 4:
+            self.late += 1
+
+    def report(self, schedule: Schedule) -> None:
+        """Log a warning if runs were late or skipped since the last report."""
+        now = (self.late, schedule.missed, schedule.overlapped)
+        late, missed, overlapped = (a - b for a, b in zip(now, self._reported, strict=True))
+        self._reported = now
+        if late or missed or overlapped:
+            log.warning("behind schedule: %d runs started late (worst %.2fs), %d skipped as too late, "
+                        "%d skipped because the previous run was still going", late, self.worst,
+                        missed, overlapped)  # fmt: skip
+        self.worst = 0.0
+
+
 class Daemon:
     """`prober run`: probes on schedule until told to stop; reloads on SIGHUP."""
 
@@ -133,6 +200,9 @@ class Daemon:
         self._in_flight: set[asyncio.Task[object]] = set()
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
+        self.watch = LoopWatch()
+        self.lateness = Lateness()
+        self._background: list[asyncio.Task[object]] = []
 
     async def run(self) -> int:
         """Run until SIGTERM or SIGINT; returns the exit code."""
@@ -144,6 +214,10 @@ class Daemon:
                 loop.add_signal_handler(sig, self._stop.set)
             loop.add_signal_handler(signal.SIGHUP, self._reload.set)
             self.schedule.start()
+            self._background = [
+                asyncio.create_task(self.watch.run()),
+                asyncio.create_task(self._every_minute()),
+            ]
             log.info("prober running: %d checks, %d vantages, database %s", len(self.config.checks),
                      len(self.config.vantages), self.db_path)  # fmt: skip
             while not self._stop.is_set():
@@ -218,6 +292,11 @@ class Daemon:
         finally:
             self._in_flight.discard(task)
 
+    async def _every_minute(self) -> None:
+        while True:
+            await asyncio.sleep(60)
+            self.lateness.report(self.schedule)
+
     def stop(self) -> None:
         """Ask the daemon to stop (as SIGTERM does)."""
         self._stop.set()
@@ -225,6 +304,8 @@ class Daemon:
     async def shutdown(self) -> None:
         """Stop the schedule, let running probes finish up to a deadline, cancel the rest, flush the store."""
         self.schedule.pause()
+        for task in self._background:
+            task.cancel()
         started = time.monotonic()
         if self._in_flight:
             log.info("stopping: waiting for %d running checks", len(self._in_flight))

@@ -8,7 +8,6 @@ stretch the period.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 import zlib
@@ -19,8 +18,6 @@ from typing import Any
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-
-log = logging.getLogger("prober.schedule")
 
 
 def phase(name: str, interval: float) -> float:
@@ -94,10 +91,8 @@ class Schedule:
             self._scheduler.shutdown(wait=False)
 
     def _on_skipped(self, event: Any) -> None:
+        # Counted here, reported by the daemon once a minute: a flood of lines helps nobody.
         if isinstance(event, JobExecutionEvent) and event.code == EVENT_JOB_MISSED:
             self.missed += 1
-            log.warning("check %s: run of %s skipped, the prober is behind schedule", event.job_id,
-                        event.scheduled_run_time)  # fmt: skip
         else:
             self.overlapped += 1
-            log.warning("check %s: previous run still going, this run skipped", event.job_id)
