@@ -958,7 +958,7 @@ def test_builtin_signature_names_are_selectable() -> None:
 def test_builtins_are_read_at_parse_time(monkeypatch: pytest.MonkeyPatch) -> None:
     nginx = Signature("nginx-502", "<center>nginx</center>", Verdict.DOWN, "nginx")
     cdn = Signature("cdn-busy", "try again later", Verdict.DEGRADED, "cdn")
-    monkeypatch.setattr("prober.config.builtin_signatures", lambda: (nginx, cdn))
+    monkeypatch.setattr("prober.config.model.builtin_signatures", lambda: (nginx, cdn))
     config = parse(
         """\
         signatures:

@@ -1,0 +1,182 @@
+"""Loading checks.yaml: read, cross-check and validate it, then build the frozen Config."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from prober.config.fields import _JsonBody
+from prober.config.model import Check, Config, Defaults, Expect, Vantage, _builtin_names
+from prober.config.source import ConfigError, _quote, _Tree, _YamlPath
+from prober.config.spec import _ConfigSpec, _DefaultsSpec, _ExpectSpec, located_issue
+from prober.model import ProberError, Surface, Verdict
+from prober.signatures import Signature
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a checks.yaml; ConfigError lists every problem, ProberError if unreadable."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ProberError(f"cannot read configuration {path}: {reason}") from exc
+    return parse_config(text, str(path), env)
+
+
+def parse_config(text: str, filename: str = "checks.yaml", env: Mapping[str, str] | None = None) -> Config:
+    """Validate the text of a checks.yaml; ConfigError lists every problem, in file order."""
+    tree = _Tree(filename, os.environ if env is None else env)
+    data = tree.load(text)
+    spec: _ConfigSpec | None = None
+    if isinstance(data, dict):
+        # Top-level x-* keys hold YAML anchors to merge (<<: *name) elsewhere, as in docker-compose files.
+        data = {key: value for key, value in data.items() if not key.startswith("x-")}
+        _cross_check(data, tree)
+        try:
+            spec = _ConfigSpec.model_validate(data)
+        except ValidationError as exc:
+            for error in exc.errors():
+                located_issue(tree, error, data)
+    if tree.issues or spec is None:
+        issues = sorted(set(tree.issues), key=lambda i: (i.line, i.col, i.path, i.message))
+        raise ConfigError(issues)
+    return _build(spec, tree)
+
+
+def _items(data: dict[str, Any], key: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    items = data.get(key)
+    if isinstance(items, list):
+        yield from ((i, item) for i, item in enumerate(items) if isinstance(item, dict))
+
+
+def _cross_check(data: dict[str, Any], tree: _Tree) -> None:
+    """The rules that relate parts of the file: unique names, and names that must exist."""
+    defined = data.get("vantages")
+    # With a malformed or empty `vantages:` pydantic says so; names checked against it would only repeat it.
+    # `local` (direct) is always usable: DESIGN's own example lists it next to vantages it defines.
+    vantages = set(defined) | {"local"} if isinstance(defined, dict) and defined else None
+    vantages = {"local"} if defined is None else vantages
+    defaults = data.get("defaults")
+    lists: list[tuple[_YamlPath, Any]] = [
+        (("checks", i, "vantages"), c.get("vantages")) for i, c in _items(data, "checks")
+    ]
+    if isinstance(defaults, dict):
+        lists.insert(0, (("defaults", "vantages"), defaults.get("vantages")))
+    for path, names in lists:
+        if vantages is None or not isinstance(names, list):
+            continue
+        for j, name in enumerate(names):
+            if isinstance(name, str) and name not in vantages:
+                defined_names = ", ".join(sorted(vantages))
+                tree.issue(
+                    (*path, j), tree.values[(*path, j)], f"{_quote(name)} is not a vantage ({defined_names})"
+                )
+            elif isinstance(name, str) and name in names[:j]:
+                tree.issue((*path, j), tree.values[(*path, j)], f"{_quote(name)} is listed twice")
+
+    mine: dict[str, int] = {}
+    for i, sig in _items(data, "signatures"):
+        name = sig.get("name")
+        if isinstance(name, str) and name in mine:
+            where = tree.values[("signatures", i, "name")]
+            tree.issue(
+                ("signatures", i, "name"), where, f"{_quote(name)} is already signatures[{mine[name]}]"
+            )
+        elif isinstance(name, str):
+            mine[name] = i
+    known = _builtin_names() | set(mine)
+
+    seen: dict[str, int] = {}
+    for i, check in _items(data, "checks"):
+        name = check.get("name")
+        if isinstance(name, str) and name in seen:
+            where = tree.values[("checks", i, "name")]
+            tree.issue(
+                ("checks", i, "name"), where, f"{_quote(name)} is already the name of checks[{seen[name]}]"
+            )
+        elif isinstance(name, str):
+            seen[name] = i
+        selection = check.get("signatures")
+        for j, sig_name in enumerate(selection if isinstance(selection, list) else []):
+            if isinstance(sig_name, str) and sig_name not in known:
+                close = difflib.get_close_matches(sig_name, sorted(known), n=1)
+                hint = f' (did you mean "{close[0]}"?)' if close else ""
+                path = ("checks", i, "signatures", j)
+                tree.issue(path, tree.values[path], f"{_quote(sig_name)} is not a known signature{hint}")
+
+
+def _build(spec: _ConfigSpec, tree: _Tree) -> Config:
+    vantages = {
+        name: Vantage(
+            name=name,
+            region=(v.region if v and v.region else name),
+            source_address=v.source_address if v else None,
+            proxy=v.proxy if v else None,
+            resolver=tuple(v.resolver) if v and v.resolver else None,
+        )
+        for name, v in (spec.vantages or {"local": None}).items()
+    }
+    d = spec.defaults or _DefaultsSpec()
+    defaults = Defaults(
+        interval=d.interval,
+        timeout=d.timeout,
+        vantages=tuple(d.vantages) if d.vantages is not None else tuple(vantages),
+        confirm=d.confirm,
+        recover=d.recover,
+        quorum=d.quorum,
+        max_body=d.max_body,
+    )
+    checks = []
+    for i, c in enumerate(spec.checks):
+        e = c.expect or _ExpectSpec()
+        checks.append(
+            Check(
+                name=c.name,
+                url=c.url,
+                display_url=tree.display.get(("checks", i, "url"), c.url),
+                surface=Surface(c.surface),
+                method=c.method,
+                headers=c.headers,
+                body=c.body if isinstance(c.body, str) else None,
+                json_body=c.body.value if isinstance(c.body, _JsonBody) else None,
+                follow_redirects=c.follow_redirects,
+                interval=defaults.interval if c.interval is None else c.interval,
+                timeout=defaults.timeout if c.timeout is None else c.timeout,
+                vantages=defaults.vantages if c.vantages is None else tuple(c.vantages),
+                confirm=defaults.confirm if c.confirm is None else c.confirm,
+                recover=defaults.recover if c.recover is None else c.recover,
+                quorum=defaults.quorum if c.quorum is None else c.quorum,
+                max_body=defaults.max_body if c.max_body is None else c.max_body,
+                expect=Expect(
+                    status=tuple(e.status),
+                    body_contains=tuple(e.body_contains),
+                    body_not_contains=tuple(e.body_not_contains),
+                    json=tuple(e.json_),
+                    max_latency=e.max_latency,
+                    cert_min_days=e.cert_min_days,
+                ),
+                signatures=c.signatures,
+                tags=tuple(c.tags),
+            )
+        )
+    used = {name for check in checks for name in check.vantages} | set(defaults.vantages)
+    if "local" in used and "local" not in vantages:
+        vantages["local"] = Vantage("local")
+    return Config(
+        path=tree.filename,
+        defaults=defaults,
+        vantages=vantages,
+        signatures=tuple(
+            Signature(name=s.name, pattern=s.pattern, verdict=Verdict(s.verdict), platform="user")
+            for s in spec.signatures or ()
+        ),
+        checks=tuple(checks),
+        retention=spec.retention,
+        secrets=frozenset(tree.secrets),
+        secret_names=tree.secrets,
+    )

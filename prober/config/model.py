@@ -1,0 +1,176 @@
+"""The validated configuration: frozen Config, Check, Vantage, Defaults and Expect values."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from prober.model import Surface
+from prober.signatures import Signature, builtin_signatures
+
+Quorum = int | Literal["majority", "all"]
+Selection = Literal["all", "none"] | tuple[str, ...]
+_V = TypeVar("_V")
+
+DEFAULT_RETENTION = 14 * 86400.0
+
+
+# -- the validated configuration ---------------------------------------------------------------------
+
+
+class _FrozenMap(Mapping[str, _V]):
+    """A read-only mapping that, unlike MappingProxyType, can be pickled and deep-copied."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, _V]) -> None:
+        self._data = dict(data)
+
+    def __getitem__(self, key: str) -> _V:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._data.items()))
+
+    def __repr__(self) -> str:
+        return repr(self._data)
+
+
+@dataclass(frozen=True, slots=True)
+class Vantage:
+    """Where probes are sent from."""
+
+    name: str
+    region: str = ""  # default: the name
+    source_address: str | None = None
+    proxy: str | None = None
+    resolver: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.region:
+            object.__setattr__(self, "region", self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """Values every check gets unless it sets its own."""
+
+    interval: float = 60.0
+    timeout: float = 10.0
+    vantages: tuple[str, ...] = ("local",)
+    confirm: int = 2
+    recover: int = 2
+    quorum: Quorum = "majority"
+    max_body: int = 262144
+
+
+@dataclass(frozen=True, slots=True)
+class Expect:
+    """What a healthy response looks like."""
+
+    status: tuple[str, ...] = ("2xx", "3xx")
+    body_contains: tuple[str, ...] = ()
+    body_not_contains: tuple[str, ...] = ()
+    json: tuple[str, ...] = ()
+    max_latency: float | None = None
+    cert_min_days: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One check, with the defaults merged in."""
+
+    name: str
+    url: str
+    display_url: str = ""  # the URL with ${NAME} left in: the only form shown or stored
+    surface: Surface = Surface.WEB
+    method: str = "GET"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: str | None = None
+    json_body: Any = None
+    follow_redirects: bool = True
+    interval: float = 60.0
+    timeout: float = 10.0
+    vantages: tuple[str, ...] = ("local",)
+    confirm: int = 2
+    recover: int = 2
+    quorum: Quorum = "majority"
+    max_body: int = 262144
+    expect: Expect = field(default_factory=Expect)
+    signatures: Selection = "all"
+    tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.display_url:
+            object.__setattr__(self, "display_url", self.url)
+        object.__setattr__(self, "headers", _FrozenMap(self.headers))
+
+    def quorum_count(self, n_vantages: int) -> int:
+        """How many of `n_vantages` must be down for a major outage."""
+        if self.quorum == "majority":
+            return n_vantages // 2 + 1
+        if self.quorum == "all":
+            return n_vantages
+        return min(self.quorum, n_vantages)
+
+
+def _builtin_names() -> set[str]:
+    """Names of the built-in signatures, read at call time (only here and in Config.available_signatures)."""
+    return {s.name for s in builtin_signatures()}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A validated checks.yaml."""
+
+    path: str = "checks.yaml"
+    defaults: Defaults = field(default_factory=Defaults)
+    vantages: Mapping[str, Vantage] = field(default_factory=lambda: {"local": Vantage("local")})
+    signatures: tuple[Signature, ...] = ()  # the user's, from the top-level `signatures:`
+    checks: tuple[Check, ...] = ()
+    retention: float = DEFAULT_RETENTION
+    secrets: frozenset[str] = frozenset()  # every value substituted from ${NAME}
+    secret_names: Mapping[str, str] = field(default_factory=dict, repr=False)  # value -> NAME
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "vantages", _FrozenMap(self.vantages))
+        object.__setattr__(self, "secret_names", _FrozenMap(self.secret_names))
+
+    def available_signatures(self) -> tuple[Signature, ...]:
+        """Built-in signatures (a user one of the same name replaces it), then the user's."""
+        mine = {s.name: s for s in self.signatures}
+        builtin = tuple(mine.pop(s.name, s) for s in builtin_signatures())
+        return builtin + tuple(mine.values())
+
+    def signatures_for(self, check: Check) -> tuple[Signature, ...]:
+        """The signatures `check` is classified with, per its `signatures` selection."""
+        if check.signatures == "none":
+            return ()
+        available = self.available_signatures()
+        if check.signatures == "all":
+            return available
+        by_name = {s.name: s for s in available}
+        return tuple(by_name[name] for name in check.signatures if name in by_name)
+
+    def redact(self, text: str) -> str:
+        """`text` with every substituted secret replaced by its ${NAME} placeholder."""
+        if not self.secrets:
+            return text
+        values = sorted(self.secrets, key=len, reverse=True)  # a secret may contain a shorter one
+        pattern = re.compile("|".join(re.escape(v) for v in values))
+        return pattern.sub(lambda m: "${" + self.secret_names.get(m[0], "SECRET") + "}", text)
+
+    def check(self, name: str) -> Check:
+        """The check named `name`; KeyError if there is none."""
+        for check in self.checks:
+            if check.name == name:
+                return check
+        raise KeyError(name)

@@ -1,0 +1,282 @@
+"""The user-facing checks.yaml as pydantic models: their validation, JSON schema and located errors."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from prober.config.fields import (
+    _BODY_SCHEMA,
+    _SELECTION_SCHEMA,
+    _STATUS_SCHEMA,
+    _STRING,
+    METHODS,
+    Count,
+    Duration,
+    Interval,
+    MaxBody,
+    Name,
+    OptCount,
+    OptDuration,
+    OptInterval,
+    OptMaxBody,
+    OptQuorum,
+    OptTimeout,
+    QuorumField,
+    Timeout,
+    _body,
+    _header_name,
+    _header_value,
+    _ip,
+    _jmespath,
+    _method,
+    _Parsed,
+    _proxy,
+    _regex,
+    _resolver,
+    _selection,
+    _status,
+    _url,
+)
+from prober.config.model import DEFAULT_RETENTION, Selection
+from prober.config.source import _quote, _redact, _Tree, _YamlPath
+
+# -- the user-facing YAML, as pydantic models: the validation and the JSON schema --------------------
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=True)
+
+
+class _DefaultsSpec(_Spec):
+    model_config = ConfigDict(title="defaults")
+
+    interval: Interval = Field(
+        default=60.0,
+        json_schema_extra={"default": "60s"},
+        description="How often each check runs: 500ms, 30s, 5m, 1h or seconds.",
+    )
+    timeout: Timeout = Field(
+        default=10.0,
+        json_schema_extra={"default": "10s"},
+        description="Deadline of one probe, from connect to the last body byte.",
+    )
+    vantages: list[str] | None = Field(
+        default=None, description="Vantages probing each check (default: every vantage defined, or local)."
+    )
+    confirm: Count = Field(default=2, description="Consecutive down results before a vantage counts as down.")
+    recover: Count = Field(
+        default=2, description="Consecutive non-down results before it counts as up again."
+    )
+    quorum: QuorumField = Field(
+        default="majority", description='Vantages down for major_outage: an integer, "majority" or "all".'
+    )
+    max_body: MaxBody = Field(
+        default=262144,
+        json_schema_extra={"default": "256KiB"},
+        description="How much of a body is read for classification.",
+    )
+
+
+class _VantageSpec(_Spec):
+    model_config = ConfigDict(title="vantage")
+
+    region: str | None = Field(
+        default=None, description="Region shown in reports (default: the vantage name)."
+    )
+    source_address: Annotated[str | None, _Parsed(_ip, {"type": "string"}, optional=True)] = Field(
+        default=None, description="Local IP address outgoing connections are bound to."
+    )
+    proxy: Annotated[str | None, _Parsed(_proxy, _STRING, optional=True)] = Field(
+        default=None, description="Proxy URL: http://, https://, socks4:// or socks5://HOST:PORT."
+    )
+    resolver: list[Annotated[str, _Parsed(_resolver, _STRING)]] | None = Field(
+        default=None, min_length=1, description='DNS servers to ask, "IP" or "IP:PORT".'
+    )
+
+
+class _SignatureSpec(_Spec):
+    model_config = ConfigDict(title="signature")
+
+    name: Name = Field(description="Unique signature name, shown in results as `signature`.")
+    pattern: Annotated[str, _Parsed(_regex, _STRING)] = Field(
+        description="Regular expression, case-insensitive, matched against the title, main headings, "
+        "visible text of short pages, short plain-text bodies and JSON error fields."
+    )
+    verdict: Literal["down", "degraded"] = Field(
+        default="down", description="Verdict of a page that matches."
+    )
+
+
+class _ExpectSpec(_Spec):
+    model_config = ConfigDict(title="expect")
+
+    status: list[Annotated[str, _Parsed(_status, _STATUS_SCHEMA)]] = Field(
+        default=["2xx", "3xx"], min_length=1, description='Accepted statuses: codes or classes like "2xx".'
+    )
+    body_contains: list[str] = Field(default=[], description="Strings that must all appear in the body.")
+    body_not_contains: list[str] = Field(default=[], description="Strings that must not appear in the body.")
+    json_: list[Annotated[str, _Parsed(_jmespath, _STRING)]] = Field(
+        default=[], alias="json", description="JMESPath expressions that must be truthy on the JSON body."
+    )
+    max_latency: OptDuration = Field(default=None, description="Slower than this: degraded, reason slow.")
+    cert_min_days: float | None = Field(
+        default=None, ge=0, description="Certificate expiring sooner (days): degraded, reason cert_expiring."
+    )
+
+
+class _CheckSpec(_Spec):
+    model_config = ConfigDict(title="check")
+
+    name: Name = Field(description="Unique check name: lowercase letters, digits, '.', '_', '-'.")
+    surface: Literal["web", "mobile", "api"] = Field(
+        default="web", description="What kind of client the check is."
+    )
+    url: Annotated[str, _Parsed(_url, _STRING)] = Field(
+        description="http:// or https:// URL; ${NAME} allowed."
+    )
+    method: Annotated[str, _Parsed(_method, {"enum": [*METHODS, *(m.lower() for m in METHODS)]})] = Field(
+        default="GET", description="HTTP method."
+    )
+    headers: dict[
+        Annotated[str, _Parsed(_header_name, _STRING)],
+        Annotated[str, _Parsed(_header_value, {"type": ["string", "number"]})],
+    ] = Field(default={}, description="Request headers.")
+    body: Annotated[Any, _Parsed(_body, _BODY_SCHEMA)] = Field(
+        default=None, description="Request body: a string, or json: {...}."
+    )
+    follow_redirects: bool = Field(default=True, description="Follow redirects.")
+    interval: OptInterval = Field(default=None, description="Overrides defaults.interval.")
+    timeout: OptTimeout = Field(default=None, description="Overrides defaults.timeout.")
+    vantages: list[str] | None = Field(default=None, min_length=1, description="Overrides defaults.vantages.")
+    confirm: OptCount = Field(default=None, description="Overrides defaults.confirm.")
+    recover: OptCount = Field(default=None, description="Overrides defaults.recover.")
+    quorum: OptQuorum = Field(default=None, description="Overrides defaults.quorum.")
+    max_body: OptMaxBody = Field(default=None, description="Overrides defaults.max_body.")
+    expect: _ExpectSpec | None = Field(default=None, description="What a healthy response looks like.")
+    signatures: Annotated[Selection, _Parsed(_selection, _SELECTION_SCHEMA)] = Field(
+        default="all", description="Error-page signatures to apply: all, none, or a list of names."
+    )
+    tags: list[str] = Field(default=[], description="Free-form labels.")
+
+
+class _ConfigSpec(_Spec):
+    model_config = ConfigDict(title="checks.yaml")
+
+    defaults: _DefaultsSpec | None = Field(default=None, description="Applied to every check.")
+    vantages: dict[Name, _VantageSpec | None] | None = Field(
+        default=None, min_length=1, description="Where checks are probed from (default: one, local, direct)."
+    )
+    signatures: list[_SignatureSpec] | None = Field(
+        default=None, description="Error-page signatures added to the built-in ones."
+    )
+    checks: list[_CheckSpec] = Field(description="The checks to run.")
+    retention: Duration = Field(
+        default=DEFAULT_RETENTION,
+        json_schema_extra={"default": "14d"},
+        description="How long raw results are kept.",
+    )
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of checks.yaml as users write it, for editors and the YAML language server."""
+    text = json.dumps(_ConfigSpec.model_json_schema())
+    for model in ("Check", "Defaults", "Expect", "Signature", "Vantage"):  # the internal class names
+        text = text.replace(f'"_{model}Spec"', f'"{model.lower()}"').replace(
+            f"/_{model}Spec", f"/{model.lower()}"
+        )
+    schema = json.loads(text)
+    schema["patternProperties"] = {"^x-": {"description": "Ignored: a place for YAML anchors."}}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "prober checks.yaml",
+        "description": "prober's checks, vantages and signatures; ${NAME} in a string is read from the env.",
+        **{k: v for k, v in schema.items() if k not in ("title", "description")},
+    }
+
+
+# -- pydantic errors -> located issues ---------------------------------------------------------------
+
+
+def located_issue(tree: _Tree, error: Any, data: dict[str, Any]) -> None:
+    """Translate one pydantic error into a located issue recorded in `tree`."""
+    loc, value, is_key = error["loc"], data, False
+    path: _YamlPath = ()
+    rest: tuple[Any, ...] = ()
+    for i, part in enumerate(loc):
+        if part == "[key]":
+            is_key = True
+            break
+        in_list = isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value)
+        if in_list or (isinstance(value, dict) and part in value):
+            value, path = value[part], (*path, part)
+        else:
+            rest = loc[i:]
+            break
+    if any(path[:n] in tree.bad for n in range(len(path) + 1)):
+        return
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind == "missing":
+        name = str(rest[-1]) if rest else "?"
+        tree.issue((*path, name), tree.near(path), f'required key "{name}" is missing')
+        return
+    if kind == "extra_forbidden":
+        known = _known_keys(path[:-1])
+        tree.issue(path, tree.keys.get(path) or tree.near(path), _unknown(str(path[-1]), known))
+        return
+    if is_key:
+        message = f"{_quote(path[-1])} {_predicate(kind, ctx, error['msg'])}"
+        tree.issue(path, tree.keys.get(path) or tree.near(path), message)
+        return
+    quoted = _quote(tree.display[path]) if path in tree.display else _redact(_quote(value), tree.secrets)
+    tree.issue(path, tree.near(path), f"{quoted} {_predicate(kind, ctx, error['msg'])}")
+
+
+_PREDICATES = {
+    "string_type": "is not a string",
+    "int_type": "is not an integer",
+    "float_type": "is not a number",
+    "bool_type": "is not true or false",
+    "dict_type": "is not a mapping",
+    "model_type": "is not a mapping",
+    "list_type": "is not a list",
+}
+
+
+def _predicate(kind: str, ctx: dict[str, Any], msg: str) -> str:
+    if kind == "prober":
+        return msg
+    if kind in _PREDICATES:
+        return _PREDICATES[kind]
+    if kind == "literal_error":
+        return f"is not one of {str(ctx.get('expected', '')).replace(chr(39), chr(34))}"
+    if kind == "greater_than_equal":
+        return f"is too small: it must be at least {ctx.get('ge')}"
+    if kind == "too_short":
+        return "must not be empty"
+    return f"is invalid: {msg}"
+
+
+def _known_keys(parent: _YamlPath) -> list[str]:
+    kind = tuple("#" if isinstance(p, int) else p for p in parent)
+    models: dict[tuple[str, ...], type[BaseModel]] = {
+        (): _ConfigSpec,
+        ("defaults",): _DefaultsSpec,
+        ("signatures", "#"): _SignatureSpec,
+        ("checks", "#"): _CheckSpec,
+        ("checks", "#", "expect"): _ExpectSpec,
+    }
+    model = _VantageSpec if len(kind) == 2 and kind[0] == "vantages" else models.get(kind)
+    if model is None:
+        return []
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _unknown(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return f'unknown key "{key}" (did you mean "{close[0]}"?)'
+    return f'unknown key "{key}" (known keys: {", ".join(known)})' if known else f'unknown key "{key}"'
