@@ -201,4 +201,3 @@ def run(config_path: Path, db_path: Path, http: str | None, quiet: bool) -> None
     except ProberError as exc:
         fail(str(exc), EXIT_STORE)
     sys.exit(code)
-
