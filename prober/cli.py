@@ -201,3 +201,138 @@ def run(config_path: Path, db_path: Path, http: str | None, quiet: bool) -> None
     except ProberError as exc:
         fail(str(exc), EXIT_STORE)
     sys.exit(code)
+
+
+# -- report and demo -------------------------------------------------------------------------------
+
+
+def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """Parse --since/--until: a duration back from now, an ISO date or time (UTC unless offset), or now."""
+    from prober.model import utcnow
+    from prober.report import parse_when
+
+    if value is None:
+        return None
+    now = ctx.meta.setdefault("prober.now", utcnow())  # --since and --until share one "now"
+    try:
+        return parse_when(value, now)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@main.command()
+@db_option
+@config_option
+@click.option(
+    "--since", default="24h", show_default=True, metavar="WHEN", callback=_when,
+    help="Start of the window: 24h, 7d, 2022-12-28, 2022-12-28T13:50 (UTC), ...",
+)  # fmt: skip
+@click.option("--until", metavar="WHEN", callback=_when, help="End of the window (default: now).")
+@click.option("--check", "check", default=None, metavar="NAME", help="Only this check.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option(
+    "--rebuild", is_flag=True,
+    help="First rebuild the incidents from the results, with the confirm, recover and quorum of -c FILE.",
+)  # fmt: skip
+def report(
+    db_path: Path,
+    config_path: Path,
+    since: Any,
+    until: Any,
+    check: str | None,
+    as_json: bool,
+    rebuild: bool,
+) -> None:
+    """Availability by check, surface, region and vantage; incidents, the longest ones, and MTTR."""
+    import sqlite3
+
+    from prober import report as rep
+    from prober.model import utcnow
+    from prober.store import Store, StoreError, connect
+
+    now = click.get_current_context().meta.get("prober.now") or utcnow()
+    until = until or now
+    if since >= until:
+        fail(f"--since ({rep.when(since)}) must be before --until ({rep.when(until)})", EXIT_USAGE)
+    if rebuild:
+        try:
+            config = load_config(config_path)
+        except ProberError as exc:
+            fail(f"{exc}\n--rebuild replays the results with the confirm, recover and quorum of each "
+                 "check in the configuration: pass it with -c FILE.", EXIT_USAGE)  # fmt: skip
+        if check is not None and check not in {c.name for c in config.checks}:
+            fail(f"--rebuild: check {check!r} is not in {config_path}", EXIT_USAGE)
+        if not db_path.exists():
+            fail(f"{db_path}: no such database", EXIT_STORE)
+        selected = (check,) if check else ()
+        try:
+            with Store(db_path) as store:
+                counts = store.submit(lambda db: rep.rebuild(db, config, selected)).result()
+        except (StoreError, sqlite3.Error) as exc:
+            fail(f"cannot rebuild incidents: {exc}", EXIT_STORE)
+        click.echo(
+            f"rebuilt {counts['incidents']} incidents of {counts['checks']} checks from "
+            f"{counts['results']} results ({counts['kept_ids']} kept their id, {counts['new']} new, "
+            f"{counts['removed']} removed)",
+            err=True,
+        )
+    try:
+        db = connect(db_path, readonly=True)
+        try:
+            data = rep.collect(db, since, until, now, check)
+        finally:
+            db.conn.close()
+    except StoreError as exc:
+        fail(str(exc), EXIT_STORE)
+    except sqlite3.Error as exc:
+        fail(f"{db_path}: cannot read the database ({exc}); is it a prober database?", EXIT_STORE)
+    if as_json:
+        click.echo(json.dumps(rep.to_json(data), indent=2, ensure_ascii=False))
+    else:
+        click.echo(rep.format_text(data, str(db_path)), nl=False)
+
+
+@main.command()
+@click.option(
+    "--db", "db_path", type=click.Path(path_type=Path, dir_okay=False), default="prober-demo.db",
+    show_default=True, help="Where to write the demo's database (overwritten; never a non-demo one).",
+)  # fmt: skip
+@click.option(
+    "--duration", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+    help="Length of the replay in seconds (probes every duration/60 seconds).",
+)  # fmt: skip
+@click.option(
+    "--speed", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+    help="Play faster: --speed 2 replays the outage in half the duration.",
+)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
+@click.option("-v", "--verbose", is_flag=True, help="Also log the daemon's verdict and state changes.")
+def demo(db_path: Path, duration: float, speed: float, as_json: bool, quiet: bool, verbose: bool) -> None:
+    """Replay an outage like the one of 2022-12-28 on loopback and show what prober made of it.
+
+    No configuration needed: a local target with a web surface, a mobile API and a status page that
+    always says "All Systems Operational", probed from US, JP and UK vantages (127.0.0.2-4).
+    """
+    from prober import demo as dm
+    from prober.store import StoreError
+
+    setup_logging(logging.INFO if verbose else logging.CRITICAL)
+    try:
+        dm.tick_for(duration / speed)
+    except ValueError as exc:
+        fail(f"--duration/--speed: {exc}", EXIT_USAGE)
+    if not quiet:
+        seconds = duration / speed
+        click.echo(f"prober demo: replaying the outage in {seconds:g}s; database {db_path}", err=True)
+    try:
+        run = run_async(dm.run_demo(db_path, duration / speed, None if quiet else sys.stderr))
+        found = dm.findings(run)
+    except StoreError as exc:
+        fail(f"prober demo: {exc}", EXIT_STORE)
+    except ProberError as exc:  # the loopback aliases are missing, or --db is not a demo database
+        fail(f"prober demo: {exc}", EXIT_USAGE)
+    if as_json:
+        click.echo(dm.dumps(found))
+    else:
+        click.echo(dm.format_findings(found), nl=False)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
 import sqlite_utils
 
-from prober.model import Incident, ProbeResult, Reason, State, iso, parse_iso
+from prober.model import Incident, Phases, ProbeResult, Reason, State, Surface, Verdict, iso, parse_iso
+
+LATEST_COLUMNS: tuple[str, ...] = (
+    "check_name", "vantage", "first_ts", "ts", "region", "surface", "url", "verdict", "reason", "signature",
+    "status", "latency_ms", "dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "bytes", "cert_days", "error",
+)  # fmt: skip  # the columns of `latest_results` (prober.store.rollup)
 
 
 def incident_from_row(row: Mapping[str, Any]) -> Incident:
@@ -95,3 +100,195 @@ def results(
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     return [ProbeResult.from_row(r) for r in _rows(db, sql, params)]
+
+
+def results_page(
+    db: sqlite_utils.Database,
+    check: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    vantage: str | None = None,
+    limit: int = 100,
+    after: tuple[str, int] | None = None,
+) -> list[tuple[int, ProbeResult]]:
+    """Up to `limit` results of `check` in (ts, id) order after the cursor `after`, with their ids."""
+    where: list[str] = ["check_name = ?"]
+    params: list[Any] = [check]
+    if vantage is not None:
+        where.append("vantage = ?")
+        params.append(vantage)
+    if since is not None:
+        where.append("ts >= ?")
+        params.append(iso(since))
+    if until is not None:
+        where.append("ts < ?")
+        params.append(iso(until))
+    if after is not None:
+        where.append("ts >= ? AND (ts > ? OR id > ?)")  # the first term lets the index seek
+        params.extend([after[0], after[0], after[1]])
+    sql = f"SELECT * FROM results WHERE {' AND '.join(where)} ORDER BY ts, id LIMIT ?"
+    return [(r["id"], ProbeResult.from_row(r)) for r in _rows(db, sql, [*params, int(limit)])]
+
+
+# -- report: availability, history, incident rebuild ------------------------------------------------------
+
+
+def verdict_counts(
+    db: sqlite_utils.Database,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    check: str | None = None,
+) -> list[dict[str, Any]]:
+    """Results in [since, until) counted by verdict, per check, surface, region and vantage.
+
+    Each row: check_name, surface, region, vantage, up, degraded, down, unknown. Every availability
+    figure of `prober report` comes from here, so this is the one function to switch to the rollup
+    tables for long windows (whole hours or days from the rollups, raw results for the ragged edges).
+    """
+    where, params = ["1 = 1"], []
+    if check is not None:
+        where.append("check_name = ?")
+        params.append(check)
+    if since is not None:
+        where.append("ts >= ?")
+        params.append(iso(since))
+    if until is not None:
+        where.append("ts < ?")
+        params.append(iso(until))
+    sql = f"""
+        SELECT check_name, surface, region, vantage,
+               SUM(verdict = 'up') AS up, SUM(verdict = 'degraded') AS degraded,
+               SUM(verdict = 'down') AS down, SUM(verdict = 'unknown') AS unknown
+        FROM results WHERE {" AND ".join(where)}
+        GROUP BY check_name, surface, region, vantage
+        ORDER BY check_name, surface, region, vantage
+    """
+    return _rows(db, sql, params)
+
+
+def first_result_times(db: sqlite_utils.Database, checks: Iterable[str]) -> dict[str, datetime]:
+    """The time of the oldest stored result of each of `checks` that has one."""
+    found: dict[str, datetime] = {}
+    for check in checks:
+        # One index seek per check: MIN over (check_name, ts) reads a single index entry.
+        row = db.execute("SELECT MIN(ts) FROM results WHERE check_name = ?", (check,)).fetchone()
+        if row and row[0]:
+            found[check] = parse_iso(row[0])
+    return found
+
+
+def longest_incidents(
+    db: sqlite_utils.Database, now: datetime, check: str | None = None
+) -> list[tuple[Incident, int]]:
+    """(longest incident, number of incidents) of each check, whole history; an open one lasts until `now`."""
+    sql = """
+        SELECT * FROM (
+            SELECT *, ROW_NUMBER() OVER (
+                PARTITION BY check_name
+                ORDER BY julianday(COALESCE(resolved_at, :now)) - julianday(started_at) DESC, started_at, id
+            ) AS rn, COUNT(*) OVER (PARTITION BY check_name) AS n
+            FROM incidents WHERE :check IS NULL OR check_name = :check
+        ) WHERE rn = 1 ORDER BY check_name
+    """
+    cursor = db.execute(sql, {"now": iso(now), "check": check})
+    names = [d[0] for d in cursor.description]
+    rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return [(incident_from_row(r), int(r["n"])) for r in rows]
+
+
+def check_results(db: sqlite_utils.Database, check: str) -> Iterator[ProbeResult]:
+    """Every result of `check` in the order it was recorded (time, then insertion), read lazily."""
+    cursor = db.execute(
+        "SELECT ts, check_name, vantage, region, surface, verdict, reason, signature "
+        "FROM results WHERE check_name = ? ORDER BY ts, id",
+        (check,),
+    )
+    names = [d[0] for d in cursor.description]
+    for row in cursor:
+        yield ProbeResult.from_row(dict(zip(names, row, strict=True)))
+
+
+def replace_incidents(
+    db: sqlite_utils.Database, checks: Iterable[str], rebuilt: Iterable[Incident]
+) -> dict[str, int]:
+    """Replace the incidents of `checks` by `rebuilt`, in one transaction; counts of what changed.
+
+    An incident rebuilt with the same check and start as a stored one keeps the stored id, so links to
+    it stay valid. Incidents of other checks are left alone. Returns {"kept_ids", "new", "removed"}.
+    """
+    names = sorted(set(checks))
+    marks = ", ".join("?" * len(names))
+    with db.conn:  # one transaction: readers see the old incidents or the new ones, never a mix
+        old = _rows(
+            db, f"SELECT id, check_name, started_at FROM incidents WHERE check_name IN ({marks})", names
+        )
+        ids = {(r["check_name"], r["started_at"]): r["id"] for r in old}
+        db.conn.execute(f"DELETE FROM incidents WHERE check_name IN ({marks})", names)
+        columns = ("id", "check_name", "state", "reason", "signature", "started_at", "detected_at",
+                   "resolved_at", "vantages", "regions")  # fmt: skip
+        insert = f"INSERT INTO incidents ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        kept = new = 0
+        pending: list[tuple[Any, ...]] = []
+        for incident in rebuilt:
+            row = (
+                incident.check,
+                str(incident.state),
+                None if incident.reason is None else str(incident.reason),
+                incident.signature,
+                iso(incident.started_at),
+                iso(incident.detected_at),
+                None if incident.resolved_at is None else iso(incident.resolved_at),
+                json.dumps(list(incident.vantages)),
+                json.dumps(list(incident.regions)),
+            )
+            incident_id = ids.pop((incident.check, row[4]), None)
+            if incident_id is None:
+                pending.append((None, *row))
+                new += 1
+            else:
+                db.conn.execute(insert, (incident_id, *row))
+                kept += 1
+        # New incidents after the kept ones: a fresh id never takes one that is still in use.
+        db.conn.executemany(insert, pending)
+    return {"kept_ids": kept, "new": new, "removed": len(ids)}
+
+
+def check_known(db: sqlite_utils.Database, name: str) -> bool:
+    """Whether the database holds anything of the check `name`: a result, a latest result, an incident."""
+    sql = """SELECT EXISTS (SELECT 1 FROM results WHERE check_name = ?)
+        OR EXISTS (SELECT 1 FROM latest_results WHERE check_name = ?)
+        OR EXISTS (SELECT 1 FROM incidents WHERE check_name = ?)"""
+    return bool(db.execute(sql, (name, name, name)).fetchone()[0])
+
+
+def latest_results(
+    db: sqlite_utils.Database, *, check: str | None = None
+) -> list[tuple[ProbeResult, datetime]]:
+    """The newest result of each check and vantage, with the time of the first result seen from there."""
+    sql = f"SELECT {', '.join(LATEST_COLUMNS)} FROM latest_results"  # a table kept by the rollup hook
+    params: list[Any] = []
+    if check is not None:
+        sql += " WHERE check_name = ?"
+        params.append(check)
+    out = []
+    for row in db.execute(sql + " ORDER BY check_name, vantage", params).fetchall():
+        r = dict(zip(LATEST_COLUMNS, row, strict=True))
+        result = ProbeResult(
+            ts=parse_iso(r["ts"]),
+            check=r["check_name"],
+            vantage=r["vantage"],
+            region=r["region"] or r["vantage"],
+            surface=Surface(r["surface"] or "web"),
+            url=r["url"] or "",
+            verdict=Verdict(r["verdict"]),
+            reason=Reason(r["reason"]) if r["reason"] else None,
+            signature=r["signature"],
+            status=r["status"],
+            latency_ms=r["latency_ms"],
+            phases=Phases(r["dns_ms"], r["connect_ms"], r["tls_ms"], r["ttfb_ms"]),
+            bytes=r["bytes"] or 0,
+            error=r["error"],
+            cert_days=r["cert_days"],
+        )
+        out.append((result, parse_iso(r["first_ts"])))
+    return out

@@ -1,0 +1,496 @@
+"""`prober report`: availability by check, surface, region and vantage; incidents; history and MTTR.
+
+The computation is pure: it takes the rows the store's queries return (`collect` is the only part
+that reads the database) and the clock as arguments, so it is tested with tables. `--since` and
+`--until` are parsed here (`parse_when`) for the command line and the web layer alike.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlite_utils
+from tabulate import tabulate
+
+from prober.config import Config, parse_duration
+from prober.model import Incident, iso
+from prober.state import Policy, rebuild_incidents
+from prober.store import read
+
+# A relative time needs a unit: a bare number could be a year or a count of seconds.
+_RELATIVE = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:ms|s|m|h|d)(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ms|s|m|h|d))*")
+_WHEN_HINT = (
+    "write a duration back from now (90m, 24h, 7d, 1h30m), an ISO date or time in UTC unless it has "
+    "an offset (2022-12-28, 2022-12-28T13:50, 2022-12-28T13:50:00+01:00), or now"
+)
+# More regions than this and the per-region columns are left to the table by region.
+MAX_REGION_COLUMNS = 6
+
+
+def parse_when(text: str, now: datetime) -> datetime:
+    """A point in time from "24h" (that long before `now`), "now", or an ISO date or time (UTC if naive)."""
+    value = text.strip()
+    if value.lower() == "now":
+        return now
+    if _RELATIVE.fullmatch(value):
+        return now - timedelta(seconds=parse_duration(value))
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time: {_WHEN_HINT}") from None
+    return ts.astimezone(UTC) if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+# -- availability ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """Results counted by verdict. Unknown results count for nothing, neither for nor against."""
+
+    up: int = 0
+    degraded: int = 0
+    down: int = 0
+    unknown: int = 0
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
+            self.up + other.up,
+            self.degraded + other.degraded,
+            self.down + other.down,
+            self.unknown + other.unknown,
+        )
+
+    @property
+    def counted(self) -> int:
+        """Results that count for availability: up, degraded and down."""
+        return self.up + self.degraded + self.down
+
+    @property
+    def probes(self) -> int:
+        """Every result, unknown included."""
+        return self.counted + self.unknown
+
+    @property
+    def availability(self) -> float | None:
+        """The share of up and degraded among up, degraded and down; None without any of them."""
+        return (self.up + self.degraded) / self.counted if self.counted else None
+
+    def to_json(self) -> dict[str, Any]:
+        """Counts and availability (a fraction, or null) for `--json`."""
+        return {
+            "availability": self.availability,
+            "up": self.up,
+            "degraded": self.degraded,
+            "down": self.down,
+            "unknown": self.unknown,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """The results of one check, surface, region and vantage over the window."""
+
+    check: str
+    surface: str
+    region: str
+    vantage: str
+    counts: Counts
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Group:
+        """A group from a `read.verdict_counts` row."""
+        return cls(
+            row["check_name"],
+            row["surface"] or "",
+            row["region"] or "",
+            row["vantage"],
+            Counts(int(row["up"]), int(row["degraded"]), int(row["down"]), int(row["unknown"])),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One line of an availability table: its key, its counts, and the same split by region."""
+
+    key: tuple[str, ...]
+    counts: Counts
+    regions: dict[str, Counts]
+
+
+def summarize(groups: Iterable[Group], key: Callable[[Group], tuple[str, ...]]) -> list[Line]:
+    """Add up `groups` by `key` (e.g. by check, by surface), each also split by region; sorted by key."""
+    totals: dict[tuple[str, ...], Counts] = {}
+    regions: dict[tuple[str, ...], dict[str, Counts]] = {}
+    for group in groups:
+        k = key(group)
+        totals[k] = totals.get(k, Counts()) + group.counts
+        split = regions.setdefault(k, {})
+        split[group.region] = split.get(group.region, Counts()) + group.counts
+    return [Line(k, totals[k], dict(sorted(regions[k].items()))) for k in sorted(totals)]
+
+
+def surfaces_of(groups: Iterable[Group]) -> dict[str, str]:
+    """The surface of each check: the one most of its results were recorded with."""
+    seen: dict[str, dict[str, int]] = {}
+    for group in groups:
+        by_surface = seen.setdefault(group.check, {})
+        by_surface[group.surface] = by_surface.get(group.surface, 0) + group.counts.probes
+    return {check: max(counts, key=lambda s: counts[s]) for check, counts in seen.items()}
+
+
+# -- incidents -------------------------------------------------------------------------------------
+
+
+def duration(incident: Incident, now: datetime) -> timedelta:
+    """How long an incident lasted, from its first down result to its recovery (or `now` if open)."""
+    end = incident.resolved_at if incident.resolved_at is not None else now
+    return max(end - incident.started_at, timedelta(0))
+
+
+def mean_time_to_recovery(incidents: Iterable[Incident]) -> timedelta | None:
+    """The mean duration of the resolved incidents among `incidents`; None if none resolved."""
+    spans = [i.resolved_at - i.started_at for i in incidents if i.resolved_at is not None]
+    return sum(spans, timedelta(0)) / len(spans) if spans else None
+
+
+def mean_time_to_detect(incidents: Iterable[Incident]) -> timedelta | None:
+    """The mean time from the first down result to the incident's confirmation; None without incidents."""
+    spans = [i.detected_at - i.started_at for i in incidents]
+    return sum(spans, timedelta(0)) / len(spans) if spans else None
+
+
+# -- the report ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything `prober report` shows, for one window."""
+
+    since: datetime
+    until: datetime
+    now: datetime
+    groups: tuple[Group, ...]
+    incidents: tuple[Incident, ...]  # overlapping the window, oldest first
+    longest: Mapping[str, Incident]  # check -> its longest incident, whole history
+    incident_counts: Mapping[str, int]  # check -> how many incidents it had, whole history
+    history: Mapping[str, datetime]  # check -> when its history starts (oldest result or incident)
+    check: str | None = None
+    surfaces: Mapping[str, str] = field(default_factory=dict)  # check -> surface
+
+    @property
+    def regions(self) -> list[str]:
+        """The regions with results in the window."""
+        return sorted({g.region for g in self.groups})
+
+    def by_check(self) -> list[Line]:
+        """Availability of each check (key: check, surface)."""
+        return summarize(self.groups, lambda g: (g.check, self.surfaces.get(g.check, g.surface)))
+
+    def by_surface(self) -> list[Line]:
+        """Availability of each surface, across its checks."""
+        return summarize(self.groups, lambda g: (g.surface,))
+
+    def by_region(self) -> list[Line]:
+        """Availability seen from each region, across checks."""
+        return summarize(self.groups, lambda g: (g.region,))
+
+    def by_vantage(self) -> list[Line]:
+        """Availability seen from each vantage (key: vantage, region), across checks."""
+        return summarize(self.groups, lambda g: (g.vantage, g.region))
+
+    def total(self) -> Counts:
+        """Every result in the window."""
+        return sum((g.counts for g in self.groups), Counts())
+
+    def is_longest(self, incident: Incident) -> bool:
+        """Whether `incident` is the longest of the several its check ever had."""
+        longest = self.longest.get(incident.check)
+        if longest is None or self.incident_counts.get(incident.check, 0) < 2:
+            return False
+        same = longest.id == incident.id if longest.id is not None else longest == incident
+        return same and duration(incident, self.now) > timedelta(0)
+
+
+def build(
+    groups: Iterable[Mapping[str, Any]],
+    incidents: Iterable[Incident],
+    longest: Iterable[tuple[Incident, int]],
+    first_results: Mapping[str, datetime],
+    since: datetime,
+    until: datetime,
+    now: datetime,
+    check: str | None = None,
+) -> Report:
+    """A report from the rows of the store's queries (pure)."""
+    parsed = tuple(Group.from_row(row) for row in groups)
+    longest_by_check = {i.check: i for i, _ in longest}
+    counts = {i.check: n for i, n in longest}
+    history = dict(first_results)
+    for incident in longest_by_check.values():  # results may have aged out while incidents stay
+        start = history.get(incident.check)
+        history[incident.check] = incident.started_at if start is None else min(start, incident.started_at)
+    return Report(
+        since=since,
+        until=until,
+        now=now,
+        groups=parsed,
+        incidents=tuple(incidents),
+        longest=longest_by_check,
+        incident_counts=counts,
+        history=history,
+        check=check,
+        surfaces=surfaces_of(parsed),
+    )
+
+
+def collect(
+    db: sqlite_utils.Database, since: datetime, until: datetime, now: datetime, check: str | None = None
+) -> Report:
+    """Read what a report needs from the database and build it."""
+    groups = read.verdict_counts(db, since, until, check)
+    found = read.incidents(db, since, until, check)
+    longest = read.longest_incidents(db, now, check)
+    checks = {row["check_name"] for row in groups} | {i.check for i in found} | {i.check for i, _ in longest}
+    first = read.first_result_times(db, sorted(checks))
+    return build(groups, found, longest, first, since, until, now, check)
+
+
+# -- rebuilding incidents from results ---------------------------------------------------------------
+
+
+def policies(config: Config, checks: Sequence[str] = ()) -> dict[str, tuple[dict[str, str], Policy]]:
+    """check -> (vantage -> region, policy) for the checks of `config` (all, or only `checks`)."""
+    return {
+        c.name: (
+            {name: config.vantages[name].region for name in c.vantages},
+            Policy(confirm=c.confirm, recover=c.recover, quorum=c.quorum),
+        )
+        for c in config.checks
+        if not checks or c.name in checks
+    }
+
+
+def rebuild(db: sqlite_utils.Database, config: Config, checks: Sequence[str] = ()) -> dict[str, int]:
+    """Replay the results of the configured checks and replace their incidents (run in the writer thread).
+
+    Returns counts: results replayed, incidents rebuilt, how many kept their id, are new, were removed.
+    """
+    trackers = policies(config, checks)
+    rebuilt: list[Incident] = []
+    replayed = 0
+    for name, setup in trackers.items():  # one check at a time: memory stays bounded by one check
+        results = list(read.check_results(db, name))
+        replayed += len(results)
+        rebuilt.extend(rebuild_incidents(results, {name: setup}))
+    changes = read.replace_incidents(db, trackers, sorted(rebuilt, key=lambda i: (i.started_at, i.check)))
+    return {"results": replayed, "incidents": len(rebuilt), "checks": len(trackers), **changes}
+
+
+# -- formatting ----------------------------------------------------------------------------------------
+
+
+def percent(counts: Counts) -> str:
+    """Availability as text: "100%" only when nothing was down, never rounded up to it."""
+    value = counts.availability
+    if value is None:
+        return "-"
+    if counts.down == 0:
+        return "100%"
+    text = f"{value * 100:.2f}"
+    return ">99.99%" if text == "100.00" else f"{text}%"
+
+
+def span(delta: timedelta | None) -> str:
+    """A duration for people: 3.2s, 4m05s, 2h13m, 3d04h."""
+    if delta is None:
+        return "-"
+    seconds = delta.total_seconds()
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+
+
+def when(ts: datetime | None) -> str:
+    """A time for people: UTC to the second."""
+    return "-" if ts is None else ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def cause(incident: Incident) -> str:
+    """The dominant reason, with its signature: "error_page (x-dont-fret)"."""
+    reason = str(incident.reason) if incident.reason is not None else "-"
+    return f"{reason} ({incident.signature})" if incident.signature else reason
+
+
+def availability_table(lines: Sequence[Line], headers: Sequence[str], regions: Sequence[str]) -> str:
+    """An availability table: the key columns, overall, one column per region, then the counts."""
+    split = 1 < len(regions) <= MAX_REGION_COLUMNS
+    rows = []
+    for line in lines:
+        per_region = [percent(line.regions.get(r, Counts())) for r in regions] if split else []
+        c = line.counts
+        rows.append([*line.key, percent(c), *per_region, c.probes, c.down, c.degraded, c.unknown])
+    region_headers = list(regions) if split else []
+    head = [*headers, "availability", *region_headers, "probes", "down", "degraded", "unknown"]
+    return tabulate(rows, headers=head, disable_numparse=True, colalign=_align(len(headers), len(head)))
+
+
+def _align(keys: int, total: int) -> tuple[str, ...]:
+    return ("left",) * keys + ("right",) * (total - keys)
+
+
+def incidents_table(report: Report) -> str:
+    """The incidents of the window: when, how long, how bad, where, why."""
+    rows = []
+    for i in report.incidents:
+        length = span(duration(i, report.now))
+        if i.resolved_at is None:
+            length += " (ongoing)"
+        elif report.is_longest(i):
+            length += " *"
+        rows.append([
+            "" if i.id is None else i.id, i.check, report.surfaces.get(i.check, ""), i.state,
+            ", ".join(i.regions) or "-", when(i.started_at), "+" + span(i.detected_at - i.started_at),
+            when(i.resolved_at) if i.resolved_at is not None else "open", length, cause(i),
+        ])  # fmt: skip
+    head = ["id", "check", "surface", "worst state", "regions", "started", "detected", "resolved",
+            "duration", "cause"]  # fmt: skip
+    return tabulate(rows, headers=head, disable_numparse=True)
+
+
+def longest_table(report: Report) -> str:
+    """The longest incident of each check, with the date its history starts."""
+    rows = []
+    for check, i in sorted(report.longest.items()):
+        ongoing = " (ongoing)" if i.resolved_at is None else ""
+        rows.append([check, span(duration(i, report.now)) + ongoing, report.incident_counts.get(check, 1),
+                     when(i.started_at), i.state, ", ".join(i.regions) or "-", cause(i),
+                     when(report.history.get(check))])  # fmt: skip
+    head = ["check", "longest", "incidents", "started", "worst state", "regions", "cause", "history since"]
+    return tabulate(rows, headers=head, disable_numparse=True)
+
+
+def format_text(report: Report, source: str | None = None) -> str:
+    """The readable report: availability tables, incidents, longest incidents, MTTR."""
+    length = span(report.until - report.since)
+    title = f"Report {when(report.since)} to {when(report.until)} ({length})"
+    if report.check:
+        title += f", check {report.check}"
+    if source:
+        title += f", from {source}"
+    out = [title, ""]
+    if not report.groups:
+        out += ["No results in this window.", ""]
+    else:
+        regions = report.regions
+        total = report.total()
+        out += [f"All checks: {percent(total)} available over {total.counted} probes"
+                f" ({total.unknown} unknown, which do not count)", ""]  # fmt: skip
+        out += ["By check", availability_table(report.by_check(), ["check", "surface"], regions), ""]
+        if not report.check:
+            out += ["By surface", availability_table(report.by_surface(), ["surface"], regions), ""]
+        out += ["By region", availability_table(report.by_region(), ["region"], []), ""]
+        out += ["By vantage", availability_table(report.by_vantage(), ["vantage", "region"], []), ""]
+    if report.incidents:
+        out += [f"Incidents ({len(report.incidents)})", incidents_table(report)]
+        if any(report.is_longest(i) for i in report.incidents if i.resolved_at is not None):
+            out.append("* the longest incident of its check on record")
+        out.append("")
+        mttr = mean_time_to_recovery(report.incidents)
+        resolved = sum(1 for i in report.incidents if i.resolved_at is not None)
+        plural = "" if resolved == 1 else "s"
+        out += [f"Mean time to recovery: {span(mttr)} over {resolved} resolved incident{plural}; "
+                f"mean time to detect: {span(mean_time_to_detect(report.incidents))}", ""]  # fmt: skip
+    else:
+        out += ["No incidents in this window.", ""]
+    if report.longest:
+        out += ["Longest incident of each check, whole history", longest_table(report), ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def incident_json(incident: Incident, report: Report) -> dict[str, Any]:
+    """An incident for `--json`: the stored fields, its duration in seconds and whether it is ongoing."""
+    return {
+        "id": incident.id,
+        "check": incident.check,
+        "surface": report.surfaces.get(incident.check),
+        "state": str(incident.state),
+        "reason": None if incident.reason is None else str(incident.reason),
+        "signature": incident.signature,
+        "started_at": iso(incident.started_at),
+        "detected_at": iso(incident.detected_at),
+        "resolved_at": None if incident.resolved_at is None else iso(incident.resolved_at),
+        "duration_s": round(duration(incident, report.now).total_seconds(), 3),
+        "ongoing": incident.resolved_at is None,
+        "regions": list(incident.regions),
+        "vantages": list(incident.vantages),
+        "longest_on_record": report.is_longest(incident),
+    }
+
+
+def _seconds(delta: timedelta | None) -> float | None:
+    return None if delta is None else round(delta.total_seconds(), 3)
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    """The report as JSON for scripts: availability as fractions (null without data), times in ISO UTC."""
+
+    def lines(items: Sequence[Line], names: Sequence[str]) -> list[dict[str, Any]]:
+        out = []
+        for line in items:
+            entry: dict[str, Any] = dict(zip(names, line.key, strict=True))
+            entry.update(line.counts.to_json())
+            if "region" not in names:
+                entry["regions"] = {r: c.availability for r, c in line.regions.items()}
+            out.append(entry)
+        return out
+
+    by_check_mttr = {}
+    for name in sorted({i.check for i in report.incidents}):
+        by_check_mttr[name] = _seconds(mean_time_to_recovery(i for i in report.incidents if i.check == name))
+    return {
+        "since": iso(report.since),
+        "until": iso(report.until),
+        "generated_at": iso(report.now),
+        "check": report.check,
+        "availability": {
+            "total": report.total().to_json(),
+            "checks": lines(report.by_check(), ["check", "surface"]),
+            "surfaces": lines(report.by_surface(), ["surface"]),
+            "regions": lines(report.by_region(), ["region"]),
+            "vantages": lines(report.by_vantage(), ["vantage", "region"]),
+        },
+        "incidents": [incident_json(i, report) for i in report.incidents],
+        "mttr_s": _seconds(mean_time_to_recovery(report.incidents)),
+        "mttr_by_check_s": by_check_mttr,
+        "mttd_s": _seconds(mean_time_to_detect(report.incidents)),
+        "longest": [
+            {
+                **incident_json(i, report),
+                "incidents_of_check": report.incident_counts.get(c, 1),
+                "history_since": iso(report.history[c]) if c in report.history else None,
+            }
+            for c, i in sorted(report.longest.items())
+        ],
+    }
+
+
+__all__ = [
+    "Counts",
+    "Report",
+    "build",
+    "collect",
+    "format_text",
+    "parse_when",
+    "rebuild",
+    "to_json",
+]

@@ -1,0 +1,192 @@
+"""`prober demo`: its script, its configuration, its database, and a shortened run whose report must
+match its own script."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sqlite3
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from prober import demo
+from prober.cli import main
+from prober.config import parse_config
+from prober.model import ProberError, parse_iso
+
+# This checkout's prober, whatever else is installed: the subprocess runs in another folder.
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+}
+REGIONS = {"US", "JP", "UK"}
+
+
+@pytest.mark.parametrize(
+    ("check", "region", "tick", "fails"),
+    [
+        ("web-home", "US", 14.99, False),
+        ("web-home", "US", 15.0, True),
+        ("web-login", "UK", 44.99, True),
+        ("web-login", "UK", 45.0, False),
+        ("web-home", "JP", 20.0, False),
+        ("web-home", "JP", 27.0, True),
+        ("web-home", "JP", 39.0, False),
+        ("mobile-notifications", "JP", 33.5, True),
+        ("mobile-notifications", "US", 36.0, False),
+        ("mobile-timeline", "US", 30.0, False),
+        ("status-page", "UK", 30.0, False),
+        ("web-home", None, 30.0, False),  # a browser on 127.0.0.1 is not a vantage
+    ],
+)
+def test_script(check: str, region: str | None, tick: float, fails: bool) -> None:
+    assert demo.failing(check, region, tick) is fails
+
+
+def test_script_is_deterministic_at_any_speed() -> None:
+    """Whole ticks and at least three of them: every vantage sees at least two failures (confirm 2)."""
+    for window in demo.SCRIPT:
+        assert isinstance(window.start, int) and isinstance(window.end, int)
+        assert window.end - window.start >= 3
+        assert window.start > 0 and window.end < demo.TICKS - 5  # time to recover before the end
+
+
+def test_config_is_valid_with_three_regional_vantages() -> None:
+    config = parse_config(demo.config_yaml(8080, 0.2))
+    assert {(v.name, v.region, v.source_address) for v in config.vantages.values()} == {
+        ("us", "US", "127.0.0.2"), ("jp", "JP", "127.0.0.3"), ("uk", "UK", "127.0.0.4"),
+    }  # fmt: skip
+    assert [c.name for c in config.checks] == [r.check for r in demo.ROUTES]
+    assert {c.surface for c in config.checks} == {"web", "mobile", "api"}
+    assert all(c.interval == 0.2 and c.confirm == 2 and c.recover == 2 for c in config.checks)
+
+
+def test_duration_sets_the_interval() -> None:
+    assert demo.tick_for(60) == 1.0
+    assert demo.tick_for(12) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="at least 6 seconds"):
+        demo.tick_for(5)
+
+
+def test_too_short_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["demo", "--duration", "12", "--speed", "4", "--db", str(tmp_path / "d.db")]
+    )
+    assert result.exit_code == 2
+    assert "at least 6 seconds" in result.stderr
+
+
+def test_prepare_db_never_overwrites_real_data(tmp_path: Path) -> None:
+    real = tmp_path / "prober.db"
+    with sqlite3.connect(real) as conn:
+        conn.execute("CREATE TABLE results (url TEXT)")
+        conn.execute("INSERT INTO results VALUES ('https://x.com/home')")
+    with pytest.raises(ProberError, match="refusing to overwrite"):
+        demo.prepare_db(real)
+    assert real.exists()
+
+    other = tmp_path / "notes.db"
+    other.write_text("my notes, not a database" * 100)
+    with pytest.raises(ProberError, match="refusing to overwrite"):
+        demo.prepare_db(other)
+
+    previous = tmp_path / "prober-demo.db"
+    with sqlite3.connect(previous) as conn:
+        conn.execute("CREATE TABLE results (url TEXT)")
+        conn.execute("INSERT INTO results VALUES ('http://127.0.0.1:4242/home')")
+    Path(f"{previous}-wal").write_bytes(b"")
+    demo.prepare_db(previous)
+    assert not previous.exists() and not Path(f"{previous}-wal").exists()
+
+
+# -- the real thing, shortened ------------------------------------------------------------------------
+
+
+def _incidents(found: dict[str, Any], check: str) -> list[dict[str, Any]]:
+    return [i for i in found["report"]["incidents"] if i["check"] == check]
+
+
+@pytest.mark.slow
+async def test_a_short_demo_reports_its_own_script(tmp_path: Path) -> None:
+    db = tmp_path / "demo.db"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "prober", "demo", "--duration", "12", "--db", str(db), "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path, env=ENV,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    log = err.decode()
+    assert process.returncode == 0, log
+    found = json.loads(out)
+    tick = found["interval_s"]
+    assert tick == pytest.approx(0.2)
+    slack = timedelta(seconds=2 * tick + 0.15)  # "within an interval or two"
+    early = timedelta(seconds=0.1)  # a result is stamped when its probe starts
+    windows = {w["checks"][0] if len(w["checks"]) == 1 else (w["regions"] or ["all"])[0]: w
+               for w in found["script"]}  # fmt: skip
+    web = windows["US"]  # the window of the US and UK outage of the web pages
+    assert web["regions"] == ["US", "UK"]
+
+    for check in ("web-home", "web-login"):
+        (incident,) = _incidents(found, check)
+        assert {"US", "UK"} <= set(incident["regions"]) <= REGIONS
+        assert (incident["state"], incident["reason"], incident["signature"]) == (
+            "major_outage", "error_page", "x-dont-fret",
+        )  # fmt: skip
+        started, resolved = parse_iso(incident["started_at"]), parse_iso(incident["resolved_at"])
+        assert parse_iso(web["start"]) - early <= started <= parse_iso(web["start"]) + slack, incident
+        assert parse_iso(web["end"]) - early <= resolved <= parse_iso(web["end"]) + slack, incident
+        assert incident["surface"] == "web"
+
+    assert _incidents(found, "mobile-timeline") == []
+    assert _incidents(found, "status-page") == []
+    # Three ticks of 503 for everyone, confirm 2: one brief incident, every time.
+    notify = windows["mobile-notifications"]
+    (brief,) = _incidents(found, "mobile-notifications")
+    assert set(brief["regions"]) == REGIONS and brief["reason"] == "http_status"
+    assert (
+        parse_iso(notify["start"]) - early
+        <= parse_iso(brief["started_at"])
+        <= parse_iso(notify["start"]) + slack
+    )
+    assert (
+        parse_iso(notify["end"]) - early
+        <= parse_iso(brief["resolved_at"])
+        <= parse_iso(notify["end"]) + slack
+    )
+
+    # The contrast: the status page claimed everything was fine; the error pages came with 200.
+    claims = found["status_page"]
+    assert claims["probes"] > 0 and claims["claimed"] == claims["probes"]
+    assert claims["during_web_incidents"]["probes"] > 0
+    assert claims["during_web_incidents"]["claimed"] == claims["during_web_incidents"]["probes"]
+    assert found["error_pages"]["down"] > 0
+    assert found["error_pages"]["status_200"] == found["error_pages"]["down"]
+    checks = {c["check"]: c for c in found["report"]["availability"]["checks"]}
+    assert checks["web-home"]["regions"]["US"] < checks["web-home"]["regions"]["JP"] < 1
+    assert checks["mobile-timeline"]["availability"] == 1
+
+    # Progress on stderr while it ran: the script, what prober saw, and status lines.
+    assert "script  web pages start answering HTTP 200" in log
+    # (partial_outage first when the US result of a run is taken in before the UK one)
+    assert re.search(r"prober  web-home: operational -> (major|partial)_outage, down from", log), log
+    assert "status " in log and " probes | " in log
+
+    # The database is left for the user: the report reads it, and the text form tells the story.
+    result = CliRunner().invoke(main, ["report", "--db", str(db), "--since", found["started_at"]])
+    assert result.exit_code == 0 and "web-home" in result.stdout
+    run = demo.DemoRun(
+        db_path=db, tick=tick, started_at=parse_iso(found["started_at"]),
+        ended_at=parse_iso(found["ended_at"]), interrupted=False,
+    )  # fmt: skip
+    text = " ".join(demo.format_findings(demo.findings(run)).split())  # unwrapped
+    assert "What prober recorded: incidents by surface and region" in text
+    assert "mobile-timeline" in text and "no incident" in text
+    assert 'The status page said "All Systems Operational"' in text
+    assert "a check of the status code alone would have passed" in text
