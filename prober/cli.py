@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -189,6 +190,7 @@ def run(config_path: Path, db_path: Path, http: str | None, quiet: bool) -> None
     """Probe on schedule until SIGTERM or SIGINT; SIGHUP reloads the configuration."""
     setup_logging(logging.WARNING if quiet else logging.INFO)
     read_config(config_path)  # fail fast with exit 2, before anything starts
+    check_http(http)
     from prober.daemon import Daemon
 
     async def go() -> int:
@@ -199,8 +201,62 @@ def run(config_path: Path, db_path: Path, http: str | None, quiet: bool) -> None
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     except ProberError as exc:
-        fail(str(exc), EXIT_STORE)
+        fail(str(exc), EXIT_USAGE if _is_web_error(exc) else EXIT_STORE)
     sys.exit(code)
+
+
+def check_http(http: str | None) -> None:
+    """Exit 2 if a --http address is malformed."""
+    if http is None:
+        return
+    from prober.web import WebError, parse_http
+
+    try:
+        parse_http(http)
+    except WebError as exc:
+        fail(str(exc), EXIT_USAGE)
+
+
+def _is_web_error(exc: ProberError) -> bool:
+    from prober.web import WebError
+
+    return isinstance(exc, WebError)
+
+
+@main.command()
+@db_option
+@http_option
+@click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
+def serve(db_path: Path, http: str, quiet: bool) -> None:
+    """Serve the status page, the JSON API and /metrics from a database until SIGTERM or SIGINT."""
+    setup_logging(logging.WARNING if quiet else logging.INFO)
+    check_http(http)
+    if not db_path.exists():
+        fail(f"{db_path}: no such database (run `prober run` or `prober once` first)", EXIT_STORE)
+    from prober.store import Store
+    from prober.web import create_app, start_server
+
+    try:
+        Store(db_path).open().close()  # an older database is migrated before it is read
+    except ProberError as exc:
+        fail(str(exc), EXIT_STORE)
+
+    async def go() -> None:
+        runner = await start_server(create_app(db_path), http)
+        logging.getLogger("prober").info("serving %s on http://%s/", db_path, http)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+    try:
+        run_async(go())
+    except ProberError as exc:
+        fail(str(exc), EXIT_USAGE if _is_web_error(exc) else EXIT_STORE)
 
 
 # -- report and demo -------------------------------------------------------------------------------

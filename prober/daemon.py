@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,10 +21,15 @@ from prober.probe import probe_everywhere
 from prober.schedule import Schedule
 from prober.state import CheckTracker, Event, Policy
 from prober.store import Store, StoreError
-from prober.store.read import open_incidents, recent_results
+from prober.store.read import open_incidents, recent_results, results
+from prober.store.rollup import prune_store
 from prober.vantage import VantagePool
+from prober.web import create_app, start_server
+from prober.web.live import LiveState
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from prober.config import Check
     from prober.signatures import Signature
 
@@ -46,8 +52,9 @@ def regions_of(config: Config, check: Check) -> dict[str, str]:
 class Monitor:
     """Turns probe results into state: per-check trackers, incidents written through the store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, live: LiveState | None = None) -> None:
         self.store = store
+        self.live = live
         self.trackers: dict[str, CheckTracker] = {}
         self._last_verdict: dict[tuple[str, str], Verdict] = {}
 
@@ -61,9 +68,17 @@ class Monitor:
         if restore:
             depth = max((max(c.confirm, c.recover) for c in config.checks), default=1) + 1
             since = utcnow() - timedelta(days=1)
-            for result in self.store.submit(lambda db: recent_results(db, since, depth)).result():
-                recent.setdefault(result.check, []).append(result)
             opened = {i.check: i for i in self.store.submit(open_incidents).result()}
+            for result in self.store.submit(lambda db: recent_results(db, since, depth)).result():
+                if result.check not in opened:
+                    recent.setdefault(result.check, []).append(result)
+            # An open incident's cause counts every down result since it started: replay them all.
+            for name, incident in opened.items():
+                recent[name] = self.store.submit(
+                    partial(results, check=name, since=incident.started_at)
+                ).result()
+        if self.live is not None:
+            self.live.configure(config)
         for name, check in wanted.items():
             tracker = self.trackers.get(name)
             if tracker is None:
@@ -72,14 +87,27 @@ class Monitor:
                 )
                 if restore:
                     tracker.restore(recent.get(name, []), opened.get(name))
+                    self._publish_state(tracker)
             else:
                 for event in tracker.reconfigure(regions_of(config, check), policy_of(check)):
                     self._record(event)
+                self._publish_state(tracker)
+        self._publish_incidents()
+
+    def _publish_state(self, tracker: CheckTracker) -> None:
+        if self.live is not None:
+            self.live.set_state(tracker.check, tracker.state, tracker.statuses())
+
+    def _publish_incidents(self) -> None:
+        if self.live is not None:
+            self.live.set_open_incidents(t.open_incident for t in self.trackers.values() if t.open_incident)
 
     async def observe(self, results: Sequence[ProbeResult]) -> None:
         """Store results and feed them to their check's tracker, logging changes."""
         for result in sorted(results, key=lambda r: r.ts):
             self.store.add(result)
+            if self.live is not None:
+                self.live.observe(result)
             self._log_verdict(result)
             tracker = self.trackers.get(result.check)
             if tracker is None:
@@ -100,11 +128,14 @@ class Monitor:
 
     async def _persist(self, event: Event) -> None:
         self._record(event)
+        if event.kind == "state":
+            self._publish_state(self.trackers[event.check])
         if event.incident is None or event.kind == "state":
             return
         incident_id = await asyncio.wrap_future(self.store.save_incident(event.incident))
         if event.kind == "opened":
             self.trackers[event.check].assign_id(incident_id)
+        self._publish_incidents()
 
     def _record(self, event: Event) -> None:
         if event.kind == "state":
@@ -191,7 +222,9 @@ class Daemon:
         self.config: Config = load_config(config_path)
         self.store = Store(db_path)
         self.pool = VantagePool()
-        self.monitor = Monitor(self.store)
+        self.live = LiveState(self.config)
+        self.monitor = Monitor(self.store, self.live)
+        self._web: web.AppRunner | None = None
         self.schedule = Schedule(self._run_check)
         self.limit = asyncio.Semaphore(MAX_IN_FLIGHT)
         self.probes = 0
@@ -210,6 +243,10 @@ class Daemon:
         await loop.run_in_executor(None, self.store.open)
         try:
             await self._apply(self.config, restore=True)
+            if self.http is not None:
+                app = create_app(self.db_path, config=self.config, live=self.live)
+                self._web = await start_server(app, self.http)
+                log.info("status page on http://%s/", self.http)
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._stop.set)
             loop.add_signal_handler(signal.SIGHUP, self._reload.set)
@@ -217,6 +254,7 @@ class Daemon:
             self._background = [
                 asyncio.create_task(self.watch.run()),
                 asyncio.create_task(self._every_minute()),
+                asyncio.create_task(self._prune_hourly()),
             ]
             log.info("prober running: %d checks, %d vantages, database %s", len(self.config.checks),
                      len(self.config.vantages), self.db_path)  # fmt: skip
@@ -297,6 +335,23 @@ class Daemon:
             await asyncio.sleep(60)
             self.lateness.report(self.schedule)
 
+    async def _prune_hourly(self) -> None:
+        # Raw results older than `retention` go, a chunk at a time through the writer, so probes
+        # and their writes never wait long; rollups keep the history.
+        await asyncio.sleep(60)
+        while True:
+            try:
+                deleted = await prune_store(self.store, utcnow(), self.config.retention)
+                if deleted:
+                    log.info(
+                        "pruned %d results older than %s", deleted, timedelta(seconds=self.config.retention)
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("pruning failed; will try again in an hour")
+            await asyncio.sleep(3600)
+
     def stop(self) -> None:
         """Ask the daemon to stop (as SIGTERM does)."""
         self._stop.set()
@@ -320,6 +375,8 @@ class Daemon:
                 "stopping: cancelled %d checks still running after %.0fs", len(leftover), STOP_DEADLINE
             )
         await self.pool.close()
+        if self._web is not None:
+            await self._web.cleanup()
         with contextlib.suppress(StoreError):
             await self.store.aclose()
         log.info("stopped after %.1fs: %d probes, %d results written", time.monotonic() - started,

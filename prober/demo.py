@@ -565,7 +565,8 @@ def format_findings(f: Findings) -> str:
     since = run.started_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     out += [
         "",
-        f"Explore: prober report --db {run.db_path} --since {since}  (--json for scripts),",
+        f"Explore: prober serve --db {run.db_path}  (the status page on http://127.0.0.1:8080/),",
+        f"prober report --db {run.db_path} --since {since}  (--json for scripts),",
         f"or open {run.db_path} with sqlite3 or Datasette: tables results and incidents.",
     ]
     return "\n".join(out) + "\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -50,10 +51,14 @@ class Proc:
 async def spawn(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
     procs: list[Proc] = []
 
-    async def start(config: Path, db: Path) -> Proc:
+    async def start(config: Path | None, db: Path, *extra: str) -> Proc:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if config is None:  # another command than `run`, given in `extra`
+            args = [extra[0], "--db", str(db), *extra[1:]]
+        else:
+            args = ["run", "-c", str(config), "--db", str(db), *extra]
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "prober", "run", "-c", str(config), "--db", str(db),
+            sys.executable, "-m", "prober", *args,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE, env=env,
         )  # fmt: skip
@@ -140,3 +145,44 @@ async def test_invalid_config_exits_2(tmp_path: Path, spawn: Callable[..., objec
     await asyncio.wait_for(proc._reader, 5)
     assert code == 2
     assert "checks.yaml:2:" in proc.log and "intervl" in proc.log
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def fetch(url: str) -> tuple[int, str]:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        return resp.status, await resp.text()
+
+
+async def test_run_with_http_serves_the_page_metrics_and_live_state(
+    target: Target, tmp_path: Path, spawn: Callable[..., object]
+) -> None:
+    config = tmp_path / "checks.yaml"
+    db = tmp_path / "p.db"
+    config.write_text(config_text(target, {"home": "/ok", "broken": "/error-page"}))
+    port = free_port()
+    proc: Proc = await spawn(config, db, "--http", f"127.0.0.1:{port}")  # type: ignore[assignment]
+    await wait_for(lambda: target.total("/error-page") >= 4 and "status page on" in proc.log, 20, "probes")
+    status, page = await fetch(f"http://127.0.0.1:{port}/")
+    assert status == 200 and "home" in page and "broken" in page
+    status, metrics = await fetch(f"http://127.0.0.1:{port}/metrics")
+    assert 'prober_probe_success{check="home"' in metrics
+    status, body = await fetch(f"http://127.0.0.1:{port}/api/checks")
+    states = {c["name"]: c["state"] for c in json.loads(body)["checks"]}
+    assert states["broken"] in ("partial_outage", "major_outage") and states["home"] == "operational", states
+    assert await proc.stop() == 0
+    # `prober serve` reads the same database afterwards.
+    port = free_port()
+    serve: Proc = await spawn(None, db, "serve", "--http", f"127.0.0.1:{port}")  # type: ignore[assignment]
+    await wait_for(lambda: "serving" in serve.log, 20, "serve to start")
+    status, body = await fetch(f"http://127.0.0.1:{port}/api/v2/summary.json")
+    assert status == 200 and json.loads(body)["status"]["indicator"] in ("major", "minor", "critical")
+    assert await serve.stop() == 0

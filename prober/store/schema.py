@@ -64,8 +64,17 @@ def _v1_results_and_incidents(db: sqlite_utils.Database) -> None:
     db.table("incidents").create_index(["resolved_at"], index_name="incidents_open", if_not_exists=True)
 
 
+def _v2_rollups(db: sqlite_utils.Database) -> None:
+    # Hourly and daily rollups and the latest result per check and vantage (prober.store.rollup),
+    # filled from the results already stored; the Store batch hook keeps them current from here on.
+    from prober.store import rollup  # imported here: rollup imports the store package
+
+    rollup.create_tables(db)
+    rollup.backfill(db)
+
+
 # Append only: migration i takes a database from version i to i + 1.
-MIGRATIONS: list[Migration] = [_v1_results_and_incidents]
+MIGRATIONS: list[Migration] = [_v1_results_and_incidents, _v2_rollups]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,0 +1,406 @@
+"""The read-only web app: status page, Statuspage-compatible and native JSON APIs, /metrics, /healthz.
+
+Handlers never touch SQLite on the event loop: each request's queries (and the rendering of the
+page, which is CPU work for thousands of checks) run in a small pool of reader threads, each with
+its own read-only connection, through the functions of `prober.store`. The page and the JSON
+summaries are served from memory and made again in the background (`prober.web.answers`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from aiohttp import web
+from prometheus_client.exposition import choose_encoder
+
+from prober.config import Config
+from prober.model import ProberError, iso, utcnow
+from prober.store import StoreError, read
+from prober.web import statuspage
+from prober.web.answers import Answer, AnswerCache, Maker, Snapshot
+from prober.web.api import check_json, dumps, incident_json
+from prober.web.live import LiveState
+from prober.web.metrics import ProberMetrics
+from prober.web.page import environment, render
+from prober.web.params import RequestError, bad, cursor, make_cursor, query, window
+from prober.web.params import limit as limit_of
+from prober.web.reader import ReadPool
+from prober.web.view import HistoryCache
+
+__all__ = ["LiveState", "ProberMetrics", "WebError", "create_app", "parse_http", "start_server"]
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+DEFAULT_RESULTS_WINDOW = timedelta(hours=24)
+DEFAULT_INCIDENTS_WINDOW = timedelta(days=90)
+MAX_INCIDENTS = 5000
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+# The page runs no script at all: even a probe's error message that slipped through unescaped could not.
+PAGE_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'"
+)
+PAGE_HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": PAGE_CSP}
+JSON_HEADERS = {**SECURITY_HEADERS, "Access-Control-Allow-Origin": "*"}
+JSON_TYPE = "application/json; charset=utf-8"
+_HTTP = re.compile(r"^(?:\[(?P<v6>[0-9a-fA-F:.]+)\]|(?P<host>[^:\[\]\s]*)):(?P<port>\d{1,5})$")
+
+
+class WebError(ProberError):
+    """The web server cannot start: a bad HOST:PORT, or the address is taken."""
+
+
+class WebState:
+    """What the handlers share."""
+
+    def __init__(
+        self,
+        db_path: Path,
+        config: Config | None,
+        live: LiveState | None,
+        title: str,
+        cache_seconds: float,
+        history_seconds: float,
+    ) -> None:
+        self.reader = ReadPool(db_path)
+        self.config = config
+        self.live = live
+        self.title = title
+        self.histories = HistoryCache(history_seconds, self.reader.spawn)
+        self.answers = AnswerCache(self.snapshot, cache_seconds)
+        self.fresh_for = cache_seconds if cache_seconds > 0 else None  # Cache-Control: max-age
+        self.env = environment()
+        self.refresher: asyncio.Task[None] | None = None
+        self.unsubscribe: Callable[[], None] | None = None
+
+    def current_config(self) -> Config | None:
+        """The daemon's configuration (reloads included) if live, else the one given."""
+        if self.live is not None and self.live.config is not None:
+            return self.live.config
+        return self.config
+
+    def snapshot(self) -> Snapshot:
+        """A new snapshot of now (on the loop: the live states are copied here)."""
+        live = None if self.live is None else self.live.states()
+        return Snapshot(utcnow(), self.current_config(), live, self.histories)
+
+    # -- the answers kept ready ------------------------------------------------------------------
+
+    async def page(self, snap: Snapshot) -> Answer:
+        """The status page."""
+
+        # One thread reads it all: reading the parts in parallel threads is slower, as a thread
+        # fetching rows gives up the GIL for each row and waits to get it back from the others.
+        def work(db: sqlite_utils.Database) -> Answer:
+            overview = snap.overview(db)
+            shown = {c.name for c in overview.checks}
+            incidents = [i for i in snap.incidents(db) if i.check in shown]
+            html = render(self.env, overview, snap.history(db, ("days", "latency")), incidents, self.title)
+            return Answer.of(html, "text/html; charset=utf-8", snap.now)
+
+        return await self.reader.run(work)
+
+    async def checks(self, snap: Snapshot) -> Answer:
+        """/api/checks."""
+
+        def work(db: sqlite_utils.Database) -> Answer:
+            overview, history = snap.overview(db), snap.history(db, ("windows",))
+            body = {
+                "generated_at": iso(overview.now),
+                "state": str(overview.state),
+                "checks": [check_json(c, history, overview.now) for c in overview.checks],
+            }
+            return Answer.of(dumps(body), JSON_TYPE, snap.now)
+
+        return await self.reader.run(work)
+
+    def statuspage(self, which: Callable[[Any, str, str], dict[str, Any]], url: str) -> Maker:
+        """/api/v2/status.json or /api/v2/summary.json for the page at `url`."""
+
+        async def make(snap: Snapshot) -> Answer:
+            def work(db: sqlite_utils.Database) -> Answer:
+                return Answer.of(dumps(which(snap.overview(db), self.title, url)), JSON_TYPE, snap.now)
+
+            return await self.reader.run(work)
+
+        return make
+
+    async def start(self) -> None:
+        """Start making answers again in the background, and hearing of the daemon's state changes."""
+        self.refresher = asyncio.create_task(self.answers.run())
+        self.unsubscribe = self.live.subscribe(self.answers.changed) if self.live is not None else None
+
+    async def stop(self) -> None:
+        """Stop the background work, then the reader threads."""
+        if self.unsubscribe is not None:
+            self.unsubscribe()
+        if self.refresher is not None:
+            self.refresher.cancel()
+            await asyncio.gather(self.refresher, return_exceptions=True)
+        await self.answers.close()
+        await asyncio.get_running_loop().run_in_executor(None, self.reader.close)
+
+
+STATE: web.AppKey[WebState] = web.AppKey("prober_web", WebState)
+
+
+# -- errors and parameters ---------------------------------------------------------------------------
+
+
+def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    extra = {**JSON_HEADERS, **(headers or {})}
+    return web.Response(text=dumps(data), status=status, content_type="application/json", headers=extra)
+
+
+@web.middleware
+async def errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Bad parameters: 400 with a JSON error; unknown check: 404; an unreadable database: 503."""
+    api = request.path.startswith("/api/")
+    try:
+        return await handler(request)
+    except RequestError as exc:
+        return _json({"error": str(exc), "status": exc.status}, status=exc.status)
+    except web.HTTPException as exc:
+        if not api or exc.status < 400:
+            raise
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
+        return _json({"error": exc.reason, "status": exc.status}, status=exc.status, headers=allow)
+    except (StoreError, sqlite3.Error) as exc:
+        message = f"database unavailable: {exc}"
+        if "no such table" in message:
+            message += " (the database predates this prober: `prober once` or `prober run` migrates it)"
+        if api or request.path == "/metrics":
+            return _json({"error": message, "status": 503}, status=503)
+        return web.Response(text=message, status=503, headers=SECURITY_HEADERS)
+
+
+def _base_url(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}/"
+
+
+# -- handlers ------------------------------------------------------------------------------------------
+
+
+async def index(request: web.Request) -> web.Response:
+    """The status page (query parameters ignored)."""
+    s = request.app[STATE]
+    answer = await s.answers.get("page", s.page)
+    return answer.response(request, PAGE_HEADERS, s.fresh_for)
+
+
+async def status_json(request: web.Request) -> web.Response:
+    """/api/v2/status.json (query parameters ignored, as widgets add their own)."""
+    s, url = request.app[STATE], _base_url(request)
+    answer = await s.answers.get(f"status {url}", s.statuspage(statuspage.status_json, url))
+    return answer.response(request, JSON_HEADERS, s.fresh_for)
+
+
+async def summary_json(request: web.Request) -> web.Response:
+    """/api/v2/summary.json (query parameters ignored)."""
+    s, url = request.app[STATE], _base_url(request)
+    answer = await s.answers.get(f"summary {url}", s.statuspage(statuspage.summary_json, url))
+    return answer.response(request, JSON_HEADERS, s.fresh_for)
+
+
+async def checks(request: web.Request) -> web.Response:
+    """/api/checks."""
+    s = request.app[STATE]
+    answer = await s.answers.get("checks", s.checks)
+    return answer.response(request, JSON_HEADERS, s.fresh_for)
+
+
+async def _vantages(s: WebState, name: str) -> set[str]:
+    """The vantages of a configured check or of one the database knows (maybe none); 404 for others."""
+    config = s.current_config()
+    for c in config.checks if config is not None else ():
+        if c.name == name:
+            return set(c.vantages)
+
+    def work(db: sqlite_utils.Database) -> set[str] | None:
+        seen = {r.vantage for r, _ in read.latest_results(db, check=name)}
+        return seen if seen or read.check_known(db, name) else None
+
+    found = await s.reader.run(work)
+    if found is None:
+        raise RequestError(404, f'no check named "{name}"')
+    return found
+
+
+async def check(request: web.Request) -> web.Response:
+    """/api/checks/{name}."""
+    s, name = request.app[STATE], request.match_info["name"]
+    snap = s.answers.snapshot()
+    overview, history = await s.reader.run(lambda db: (snap.overview(db), snap.history(db, ("windows",))))
+    status = overview.find(name)
+    if status is None:
+        raise RequestError(404, f'no check named "{name}"')
+    return _json(check_json(status, history, overview.now))
+
+
+async def results(request: web.Request) -> web.Response:
+    """/api/checks/{name}/results?since=&until=&vantage=&limit=&cursor=: raw results, oldest first."""
+    params = query(request, ("since", "until", "vantage", "limit", "cursor"))
+    s, name, now = request.app[STATE], request.match_info["name"], utcnow()
+    since, until = window(params, now, DEFAULT_RESULTS_WINDOW)
+    limit = limit_of(params, DEFAULT_LIMIT, MAX_LIMIT)
+    after = cursor(params["cursor"]) if "cursor" in params else None
+    vantage = params.get("vantage") or None
+    vantages = await _vantages(s, name)
+    if vantage is not None and vantages and vantage not in vantages:
+        raise bad(f'vantage: "{vantage}" is not a vantage of {name} ({", ".join(sorted(vantages))})')
+    rows = await s.reader.run(
+        partial(
+            read.results_page, check=name, since=since, until=until, vantage=vantage, limit=limit, after=after
+        )
+    )
+    next_url = None
+    if len(rows) == limit:
+        last_id, last = rows[-1]
+        following = {k: v for k, v in params.items() if k != "cursor"}
+        following.update(since=iso(since), cursor=make_cursor(last.ts, last_id))
+        if until is not None:
+            following["until"] = iso(until)
+        next_url = str(request.rel_url.with_query(following))
+    return _json(
+        {
+            "check": name,
+            "since": iso(since),
+            "until": None if until is None else iso(until),
+            "vantage": vantage,
+            "limit": limit,
+            "count": len(rows),
+            "results": [{"id": ident, **r.to_json()} for ident, r in rows],
+            "next": next_url,
+        }
+    )
+
+
+async def incidents(request: web.Request) -> web.Response:
+    """/api/incidents?since=&until=&check=&limit=: incidents overlapping the window, newest first."""
+    params = query(request, ("since", "until", "check", "limit"))
+    s, now = request.app[STATE], utcnow()
+    since, until = window(params, now, DEFAULT_INCIDENTS_WINDOW)
+    limit = limit_of(params, MAX_INCIDENTS, MAX_INCIDENTS)
+    name = params.get("check") or None
+    if name is not None:
+        await _vantages(s, name)
+    found = await s.reader.run(partial(read.incidents, since=since, until=until, check=name))
+    found.sort(key=lambda i: (i.started_at, i.id or 0), reverse=True)
+    return _json(
+        {
+            "since": iso(since),
+            "until": None if until is None else iso(until),
+            "check": name,
+            "incidents": [incident_json(i, now) for i in found[:limit]],
+        }
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """/metrics: the daemon's live metrics, or the database's newest results for `prober serve`."""
+    s = request.app[STATE]
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    if s.live is not None:  # off the loop: thousands of series take a while to write out
+        body = await asyncio.get_running_loop().run_in_executor(None, encoder, s.live.metrics.registry)
+    else:
+        config, now = s.current_config(), utcnow()
+
+        def work(db: sqlite_utils.Database) -> bytes:
+            fresh = ProberMetrics()  # a registry per scrape: checks gone from the database leave no series
+            fresh.fill(db, now, config)
+            return encoder(fresh.registry)
+
+        body = await s.reader.run(work)
+    return web.Response(body=body, headers={**SECURITY_HEADERS, "Content-Type": content_type})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """/healthz: the server answers, and says whether the database can be read."""
+    s = request.app[STATE]
+    try:
+        await s.reader.run(lambda db: db.execute("SELECT 1").fetchone())
+        database = "ok"
+    except (StoreError, sqlite3.Error) as exc:
+        database = f"error: {exc}"
+    return _json({"status": "ok", "database": database, "live": s.live is not None, "time": iso(utcnow())})
+
+
+# -- the app -------------------------------------------------------------------------------------------
+
+
+def create_app(
+    db_path: Path,
+    *,
+    config: Config | None = None,
+    live: LiveState | None = None,
+    title: str = "Service status",
+    cache_seconds: float = 10.0,
+    history_seconds: float = 60.0,
+) -> web.Application:
+    """The web app over the database at `db_path`.
+
+    `config` names the checks to show with their surfaces and regions (without it, the checks the
+    database heard from in the last 14 days); `live` is the running daemon's state, whose confirmed
+    states and metrics are used instead of the database's view, and whose state changes make the
+    answers again at once. The page, /api/checks and the Statuspage JSON are made again every
+    `cache_seconds` while they are asked for, and served from memory in between (0: made for each
+    request); the rollup history behind them (uptime bars, charts, availability) is read again every
+    `history_seconds`.
+    """
+    app = web.Application(middlewares=[errors])
+    state = WebState(Path(db_path), config, live, title, cache_seconds, history_seconds)
+    app[STATE] = state
+    app.router.add_get("/", index)
+    app.router.add_get("/api/v2/status.json", status_json)
+    app.router.add_get("/api/v2/summary.json", summary_json)
+    app.router.add_get("/api/checks", checks)
+    app.router.add_get("/api/checks/{name}", check)
+    app.router.add_get("/api/checks/{name}/results", results)
+    app.router.add_get("/api/incidents", incidents)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+
+    async def start(app: web.Application) -> None:
+        await state.start()
+
+    async def stop(app: web.Application) -> None:
+        await state.stop()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    return app
+
+
+def parse_http(http: str) -> tuple[str, int]:
+    """("host", port) from "HOST:PORT", "[::1]:PORT" or ":PORT" (all interfaces); WebError if malformed."""
+    match = _HTTP.match(http.strip())
+    if match is None or int(match["port"]) > 65535:
+        raise WebError(f'--http: "{http}" is not HOST:PORT (e.g. 127.0.0.1:8080)')
+    return match["v6"] or match["host"] or "0.0.0.0", int(match["port"])
+
+
+async def start_server(app: web.Application, http: str) -> web.AppRunner:
+    """Serve `app` on "HOST:PORT" until `await runner.cleanup()`; WebError if the address is bad or taken."""
+    host, port = parse_http(http)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise WebError(f"cannot serve on {http}: {exc.strerror or exc}") from exc
+    return runner

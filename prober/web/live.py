@@ -1,0 +1,65 @@
+"""What a running daemon knows that the database does not say: confirmed states, and live metrics.
+
+The daemon owns one `LiveState`, calls it from the event loop as results and state changes come,
+and hands it to `create_app(..., live=live)`; the web handlers copy what they need on the loop, and
+the web app subscribes to hear of state changes (to make its page again at once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from prober.config import Config
+from prober.model import Incident, ProbeResult, State, Verdict
+from prober.web.metrics import ProberMetrics
+from prober.web.view import LiveStates
+
+
+class LiveState:
+    """The daemon's view of its checks: their configuration, confirmed states and metrics."""
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config
+        self.metrics = ProberMetrics()
+        self._states: dict[str, tuple[State, Mapping[str, Verdict] | None]] = {}
+        self._listeners: list[Callable[[], None]] = []
+        if config is not None:
+            self.metrics.configure(config)
+
+    def configure(self, config: Config) -> None:
+        """Adopt a (re)loaded configuration: removed checks are forgotten."""
+        self.config = config
+        self.metrics.configure(config)
+        names = {c.name for c in config.checks}
+        for check in set(self._states) - names:
+            del self._states[check]
+        self._notify()
+
+    def observe(self, result: ProbeResult) -> None:
+        """A probe result was recorded."""
+        self.metrics.observe(result)
+
+    def set_state(self, check: str, state: State, statuses: Mapping[str, Verdict] | None = None) -> None:
+        """A check's confirmed state changed (with, if known, the confirmed status of each vantage)."""
+        self._states[check] = (state, None if statuses is None else dict(statuses))
+        self.metrics.set_state(check, state)
+        self._notify()
+
+    def set_open_incidents(self, incidents: Iterable[Incident]) -> None:
+        """The incidents open now, across all checks."""
+        self.metrics.set_open_incidents(incidents)
+        self._notify()
+
+    def states(self) -> LiveStates:
+        """A copy of the confirmed states, safe to read from another thread."""
+        return dict(self._states)
+
+    def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener()` when a state, the open incidents or the configuration change; returns
+        the function that unsubscribes it. Listeners must be quick: they run in the daemon's loop."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            listener()

@@ -1,0 +1,318 @@
+"""The status page: Jinja2 on the server, inline SVG charts, no JavaScript needed.
+
+A page of a thousand checks is mostly their 90-day bars, so each bar is as small as it can be
+while keeping its tooltip: `<i title="26 Dec: 99.93%"></i>`, coloured by a one-letter class
+when the day was not operational. What a check's history says (bars, legend, chart) is made once per
+history (`History.fragments`), not once per request.
+
+Everything that came from a probed server (error messages, URLs) reaches the HTML through Jinja's
+autoescaping or `markupsafe.escape`; the response also carries a Content-Security-Policy that runs
+no script at all.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+
+from prober.model import STATE_SEVERITY, Incident, ProbeResult, State, Verdict
+from prober.store.history import Counts, DayStatus, LatencyPoint
+from prober.web.statuspage import INDICATOR, REGION_WORDS, STATE_WORDS
+from prober.web.view import SURFACE_TITLES, CheckStatus, History, Overview, blended, empty_days
+
+TEMPLATES = Path(__file__).parent / "templates"
+REFRESH_SECONDS = 60
+CHART_W, CHART_H = 240, 56  # 24 hours at 10 units each
+INCIDENT_HISTORY_DAYS = 90
+INCIDENT_ROWS = 100
+ARIA_BAD_DAYS = 5  # outage days named in a bar's aria-label
+
+# A day's bar: green (operational) unless one of these says otherwise (status.css `.bars .x`).
+BAR_CLASS = {
+    State.OPERATIONAL: "",
+    State.DEGRADED: ' class="d"',
+    State.PARTIAL_OUTAGE: ' class="p"',
+    State.MAJOR_OUTAGE: ' class="m"',
+    State.UNKNOWN: ' class="u"',
+}
+
+REASON_WORDS = {
+    "slow": "slow responses",
+    "cert_expiring": "certificate expiring",
+    "rate_limited": "rate limited (429)",
+    "error_page": "error page",
+    "dns": "DNS failure",
+    "connect": "connection failure",
+    "tls": "TLS failure",
+    "timeout": "timeout",
+    "http_status": "bad HTTP status",
+    "content": "unexpected content",
+    "redirect": "redirect loop",
+    "vantage": "vantage failure",
+    "internal": "prober failure",
+}
+
+
+def environment() -> Environment:
+    """The Jinja2 environment of the templates, HTML autoescaped."""
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        pct=pct, duration=duration, ms=ms, utc=utc, cause=cause, words=words, region_words=region_words
+    )
+    env.get_template("status.html")  # compiled now, not by the first request
+    return env
+
+
+# -- formatting --------------------------------------------------------------------------------------
+
+
+def pct(value: float | None) -> str:
+    """An availability as "99.95%", rounded down so that 99.999% never shows as 100%."""
+    if value is None:
+        return "no data"
+    if value >= 1:
+        return "100%"
+    return f"{math.floor(value * 10000) / 100:.2f}%"
+
+
+def duration(seconds: float) -> str:
+    """A duration in the two largest units: "3 d 4 h", "1 h 12 min", "45 s"."""
+    s = int(max(seconds, 0))
+    days, hours, minutes = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    if minutes:
+        return f"{minutes} min"
+    return f"{s} s"
+
+
+def ms(value: float | None) -> str:
+    """A latency: "120 ms", "1.4 s"."""
+    if value is None:
+        return "–"
+    return f"{value:.0f} ms" if value < 1000 else f"{value / 1000:.1f} s"
+
+
+def utc(ts: datetime | None) -> str:
+    """A time as "2022-12-28 13:50 UTC"."""
+    return "–" if ts is None else ts.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def words(state: State | str) -> str:
+    """A state in words."""
+    return STATE_WORDS.get(State(state), str(state))
+
+
+def region_words(state: State | str) -> str:
+    """A region's state in words: its vantages are all down, some down, degraded or up."""
+    return REGION_WORDS.get(State(state), str(state))
+
+
+def cause(reason: str | None, signature: str | None = None) -> str:
+    """An incident's or result's cause: "error page (x-fret)"."""
+    text = REASON_WORDS.get(str(reason), str(reason)) if reason else "unknown cause"
+    return f"{text} ({signature})" if signature else text
+
+
+def day_label(day: date) -> str:
+    """A day as its bar's tooltip names it: "6 Dec" (the bars span 90 days: no year needed)."""
+    return f"{day.day} {day.strftime('%b')}"
+
+
+# -- fragments made once per history ---------------------------------------------------------------
+
+
+def day_tip(label: str, day: DayStatus) -> str:
+    """A bar's tooltip: "26 Dec: 99.93%", "26 Dec: 98.72%, 55 min of incident (major outage)"."""
+    if day.state is State.UNKNOWN and day.counts.judged == 0:
+        return f"{label}: no data"
+    tip = f"{label}: {pct(day.availability)}"
+    if day.incident_minutes:
+        tip += f", {duration(day.incident_minutes * 60)} of incident"
+    if day.state is not State.OPERATIONAL:
+        tip += f" ({STATE_WORDS[day.state]})"
+    return tip
+
+
+def bars(days: Sequence[DayStatus], labels: dict[date, str]) -> Markup:
+    """The 90-day uptime strip: one bar per day, coloured by its worst state, its tooltip in `title`."""
+    # Dates, numbers and fixed words only: nothing in the tooltips needs escaping.
+    out = []
+    for d in days:
+        n = d.counts
+        judged = n.up + n.degraded + n.down
+        if d.state is State.OPERATIONAL and judged and not d.incident_minutes:  # most days: quicker
+            good = n.up + n.degraded
+            out.append(f'<i title="{labels[d.day]}: {"100%" if good == judged else pct(good / judged)}"></i>')
+        else:
+            out.append(f'<i{BAR_CLASS[d.state]} title="{day_tip(labels[d.day], d)}"></i>')
+    return Markup("".join(out))
+
+
+def bars_label(days: Sequence[DayStatus], labels: dict[date, str], uptime: str) -> str:
+    """The strip's aria-label: the uptime, then the days of outage, worst first."""
+    bad = [d for d in days if d.state in (State.PARTIAL_OUTAGE, State.MAJOR_OUTAGE)]
+    bad.sort(key=lambda d: (-STATE_SEVERITY[d.state], -d.incident_minutes))
+    named = [f"{STATE_WORDS[d.state]} on {labels[d.day]}" for d in bad[:ARIA_BAD_DAYS]]
+    if len(bad) > ARIA_BAD_DAYS:
+        named.append(f"{len(bad) - ARIA_BAD_DAYS} more days of outage")
+    text = f"Uptime over the last {len(days)} days: {uptime}"
+    return f"{text}; {', '.join(named)}" if named else text
+
+
+def _nice(value: float) -> float:
+    """A round axis maximum at or above `value`."""
+    if value <= 0:
+        return 100.0
+    step = 10.0 ** math.floor(math.log10(value))
+    return next(m * step for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * step >= value)
+
+
+def chart(points: Sequence[LatencyPoint], now: datetime) -> tuple[Markup, float | None]:
+    """The 24-hour response-time chart: p95 as an area, the median as a line; returns (svg, y maximum)."""
+    start = (now - timedelta(hours=24)).replace(minute=0, second=0, microsecond=0)
+    slots = 25  # the hour 24 hours ago to the current one
+    by_slot = {int((p.hour - start).total_seconds() // 3600): p for p in points}
+    top_value = max((p.p95_ms or 0 for p in points), default=0.0)
+    if not top_value:
+        return Markup(f'<svg viewBox="0 0 {CHART_W} {CHART_H}" class="chart" aria-hidden="true"></svg>'), None
+    top = _nice(top_value)
+    step = CHART_W // (slots - 1)
+
+    def y(v: float | None) -> int:
+        return round(CHART_H - (v or 0) / top * (CHART_H - 2))
+
+    runs: list[list[int]] = []  # consecutive hours with data
+    for i in range(slots):
+        p = by_slot.get(i)
+        if p is None or p.p50_ms is None:
+            continue
+        if runs and runs[-1][-1] == i - 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    # Hidden from screen readers: the figure's caption and its last-hour figures say it in words.
+    svg = (
+        f'<svg viewBox="0 0 {CHART_W} {CHART_H}" preserveAspectRatio="none" class="chart" aria-hidden="true">'
+    )
+    parts = [svg]
+    for run in runs:
+        if len(run) == 1:
+            parts.append(f'<circle cx="{run[0] * step}" cy="{y(by_slot[run[0]].p50_ms)}" r="1.5"/>')
+            continue
+        p95 = " ".join(f"{i * step},{y(by_slot[i].p95_ms)}" for i in run)
+        p50 = " ".join(f"{i * step},{y(by_slot[i].p50_ms)}" for i in run)
+        base = f"{run[-1] * step},{CHART_H} {run[0] * step},{CHART_H}"
+        parts.append(f'<polygon points="{p95} {base}"/><polyline points="{p50}"/>')
+    parts.append("</svg>")
+    return Markup("".join(parts)), top
+
+
+def history_fragment(name: str, history: History) -> Markup:
+    """A check's uptime strip, its legend and its response-time chart (memoized in the history)."""
+    memo: Markup | None = history.fragments.get((name, "history"))
+    if memo is not None:
+        return memo
+    labels = history.fragments.get(("", "labels"))
+    if labels is None:
+        span = empty_days(history.now)
+        labels = history.fragments[("", "labels")] = {d.day: day_label(d.day) for d in span}
+    days = history.days.get(name) or empty_days(history.now)
+    up = sum(d.counts.up + d.counts.degraded for d in days)
+    uptime = pct(Counts(up=up, down=sum(d.counts.down for d in days)).availability)
+    latency = history.latency.get(name, [])
+    svg, top = chart(latency, history.now)
+    points = [p for p in latency if p.count]
+    last = points[-1] if points else None
+    if last is None:
+        caption = "No response times in the last 24 h"
+    else:
+        caption = (
+            f'Last hour: <i class="k50"></i>median {ms(last.p50_ms)} <i class="k95"></i>p95 {ms(last.p95_ms)}'
+        )
+    scale = f"<span>{ms(top)}</span>" if top else ""
+    memo = history.fragments[(name, "history")] = Markup(
+        f'<div class="uptime"><div class="bars" role="img" aria-label="{bars_label(days, labels, uptime)}">'
+        f"{bars(days, labels)}</div>"
+        f'<p class="legend"><span class="ago">90 days ago</span><span class="up">{uptime} uptime</span>'
+        f"<span>Today</span></p></div>"
+        f'<figure class="latency"><figcaption><span>Response time, 24 h</span>{scale}</figcaption>'
+        f'{svg}<p class="last">{caption}</p></figure>'
+    )
+    return memo
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentView:
+    """What the template shows of one check."""
+
+    status: CheckStatus
+    history: Markup
+    results: list[ProbeResult]
+
+
+def component_view(status: CheckStatus, history: History) -> ComponentView:
+    """One check's row of the page."""
+    results = [status.latest[v] for v in status.info.vantages if v in status.latest]
+    return ComponentView(status, history_fragment(status.name, history), results)
+
+
+def incident_rows(incidents: Sequence[Incident], now: datetime) -> list[dict[str, Any]]:
+    """The incident history, newest first."""
+    rows = []
+    for i in sorted(incidents, key=lambda i: i.started_at, reverse=True)[:INCIDENT_ROWS]:
+        end = i.resolved_at or now
+        rows.append(
+            {
+                "incident": i,
+                "ongoing": i.resolved_at is None,
+                "duration": duration((end - i.started_at).total_seconds()),
+                "cause": cause(i.reason, i.signature),
+            }
+        )
+    return rows
+
+
+def render(
+    env: Environment, overview: Overview, history: History, incidents: Sequence[Incident], title: str
+) -> str:
+    """The status page's HTML (blocking: CPU-bound for thousands of checks; run off the loop)."""
+    groups = [
+        {
+            "surface": str(surface),
+            "title": SURFACE_TITLES[surface],
+            "state": blended([c.state for c in checks]),
+            "components": [component_view(c, history) for c in checks],
+        }
+        for surface, checks in overview.by_surface()
+    ]
+    affected = [c for c in overview.checks if c.state not in (State.OPERATIONAL, State.UNKNOWN)]
+    affected.sort(key=lambda c: -STATE_SEVERITY[c.state])  # the worst first
+    return env.get_template("status.html").render(
+        title=title,
+        now=overview.now,
+        overview=overview,
+        banner=INDICATOR[overview.state][1],
+        affected=affected,
+        groups=groups,
+        open_incidents=incident_rows(overview.open_incidents, overview.now),
+        history=incident_rows(incidents, overview.now),
+        history_days=INCIDENT_HISTORY_DAYS,
+        refresh=REFRESH_SECONDS,
+        Verdict=Verdict,
+        ago=lambda ts: "never" if ts is None else duration((overview.now - ts).total_seconds()) + " ago",
+    )

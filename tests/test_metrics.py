@@ -1,0 +1,144 @@
+"""Prometheus metrics: names, labels and values, parsed back with prometheus_client's own parser."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
+from prometheus_client.parser import text_string_to_metric_families
+from test_web import Scenario, build_status_db
+
+from prober.config import Check, Config
+from prober.model import Incident, Phases, ProbeResult, Reason, State, Surface, Verdict
+from prober.web import LiveState, ProberMetrics, create_app
+
+T0 = datetime(2022, 12, 28, 13, 50, tzinfo=UTC)
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> Samples:
+    """Every sample, keyed by its name and labels."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    matches = [v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= ls]
+    assert len(matches) == 1, (name, labels, matches)
+    return matches[0]
+
+
+def result(verdict: Verdict, **kw: Any) -> ProbeResult:
+    return ProbeResult(ts=kw.pop("ts", T0), check="x-web", vantage="tokyo", region="JP", surface=Surface.WEB,
+                       url="https://x.test/", verdict=verdict, **kw)  # fmt: skip
+
+
+LABELS = {"check": "x-web", "vantage": "tokyo", "region": "JP", "surface": "web"}
+
+
+def test_observe_sets_blackbox_like_gauges() -> None:
+    m = ProberMetrics()
+    m.observe(
+        result(Verdict.UP, status=200, latency_ms=250.0, phases=Phases(10, 20, 30, 150), cert_days=10.0)
+    )
+    s = parse(m.exposition().decode())
+    assert value(s, "prober_probe_success", **LABELS) == 1
+    assert value(s, "prober_probe_duration_seconds", **LABELS) == 0.25
+    assert value(s, "prober_probe_http_status_code", **LABELS) == 200
+    phases = {"resolve": 0.01, "connect": 0.02, "tls": 0.03, "processing": 0.15, "transfer": 0.04}
+    for phase, seconds in phases.items():
+        assert value(s, "prober_probe_http_duration_seconds", phase=phase, **LABELS) == pytest.approx(seconds)
+    expiry = (T0 + timedelta(days=10)).timestamp()
+    assert value(s, "prober_probe_ssl_earliest_cert_expiry", **LABELS) == expiry
+    assert value(s, "prober_probe_timestamp_seconds", **LABELS) == T0.timestamp()
+    assert value(s, "prober_probe_verdict", verdict="up", **LABELS) == 1
+    assert value(s, "prober_probe_verdict", verdict="down", **LABELS) == 0
+    assert value(s, "prober_probe_results_total", verdict="up", reason="", **LABELS) == 1
+
+    m.observe(result(Verdict.DOWN, reason=Reason.CONNECT, ts=T0 + timedelta(minutes=1)))
+    m.observe(result(Verdict.UNKNOWN, reason=Reason.VANTAGE, ts=T0 + timedelta(minutes=2)))
+    s = parse(m.exposition().decode())
+    assert (
+        value(s, "prober_probe_success", **LABELS) == 0
+    )  # the unknown result left it as the down one set it
+    assert value(s, "prober_probe_http_status_code", **LABELS) == 0
+    assert value(s, "prober_probe_verdict", verdict="unknown", **LABELS) == 1
+    assert value(s, "prober_probe_verdict", verdict="down", **LABELS) == 0
+    assert value(s, "prober_probe_results_total", verdict="down", reason="connect", **LABELS) == 1
+    assert value(s, "prober_probe_results_total", verdict="unknown", reason="vantage", **LABELS) == 1
+
+
+def test_check_states_open_incidents_and_removed_checks() -> None:
+    m = ProberMetrics()
+    m.configure(
+        Config(
+            checks=(
+                Check("x-web", "https://x.test/"),
+                Check("x-app", "https://a.test/", surface=Surface.MOBILE),
+            )
+        )
+    )
+    m.observe(result(Verdict.DOWN, reason=Reason.DNS))
+    m.set_state("x-web", State.MAJOR_OUTAGE)
+    m.set_state("x-app", State.OPERATIONAL)
+    m.set_open_incidents([Incident("x-web", State.MAJOR_OUTAGE, Reason.DNS, None, T0, T0)])
+    s = parse(m.exposition().decode())
+    assert value(s, "prober_check_state", check="x-web", surface="web", state="major_outage") == 1
+    assert value(s, "prober_check_state", check="x-web", state="operational") == 0
+    assert value(s, "prober_check_state", check="x-app", surface="mobile", state="operational") == 1
+    assert value(s, "prober_check_open_incidents", check="x-web", surface="web") == 1
+    assert value(s, "prober_check_open_incidents", check="x-app", surface="mobile") == 0
+    m.configure(Config(checks=(Check("x-app", "https://a.test/", surface=Surface.MOBILE),)))
+    text = m.exposition().decode()
+    assert 'check="x-web"' not in text
+    assert 'check="x-app"' in text
+
+
+async def test_metrics_endpoint_from_the_database(tmp_path: Path) -> None:
+    scenario: Scenario = build_status_db(tmp_path / "p.db")
+    async with TestClient(TestServer(create_app(scenario.path))) as client:
+        response = await client.get("/metrics")
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain; version=")
+        s = parse(await response.text())
+    tokyo = {"check": "x-mobile", "vantage": "tokyo", "region": "JP", "surface": "mobile"}
+    assert value(s, "prober_probe_success", **tokyo) == 0
+    assert value(s, "prober_probe_http_status_code", **tokyo) == 503
+    assert value(s, "prober_probe_duration_seconds", **tokyo) == 0.03
+    assert value(s, "prober_probe_success", check="x-api", vantage="us-east") == 1  # degraded is served
+    assert value(s, "prober_probe_verdict", check="x-api", verdict="degraded") == 1
+    assert value(s, "prober_check_state", check="x-mobile", state="partial_outage") == 1
+    assert value(s, "prober_check_state", check="x-api", state="degraded") == 1
+    assert value(s, "prober_check_open_incidents", check="x-mobile", surface="mobile") == 1
+    assert value(s, "prober_check_open_incidents", check="x-web", surface="web") == 0
+    newest = max(r.ts for r in scenario.results if r.check == "x-web" and r.vantage == "us-east")
+    assert value(s, "prober_probe_timestamp_seconds", check="x-web", vantage="us-east") == newest.timestamp()
+    assert not [k for k in s if k[0].startswith("prober_probe_results")]  # counts only what a daemon saw
+
+
+async def test_metrics_endpoint_of_a_live_daemon(tmp_path: Path) -> None:
+    live = LiveState()
+    live.observe(result(Verdict.UP, status=204, latency_ms=12.0))
+    live.set_state("x-web", State.OPERATIONAL)
+    async with TestClient(TestServer(create_app(tmp_path / "absent.db", live=live))) as client:
+        response = await client.get(
+            "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+        )
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+        text = await response.text()
+    assert text.rstrip().endswith("# EOF")
+    s = {
+        (x.name, frozenset(x.labels.items())): x.value
+        for family in openmetrics_families(text)
+        for x in family.samples
+    }
+    assert value(s, "prober_probe_http_status_code", **LABELS) == 204
+    assert value(s, "prober_check_state", check="x-web", state="operational") == 1
