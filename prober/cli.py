@@ -189,12 +189,12 @@ def results_table(results: Sequence[ProbeResult]) -> str:
 def run(config_path: Path, db_path: Path, http: str | None, quiet: bool) -> None:
     """Probe on schedule until SIGTERM or SIGINT; SIGHUP reloads the configuration."""
     setup_logging(logging.WARNING if quiet else logging.INFO)
-    read_config(config_path)  # fail fast with exit 2, before anything starts
+    config = read_config(config_path)  # fail fast with exit 2, before anything starts
     check_http(http)
     from prober.daemon import Daemon
 
     async def go() -> int:
-        return await Daemon(config_path, db_path, http=http).run()
+        return await Daemon(config_path, db_path, http=http, config=config).run()
 
     try:
         code = run_async(go())

@@ -280,13 +280,23 @@ async def probe_everywhere(
     signatures: Sequence[Signature],
     redact: Callable[[str], str] = lambda text: text,
     limit: asyncio.Semaphore | None = None,
+    may_start: Callable[[], bool] | None = None,
 ) -> list[ProbeResult]:
-    """Probe `check` once from each of its vantages concurrently; results in vantage order."""
+    """Probe `check` once from each of its vantages concurrently; results in vantage order.
 
-    async def one(vantage: str) -> ProbeResult:
+    `may_start` is asked when a probe gets its slot in `limit`: if it says no (the probe would
+    start too late and stretch the check's interval; the prober is stopping), the probe is not
+    made. An overloaded prober then sheds probes instead of queueing ever more of them. Probes
+    not made have no result: fewer results than vantages come back, and the caller counts the
+    difference as skipped.
+    """
+
+    async def one(vantage: str) -> ProbeResult | None:
         if limit is None:
             return await probe_check(pool.get(vantage), check, signatures, redact)
         async with limit:
+            if may_start is not None and not may_start():
+                return None
             return await probe_check(pool.get(vantage), check, signatures, redact)
 
-    return list(await asyncio.gather(*(one(v) for v in check.vantages)))
+    return [r for r in await asyncio.gather(*(one(v) for v in check.vantages)) if r is not None]

@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import operator
 import queue
 import sqlite3
 import threading
@@ -32,6 +33,7 @@ RESULT_COLUMNS = (
     "ts", "check_name", "vantage", "region", "surface", "url", "verdict", "reason", "signature", "status",
     "latency_ms", "dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "bytes", "cert_days", "error",
 )  # fmt: skip
+_ROW = operator.itemgetter(*RESULT_COLUMNS)  # a row dict -> the tuple in column order, in C
 _INSERT = f"INSERT INTO results ({', '.join(RESULT_COLUMNS)}) VALUES ({', '.join('?' * len(RESULT_COLUMNS))})"
 
 
@@ -92,9 +94,13 @@ class Store:
         self.written = 0  # rows committed, for metrics and tests
         self.pending_errors = 0  # consecutive failed write attempts
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._wake = threading.Event()  # a call or the stop marker is waiting: write now
         self._thread: threading.Thread | None = None
         self._opened: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._batch_hooks: list[Callable[[sqlite_utils.Database, list[ProbeResult]], None]] = []
+        from prober.store.rollup import update_rollups  # rollup.py imports this module
+
+        # Rollups are kept in the same transaction as the results they count.
+        self._batch_hooks: list[Callable[[sqlite_utils.Database, list[ProbeResult]], None]] = [update_rollups]
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -110,6 +116,7 @@ class Store:
         if self._thread is None:
             return
         self._queue.put(_STOP)
+        self._wake.set()
         self._thread.join(timeout)
         self._thread = None
 
@@ -126,7 +133,7 @@ class Store:
     # -- writing -------------------------------------------------------------------------------
 
     def add(self, result: ProbeResult) -> None:
-        """Queue one result for writing; never blocks."""
+        """Queue one result for writing; never blocks, and does not wake the writer (see `_loop`)."""
         self._queue.put(result)
 
     def add_batch_hook(self, hook: Callable[[sqlite_utils.Database, list[ProbeResult]], None]) -> None:
@@ -137,6 +144,7 @@ class Store:
         """Run `fn(db)` in the writer thread after the results queued before it are written."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         self._queue.put(_Call(fn, future))
+        self._wake.set()
         return future
 
     async def call(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
@@ -168,30 +176,34 @@ class Store:
             db.conn.close()
 
     def _loop(self, db: sqlite_utils.Database) -> None:
+        # Results do not wake the writer: it takes what has arrived once per flush interval, one
+        # transaction per `batch_size` rows. Waking it for each result (a thread switch and a
+        # hand-over of the GIL, a thousand times a second) cost about as much CPU as the writing.
+        # A call (`submit`, `flush`, an incident to save) or the stop marker wakes it at once.
         stopping = False
         while not stopping:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
             batch: list[ProbeResult] = []
-            calls: list[_Call] = []
-            item = self._queue.get()  # idle until there is work
-            deadline = time.monotonic() + self.flush_interval
-            # Gather until the batch is full, the interval is over, or a caller awaits a call.
-            while True:
+            while not stopping:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
                 if item is _STOP:
                     stopping = True
                 elif isinstance(item, _Call):
-                    calls.append(item)
+                    if batch:  # the results queued before a call are written before it runs
+                        self._write(db, batch, give_up=False)
+                        batch = []
+                    self._run_call(db, item)
                 else:
                     batch.append(item)
-                if stopping or calls or len(batch) >= self.batch_size:
-                    break
-                try:
-                    item = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
-                except queue.Empty:
-                    break
+                    if len(batch) >= self.batch_size:
+                        self._write(db, batch, give_up=False)
+                        batch = []
             if batch:
                 self._write(db, batch, give_up=stopping)
-            for call in calls:
-                self._run_call(db, call)
         # Whatever was queued after the stop marker is written too: nothing queued is lost.
         leftovers: list[ProbeResult] = []
         while True:
@@ -207,7 +219,7 @@ class Store:
             self._write(db, leftovers, give_up=True)
 
     def _write(self, db: sqlite_utils.Database, batch: list[ProbeResult], *, give_up: bool) -> None:
-        rows = [tuple(r.to_row()[c] for c in RESULT_COLUMNS) for r in batch]
+        rows = [_ROW(r.to_row()) for r in batch]
         delay = 0.05
         attempts = 0
         while True:
