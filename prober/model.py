@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -227,6 +227,27 @@ class Incident:
     vantages: tuple[str, ...] = ()
     regions: tuple[str, ...] = ()
     id: int | None = None
+
+    def duration(self, now: datetime) -> timedelta:
+        """From its start to its resolution, or to `now` while it is open."""
+        return max((self.resolved_at or now) - self.started_at, timedelta(0))
+
+    def to_json(self, now: datetime) -> dict[str, Any]:
+        """The JSON shape of an incident, shared by `prober report --json` and the API."""
+        return {
+            "id": self.id,
+            "check": self.check,
+            "state": str(self.state),
+            "reason": None if self.reason is None else str(self.reason),
+            "signature": self.signature,
+            "started_at": iso(self.started_at),
+            "detected_at": iso(self.detected_at),
+            "resolved_at": None if self.resolved_at is None else iso(self.resolved_at),
+            "ongoing": self.resolved_at is None,
+            "duration_seconds": round(self.duration(now).total_seconds(), 3),
+            "vantages": list(self.vantages),
+            "regions": list(self.regions),
+        }
 
 
 def _round(value: float | None) -> float | None:

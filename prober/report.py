@@ -148,8 +148,7 @@ def surfaces_of(groups: Iterable[Group]) -> dict[str, str]:
 
 def duration(incident: Incident, now: datetime) -> timedelta:
     """How long an incident lasted, from its first down result to its recovery (or `now` if open)."""
-    end = incident.resolved_at if incident.resolved_at is not None else now
-    return max(end - incident.started_at, timedelta(0))
+    return incident.duration(now)
 
 
 def mean_time_to_recovery(incidents: Iterable[Incident]) -> timedelta | None:
@@ -420,19 +419,8 @@ def format_text(report: Report, source: str | None = None) -> str:
 def incident_json(incident: Incident, report: Report) -> dict[str, Any]:
     """An incident for `--json`: the stored fields, its duration in seconds and whether it is ongoing."""
     return {
-        "id": incident.id,
-        "check": incident.check,
+        **incident.to_json(report.now),
         "surface": report.surfaces.get(incident.check),
-        "state": str(incident.state),
-        "reason": None if incident.reason is None else str(incident.reason),
-        "signature": incident.signature,
-        "started_at": iso(incident.started_at),
-        "detected_at": iso(incident.detected_at),
-        "resolved_at": None if incident.resolved_at is None else iso(incident.resolved_at),
-        "duration_s": round(duration(incident, report.now).total_seconds(), 3),
-        "ongoing": incident.resolved_at is None,
-        "regions": list(incident.regions),
-        "vantages": list(incident.vantages),
         "longest_on_record": report.is_longest(incident),
     }
 

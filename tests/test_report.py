@@ -211,11 +211,11 @@ def test_incidents_longest_and_history(tmp_path: Path) -> None:
     assert report.history["mobile"] == T0 + timedelta(seconds=7200)  # no results: its first incident
 
     data = rep.to_json(report)
-    assert [i["duration_s"] for i in data["incidents"]] == [10.0, 100.0]
+    assert [i["duration_seconds"] for i in data["incidents"]] == [10.0, 100.0]
     assert data["incidents"][1]["ongoing"] is True
     assert data["mttr_s"] == 10.0
     longest = {i["check"]: i for i in data["longest"]}
-    assert longest["web"]["duration_s"] == 60.0 and longest["web"]["incidents_of_check"] == 2
+    assert longest["web"]["duration_seconds"] == 60.0 and longest["web"]["incidents_of_check"] == 2
     assert longest["web"]["history_since"] == "2022-12-28T12:50:00.000Z"
 
     text = rep.format_text(report)

@@ -17,21 +17,7 @@ def dumps(data: Any) -> str:
 
 def incident_json(incident: Incident, now: datetime) -> dict[str, Any]:
     """An incident in /api/incidents and /api/checks."""
-    end = incident.resolved_at or now
-    return {
-        "id": incident.id,
-        "check": incident.check,
-        "state": str(incident.state),
-        "reason": None if incident.reason is None else str(incident.reason),
-        "signature": incident.signature,
-        "started_at": iso(incident.started_at),
-        "detected_at": iso(incident.detected_at),
-        "resolved_at": None if incident.resolved_at is None else iso(incident.resolved_at),
-        "ongoing": incident.resolved_at is None,
-        "duration_seconds": round((end - incident.started_at).total_seconds(), 3),
-        "vantages": list(incident.vantages),
-        "regions": list(incident.regions),
-    }
+    return incident.to_json(now)
 
 
 def check_json(check: CheckStatus, history: History | None, now: datetime) -> dict[str, Any]:
