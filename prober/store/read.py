@@ -39,6 +39,28 @@ def _rows(db: sqlite_utils.Database, sql: str, params: Iterable[Any] = ()) -> li
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
+def _result_filter(
+    check: str | None = None,
+    vantage: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> tuple[list[str], list[Any]]:
+    """The WHERE terms and parameters selecting results of a check, a vantage, in [since, until)."""
+    where: list[str] = ["1 = 1"]
+    params: list[Any] = []
+    for column, value in (("check_name", check), ("vantage", vantage)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if since is not None:
+        where.append("ts >= ?")
+        params.append(iso(since))
+    if until is not None:
+        where.append("ts < ?")
+        params.append(iso(until))
+    return where, params
+
+
 def open_incidents(db: sqlite_utils.Database) -> list[Incident]:
     """Incidents not yet resolved."""
     return [incident_from_row(r) for r in _rows(db, "SELECT * FROM incidents WHERE resolved_at IS NULL")]
@@ -85,17 +107,7 @@ def results(
     limit: int | None = None,
 ) -> list[ProbeResult]:
     """Raw results in time order, filtered."""
-    where, params = ["1 = 1"], []
-    for column, value in (("check_name", check), ("vantage", vantage)):
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
-    if since is not None:
-        where.append("ts >= ?")
-        params.append(iso(since))
-    if until is not None:
-        where.append("ts < ?")
-        params.append(iso(until))
+    where, params = _result_filter(check, vantage, since, until)
     sql = f"SELECT * FROM results WHERE {' AND '.join(where)} ORDER BY ts, id"
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
@@ -112,17 +124,7 @@ def results_page(
     after: tuple[str, int] | None = None,
 ) -> list[tuple[int, ProbeResult]]:
     """Up to `limit` results of `check` in (ts, id) order after the cursor `after`, with their ids."""
-    where: list[str] = ["check_name = ?"]
-    params: list[Any] = [check]
-    if vantage is not None:
-        where.append("vantage = ?")
-        params.append(vantage)
-    if since is not None:
-        where.append("ts >= ?")
-        params.append(iso(since))
-    if until is not None:
-        where.append("ts < ?")
-        params.append(iso(until))
+    where, params = _result_filter(check, vantage, since, until)
     if after is not None:
         where.append("ts >= ? AND (ts > ? OR id > ?)")  # the first term lets the index seek
         params.extend([after[0], after[0], after[1]])
@@ -145,16 +147,7 @@ def verdict_counts(
     figure of `prober report` comes from here, so this is the one function to switch to the rollup
     tables for long windows (whole hours or days from the rollups, raw results for the ragged edges).
     """
-    where, params = ["1 = 1"], []
-    if check is not None:
-        where.append("check_name = ?")
-        params.append(check)
-    if since is not None:
-        where.append("ts >= ?")
-        params.append(iso(since))
-    if until is not None:
-        where.append("ts < ?")
-        params.append(iso(until))
+    where, params = _result_filter(check, None, since, until)
     sql = f"""
         SELECT check_name, surface, region, vantage,
                SUM(verdict = 'up') AS up, SUM(verdict = 'degraded') AS degraded,
