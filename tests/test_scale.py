@@ -19,11 +19,13 @@ from pathlib import Path
 import pytest
 from conftest import Target
 
-from prober.classify import _Body, _caseless_twin, _matcher
 from prober.config import parse_config
 from prober.model import Observation, Verdict
+from prober.page import Body as _Body
 from prober.probe import probe_everywhere
 from prober.signatures import Signature, builtin_signatures, compile_pattern
+from prober.signatures.match import _caseless_twin
+from prober.signatures.match import matcher_for as _matcher
 from prober.vantage import VantagePool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +82,7 @@ async def test_probes_that_cannot_start_in_time_are_skipped_not_queued(target: T
         await pool.close()
 
 
-# The classifier rules a zone out with one search (prober.classify._Screen): member patterns are
+# The classifier rules a zone out with one search (prober.signatures.match._Screen): member patterns are
 # regrouped behind one `^`, and run case-sensitively on lower-cased text when that is exact. It
 # must say "maybe" exactly when some member matches, on any text.
 USER_SIGNATURES = (

@@ -21,7 +21,7 @@ import yaml
 
 from prober.model import ProberError, Verdict
 
-# Where a signature is looked for (see prober/classify.py for how each part is extracted):
+# Where a signature is looked for (see prober/page.py for how each part is extracted):
 #   title    the HTML <title>
 #   heading  the main headings: every <h1>, and the first <h1>-<h3> of the page
 #   text     the visible text of a short page, one block (paragraph, heading, cell...) per line;

@@ -1,0 +1,382 @@
+"""What a response says, zone by zone: its decoded text, HTML title, headings, visible text, JSON errors."""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import html
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from prober.model import Observation
+
+SHORT_TEXT = 2000  # visible characters: an error page says little
+_MAX_TAGS = 1500  # elements read one by one; past that a page is long, and skimmed
+_SKIM_WINDOW = 32768  # characters of a long page skimmed for h1 headings after the scan stops
+_MAX_HEADINGS = 32
+_MAX_JSON_LINES = 32
+
+
+# --- the response, decoded once, taken apart lazily -----------------------------------------
+
+_UNSET: Any = object()
+NOT_JSON: Any = object()  # `Body.json` of a body that is not JSON
+
+
+@dataclass(slots=True)
+class Body:
+    """The decoded body and the parts signatures look at, each computed at most once."""
+
+    obs: Observation
+    _text: str | None = None
+    _json: Any = _UNSET
+    _zones: dict[str, list[str]] | None = None
+
+    @property
+    def text(self) -> str:
+        """The body decoded as text (see `_decode`)."""
+        if self._text is None:
+            self._text = _decode(self.obs.body, self.obs.headers.get("content-type", ""))
+        return self._text
+
+    @property
+    def json(self) -> Any:
+        """The parsed JSON body, or NOT_JSON."""
+        if self._json is _UNSET:
+            self._json = NOT_JSON
+            if "json" in self.obs.content_type or self.text[:64].lstrip().startswith(("{", "[")):
+                with contextlib.suppress(ValueError, RecursionError):
+                    self._json = json.loads(self.text)
+        return self._json
+
+    @property
+    def zones(self) -> dict[str, list[str]]:
+        """Zone name -> the strings of the body signatures of that zone are matched against."""
+        if self._zones is None:
+            self._zones = self._take_apart()
+        return self._zones
+
+    def _take_apart(self) -> dict[str, list[str]]:
+        text, ctype = self.text, self.obs.content_type
+        head = text[:64].lstrip()
+        markup = "html" in ctype or "xml" in ctype
+        if not markup and head.startswith(("{", "[")):
+            big = len(text) > 16384
+            if (big and '"error' not in text and '"fault"' not in text) or _JSON_HINT.search(text) is None:
+                return {}  # no error field anywhere (a long body with only "status": a healthy one)
+            if self.json is not NOT_JSON:
+                return {"json": _json_lines(self.json)}
+        if markup or head.startswith("<"):
+            return _html_zones(text, xml="xml" in ctype and "html" not in ctype)
+        if len(text) > SHORT_TEXT * 4 or len(text) - text.count(" ") - text.count("\n") > SHORT_TEXT:
+            return {}
+        return {"text": ["\n".join(filter(None, (_clean(line) for line in text.splitlines())))]}
+
+
+# --- charset ----------------------------------------------------------------------------------
+
+_CHARSET = re.compile(r"""charset\s*=\s*["']?\s*([\w.:-]{1,40})""", re.IGNORECASE)
+_META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([\w.:-]{1,40})""", re.IGNORECASE)
+_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+# Labels browsers decode with a superset (WHATWG Encoding): what the user would see.
+_ALIASES = {
+    "shift_jis": "cp932", "shift-jis": "cp932", "sjis": "cp932", "x-sjis": "cp932", "ms_kanji": "cp932",
+    "windows-31j": "cp932", "iso-8859-1": "cp1252", "latin1": "cp1252", "latin-1": "cp1252",
+    "us-ascii": "cp1252", "ascii": "cp1252", "gb2312": "gb18030", "gbk": "gb18030",
+}  # fmt: skip
+
+
+@lru_cache(maxsize=256)
+def _codec(label: str) -> str | None:
+    name = _ALIASES.get(label.lower(), label)
+    try:
+        b"".decode(name)  # LookupError for unknown names and bytes-to-bytes codecs such as hex
+    except LookupError:
+        return None
+    return name
+
+
+def _decode(body: bytes, content_type: str) -> str:
+    """The body as text: BOM, then content-type charset, then <meta> charset, then UTF-8."""
+    codec = None
+    for bom, name in _BOMS:
+        if body.startswith(bom):
+            codec, body = name, body[len(bom) :]
+            break
+    if codec is None and (m := _CHARSET.search(content_type)):
+        codec = _codec(m.group(1))
+    if codec is None and (meta := _META_CHARSET.search(body[:1024])):
+        codec = _codec(meta.group(1).decode("ascii", "replace"))
+        codec = (
+            "utf-8" if codec and codec.startswith("utf-16") else codec
+        )  # a <meta> read as ASCII is not UTF-16
+    try:
+        return body.decode(codec or "utf-8", errors="replace")
+    except (LookupError, ValueError):
+        return body.decode("utf-8", errors="replace")
+
+
+# --- text normalisation -----------------------------------------------------------------------
+
+_FOLD = str.maketrans(
+    {"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u201c": '"', "\u201d": '"', "\u00a0": " ",
+     "\u200b": None, "\u200c": None, "\u200d": None, "\u2060": None, "\ufeff": None, "\u00ad": None}
+)  # fmt: skip
+
+
+def _clean(text: str) -> str:
+    """Entities decoded, quotes folded, NFKC, whitespace collapsed: what signatures are written for."""
+    if "&" in text:
+        text = html.unescape(text)
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text.translate(_FOLD))
+    return " ".join(text.split())  # str.split and re's \s agree on what whitespace is
+
+
+def short(text: str, limit: int) -> str:
+    """`text`, cut to at most `limit` characters with an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- JSON error fields ------------------------------------------------------------------------
+
+_JSON_HINT = re.compile(r'"(?:errors?|error\w+|message|status|success|ok|fault|title|detail|type)"\s*:')
+_MESSAGE_KEYS = ("message", "detail", "title", "description", "error_description", "msg", "reason", "error")
+
+
+def _message(value: Any) -> str:
+    """The human message of an error value: a string, or an object's message-like field."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        for key in _MESSAGE_KEYS:
+            if isinstance(value.get(key), str) and value[key]:
+                return str(value[key])
+        return short(json.dumps(value, ensure_ascii=False, default=str), 200)
+    if isinstance(value, list) and value:
+        return _message(value[0])
+    return json.dumps(value, default=str)
+
+
+def _json_lines(doc: Any) -> list[str]:
+    """The error fields of a JSON body, as "label: message" lines (see prober.signatures)."""
+    if isinstance(doc, dict):
+        objects = [doc]
+    elif isinstance(doc, list):  # a batch: look at its first objects
+        objects = [d for d in doc[:10] if isinstance(d, dict)]
+    else:
+        return []
+    found: list[tuple[str, Any]] = []
+    for obj in objects:
+        errors = obj.get("errors")
+        if errors:  # a non-empty errors list (or object): JSON:API, GraphQL, Twitter v1.1
+            label = "errors"
+            if "data" in obj:
+                label = "graphql-errors" if not obj["data"] else "graphql-partial-errors"
+            items = errors if isinstance(errors, list) else [errors]
+            found.extend((label, item) for item in items[:5])
+        for key in ("error", "errorMessage", "error_message", "errorMsg"):
+            if obj.get(key) and obj[key] is not True:
+                found.append(("error", obj[key]))
+            elif obj.get(key) is True:
+                found.append(("error", obj.get("message", "true")))
+        if isinstance(obj.get("fault"), dict) and obj["fault"]:
+            found.append(("error", obj["fault"].get("faultstring", obj["fault"])))
+        if isinstance(obj.get("status"), str | int) and not isinstance(obj.get("status"), bool):
+            found.append(("status", obj["status"]))
+        for key in ("success", "ok"):
+            if obj.get(key) is False:
+                found.append((key, "false"))
+        if isinstance(obj.get("message"), str) and obj["message"]:
+            found.append(("message", obj["message"]))
+        if isinstance(obj.get("type"), str) and isinstance(obj.get("title"), str) and "status" in obj:
+            found.append(("problem", obj["title"]))  # RFC 9457 problem details
+    return [f"{label}: {_clean(short(_message(value), 300))}" for label, value in found[:_MAX_JSON_LINES]]
+
+
+# --- HTML -------------------------------------------------------------------------------------
+
+# A tag, a comment opening, or a declaration. `[^<>]*` keeps every search linear.
+_TOKEN = re.compile(r"<(?:(!--)|[!?][^<>]*>?|(/?)([a-zA-Z][\w:.-]*)([^<>]*)>?)")
+# What the skim of a long page still looks at.
+_SKIM = re.compile(
+    r"<(?:(!--)|(script|style|template|noscript|svg|math|textarea|iframe|title|h1)\b([^<>]*)>?)", re.I
+)
+_RAW = frozenset({"script", "style", "template", "noscript", "svg", "math", "textarea", "iframe", "object"})
+_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+                   "track", "wbr", "param", "keygen"})  # fmt: skip
+_BLOCK = frozenset({
+    "address", "article", "aside", "blockquote", "body", "br", "button", "caption", "center", "dd",
+    "details", "dialog", "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1",
+    "h2", "h3", "h4", "h5", "h6", "head", "header", "hgroup", "hr", "html", "legend", "li", "main", "nav",
+    "ol", "option", "p", "pre", "section", "select", "summary", "table", "tbody", "td", "tfoot", "th",
+    "thead", "title", "tr", "ul", "label", "img",
+})  # fmt: skip
+# Elements whose text is not what the page says: links, quotations, code samples.
+_QUOTING = frozenset({"a", "blockquote", "q", "code", "kbd", "samp"})
+_HEADING = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+_ATTR = re.compile(r"""([^\s=/"']+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]*)))?""")
+_HIDING_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
+_HIDING_CLASSES = frozenset({"hidden", "d-none", "is-hidden", "visually-hidden", "sr-only", "invisible"})
+_HIDING_RULE = re.compile(r"(?:^|\})\s*\.(-?[_a-zA-Z][\w-]*)\s*\{[^{}]{0,200}?display\s*:\s*none")
+_TAGS = re.compile(r"<[^<>]*>?")
+_LINK = re.compile(r"<a\b[^<>]*>.*?</a\s*>", re.IGNORECASE | re.DOTALL)
+
+
+@lru_cache(maxsize=32)
+def _end_of(name: str) -> re.Pattern[str]:
+    return re.compile(rf"</{name}\s*>", re.IGNORECASE)
+
+
+def _is_hidden(attrs: str, hiding: frozenset[str] | set[str] = _HIDING_CLASSES) -> bool:
+    """Whether a start tag's attributes hide its element: hidden, aria-hidden, display:none, a class."""
+    low = attrs.lower()
+    suspect = "hid" in low or "none" in low or "sr-only" in low or "invisible" in low
+    if not suspect and (hiding is _HIDING_CLASSES or not any(c in attrs for c in hiding)):
+        return False  # the common case, decided without parsing the attributes
+    for m in _ATTR.finditer(attrs):
+        name, value = m.group(1).lower(), m.group(2) or m.group(3) or m.group(4) or ""
+        if (
+            name == "hidden"
+            or (name == "aria-hidden" and value.lower() == "true")
+            or (name == "style" and _HIDING_STYLE.search(value))
+            or (name == "class" and not _HIDING_CLASSES.isdisjoint(value.lower().split()))
+            or (name == "class" and hiding is not _HIDING_CLASSES and not hiding.isdisjoint(value.split()))
+        ):
+            return True
+    return False
+
+
+def _html_zones(doc: str, xml: bool = False) -> dict[str, list[str]]:
+    """Title, main headings and (for a short page) visible text of an HTML (or XML) document."""
+    page = _Page(xml)
+    pos, n = 0, len(doc)
+    while pos < n and not page.long:
+        for m in _TOKEN.finditer(doc, pos):
+            if m.start() > pos:
+                page.data(doc[pos : m.start()])
+            pos = m.end()
+            if page.long:
+                break
+            skip_to = page.tag(doc, m)
+            if skip_to is not None:
+                pos = skip_to  # past a comment, script, style...: restart the scan there
+                break
+        else:
+            page.data(doc[pos:])
+            pos = n
+    page.flush()
+    page.end_heading()
+    if page.long:
+        _skim(doc[pos : pos + _SKIM_WINDOW], page)
+    zones = {"title": [page.title] if page.title else [], "heading": page.headings[:_MAX_HEADINGS]}
+    if not page.long and page.lines:
+        zones["text"] = ["\n".join(page.lines)]
+    return zones
+
+
+class _Page:
+    """What the scan of an HTML document has found so far; fed text runs and tags in order."""
+
+    def __init__(self, xml: bool) -> None:
+        self.xml, self.long, self.title = xml, False, ""
+        self.headings: list[str] = []
+        self.lines: list[str] = []
+        self.block: list[str] = []
+        self.heading: list[str] | None = None
+        self.level, self.seen_heading, self.visible, self.tags, self.quoted = 0, False, 0, 0, 0
+        self.hidden: str | None = None  # the name of the hidden element we are in
+        self.depth = 0  # how many elements of that name are open inside it
+        self.hiding: set[str] = set()  # classes the page's own <style> hides, as .x{display:none}
+
+    def data(self, text: str) -> None:
+        if self.hidden is None:
+            self.visible += len(text) - text.count(" ") - text.count("\n")
+            if self.quoted == 0:  # links ("Try again", search results) and quotes are not the message
+                self.block.append(text)
+                if self.heading is not None:
+                    self.heading.append(text)
+            self.long = self.long or self.visible > SHORT_TEXT
+
+    def tag(self, doc: str, m: re.Match[str]) -> int | None:
+        """Take one tag into account; return where to resume when its content is skipped."""
+        self.tags += 1
+        comment, slash, raw_name, attrs = m.groups()
+        if comment:
+            close = doc.find("-->", m.end())
+            return len(doc) if close < 0 else close + 3
+        if raw_name is None:  # <!doctype>, <?xml?>
+            return None
+        name, closing = raw_name.lower(), slash == "/"
+        if not closing and (name in _RAW or name == "title"):
+            close_m = _end_of(name).search(doc, m.end())
+            inner = doc[m.end() : close_m.start() if close_m else len(doc)]
+            if name == "title" and not self.title and self.hidden is None:
+                self.title = _clean(inner[:1000])
+            elif name == "style" and "none" in inner:  # utility classes that hide: .r-hvic4v{display:none}
+                self.hiding.update(c.group(1) for c in _HIDING_RULE.finditer(inner))
+                self.hiding = set(sorted(self.hiding)[:64]) if len(self.hiding) > 64 else self.hiding
+            return close_m.end() if close_m else len(doc)
+        self.long = self.long or self.tags > _MAX_TAGS  # no error page has that many elements
+        if self.hidden is not None:
+            if name == self.hidden:
+                self.depth += -1 if closing else 1
+                self.hidden = None if self.depth == 0 else self.hidden
+        elif (
+            not closing and attrs and name not in _VOID and _is_hidden(attrs, self.hiding or _HIDING_CLASSES)
+        ):
+            self.hidden, self.depth = name, 1
+        else:
+            if self.xml or name in _BLOCK:  # in XML every element is its own line
+                self.flush()
+            if name in _HEADING:
+                self.end_heading()
+                if not closing:
+                    self.heading, self.level = [], _HEADING[name]
+            elif name in _QUOTING and (name != "a" or closing or "href" in attrs.lower()):
+                self.quoted = max(self.quoted - 1, 0) if closing else self.quoted + 1
+        return None
+
+    def flush(self) -> None:
+        if self.block and not self.long:  # a long page's text is not looked at
+            line = _clean("".join(self.block))
+            if line:
+                self.lines.append(line)
+        self.block.clear()
+
+    def end_heading(self) -> None:
+        """Close the heading being read: every h1, and the first h1-h3, are main headings."""
+        if self.heading is not None:
+            text = _clean("".join(self.heading)[:2000])[:500]  # a heading is short
+            if text and self.level <= 3 and (self.level == 1 or not self.seen_heading):
+                self.headings.append(text)
+            self.seen_heading = self.seen_heading or (bool(text) and self.level <= 3)
+            self.heading = None
+
+
+def _skim(doc: str, page: _Page) -> None:
+    """A window of the rest of a long page, for its title and h1 headings only."""
+    pos, n = 0, len(doc)
+    while pos < n and len(page.headings) < _MAX_HEADINGS:
+        m = _SKIM.search(doc, pos)
+        if m is None:
+            break
+        pos = m.end()
+        if m.group(1):
+            close = doc.find("-->", pos)
+            pos = n if close < 0 else close + 3
+            continue
+        name = m.group(2).lower()
+        close_m = _end_of(name).search(doc, pos)
+        inner = doc[pos : close_m.start()] if close_m else ""
+        pos = close_m.end() if close_m else n
+        if name == "title" and not page.title:
+            page.title = _clean(inner[:1000])
+        elif name == "h1" and not _is_hidden(m.group(3)):
+            text = _clean(_TAGS.sub("", _LINK.sub("", inner[:4000])))
+            if text:
+                page.headings.append(text)

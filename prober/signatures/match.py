@@ -1,0 +1,303 @@
+"""Signatures compiled for matching: per zone, a combined pre-check, then the members in rank order."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from prober.model import Verdict
+from prober.page import Body, short
+from prober.signatures import FLAGS, LINE_TEMPLATE, ZONES, Signature, compile_pattern
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A signature that matched: where, and the line it matched."""
+
+    sig: Signature
+    rank: tuple[int, int, int]
+    zone: str
+    text: str
+
+    def describe(self) -> str:
+        """The verdict's error message: the signature and the line it matched, quoted."""
+        where = {"title": "title", "heading": "heading", "text": "page text", "json": "JSON body"}[self.zone]
+        return f'error page {self.sig.name} ({self.sig.platform}): "{short(self.text, 120)}" in the {where}'
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    sig: Signature
+    rank: tuple[int, int, int]
+    regex: re.Pattern[str]
+
+
+class Matcher:
+    """Signatures compiled for one signature set: per zone, a combined pre-check and the members."""
+
+    def __init__(self, signatures: Sequence[Signature]) -> None:
+        entries: list[_Entry] = []
+        self.broken = ""  # why a signature cannot be used, if one cannot
+        for i, sig in enumerate(signatures):
+            try:
+                regex = compile_pattern(sig.pattern)
+            except (re.error, TypeError, ValueError, OverflowError, RecursionError) as exc:
+                self.broken = self.broken or f"signature {sig.name}: invalid pattern: {exc}"
+                continue
+            rank = (0 if sig.verdict == Verdict.DOWN else 1, 0 if sig.platform == "user" else 1, i)
+            entries.append(_Entry(sig, rank, regex))
+        entries.sort(key=lambda e: e.rank)
+        self.zones: dict[str, tuple[_Screen | None, tuple[_Entry, ...]]] = {}
+        for zone in ZONES:
+            members = tuple(e for e in entries if zone in e.sig.where)
+            if members:
+                self.zones[zone] = (_combine(members), members)
+
+    def best(self, body: Body) -> Hit | None:
+        """The best-ranked signature matching any zone of `body`, or None."""
+        hit: Hit | None = None
+        for zone, strings in body.zones.items():
+            compiled = self.zones.get(zone)
+            if compiled is None:
+                continue
+            combined, members = compiled
+            for text in strings:
+                if combined is not None and not combined.search(text):
+                    continue
+                for entry in members:
+                    if hit is not None and entry.rank >= hit.rank:
+                        break
+                    m = entry.regex.search(text)
+                    if m is not None:
+                        hit = Hit(entry.sig, entry.rank, zone, _line_of(text, m))
+                        break
+        return hit
+
+
+def _line_of(text: str, m: re.Match[str]) -> str:
+    """The line of `text` where `m` starts: what the error message quotes."""
+    start = text.rfind("\n", 0, m.start()) + 1
+    end = text.find("\n", m.start())
+    return text[start : end if end >= 0 else len(text)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Screen:
+    """The pre-check of one zone: does any member match? One search instead of one per member.
+
+    `lowered`, when the combined pattern allows it (`_caseless_twin`), is the same pattern
+    compiled case-sensitively, for the lower-cased text: Python's `re` skips ahead to candidate
+    first characters only in case-sensitive patterns, which makes it several times faster.
+    """
+
+    pattern: re.Pattern[str]
+    lowered: re.Pattern[str] | None
+
+    def search(self, text: str) -> bool:
+        """Whether some member may match `text` (exactly: no false negative, no false positive)."""
+        if self.lowered is not None:
+            low = _caseless(text)
+            if low is not None:
+                return self.lowered.search(low) is not None
+        return self.pattern.search(text) is not None
+
+
+def _caseless(text: str) -> str | None:
+    """`text` lower-cased, if every character of it lower-cases to one canonical character; else None.
+
+    Under that condition, and for a pattern `_caseless_twin` accepts, a case-insensitive search
+    of `text` and a case-sensitive search of the result find the same matches: `re` compares
+    characters by their simple lower case, plus a few equivalences ("ſ" and "s", "ı" and "i")
+    that involve non-canonical characters only, which this rules out (as "İ", which lower-cases
+    to two characters, and the final sigma `str.lower` produces).
+    """
+    low = text.lower()
+    if text.isascii() or (len(low) == len(text) and low.upper().lower() == low):
+        return low
+    return None
+
+
+_NEUTRAL_ESCAPES = frozenset("dDwWsSbBAZntrfv")  # classes, boundaries, controls: case plays no part
+
+
+def _caseless_twin(pattern: str) -> re.Pattern[str] | None:
+    """`pattern`, lower-cased, compiled case-sensitively, if that is exact on `_caseless` text; else None.
+
+    Letter case in a case-insensitive pattern makes no difference, so its literal characters are
+    lower-cased ("Something" and "something", [A-F] and [a-f] are the same pattern). It is then
+    exact when every literal character (in classes and ranges too) is lower case and has no other
+    lower-case form sharing its upper case ("ſ", Kelvin's "K" do), no escape can spell a letter
+    (\\x41, \\u0041, \\N{...}, octal) and no inline flag turns case sensitivity back on.
+    """
+    out: list[str] = []
+    i, n, in_class, class_at = 0, len(pattern), False, 0
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            e = pattern[i + 1 : i + 2]
+            if not e or (e.isalnum() and e not in _NEUTRAL_ESCAPES) or not e.isascii():
+                return None
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class and c == "]" and i > class_at:
+            in_class = False
+        elif in_class and c == "-" and i > class_at and pattern[i + 1 : i + 2] not in ("]", ""):
+            low, high = pattern[i - 1], pattern[i + 1]
+            if pattern[i - 2 : i - 1] == "\\" or high == "\\" or ord(high) - ord(low) > 4096:
+                return None  # a range from or to an escape, or a huge one: not worth proving
+            if low.isascii() and high.isascii() and low.isupper() and high.isupper():
+                high = high.lower()  # [A-F] is [a-f]; `low` was lower-cased as a literal
+            elif not all(_plain_lower(chr(x)) for x in range(ord(low), ord(high) + 1)):
+                return None
+            out.append(f"-{high}")
+            i += 2
+            continue
+        elif c == "[" and not in_class:
+            in_class = True
+            start = i
+            i += 2 if pattern.startswith("[^", i) else 1
+            class_at = i  # a "]" or "-" first is a literal; a later "-" makes a range (from "]" too)
+            out.append(pattern[start:i])
+            continue
+        elif c == "(" and not in_class and pattern.startswith("(?", i):
+            m = _GROUP_HEAD.match(pattern, i)
+            if m is None:
+                return None  # conditionals, backreferences, flags other than s and m
+            out.append(m.group())
+            i = m.end()
+            continue
+        else:
+            lowered = _lower_literal(c)
+            if lowered is None:
+                return None
+            c = lowered
+        out.append(c)
+        i += 1
+    try:
+        return re.compile("".join(out), FLAGS & ~re.IGNORECASE)
+    except (re.error, RecursionError, OverflowError):
+        return None
+
+
+def _lower_literal(c: str) -> str | None:
+    """`c` as the lower-case literal a case-insensitive pattern treats the same, or None if none is exact."""
+    if _plain_lower(c):
+        return c
+    low = c.lower()
+    return low if len(low) == 1 and low.upper() == c and _plain_lower(low) else None
+
+
+def _plain_lower(c: str) -> bool:
+    """Whether `c` is lower case (or caseless) and the only lower-case form of its upper case."""
+    if c != c.lower():
+        return False
+    upper = c.upper()
+    return len(upper) > 1 or upper.lower() == c  # "ß": no simple upper case, nothing shares it
+
+
+_GROUP_HEAD = re.compile(r"\(\?(?::|=|!|<=|<!|P<\w+>|[sm]+:)")
+
+
+def _combine(members: Sequence[_Entry]) -> _Screen | None:
+    """One search ruling a zone out when no member matches it; None if it cannot be built.
+
+    A plain alternation of the members costs one attempt per member at every character, and
+    most members start with `^` and the same line template (`LINE_TEMPLATE`): their top-level
+    alternatives are regrouped behind a single `^`, with the template's lead, prefix and tail
+    matched once around all the phrases. The language is the same (the union of the members),
+    so the pre-check never misses; at a position that does not start a line it fails at once.
+    """
+    pattern = _combined_pattern(members)
+    return None if pattern is None else _Screen(pattern, _caseless_twin(pattern.pattern))
+
+
+def _combined_pattern(members: Sequence[_Entry]) -> re.Pattern[str] | None:
+    patterns = [e.sig.pattern for e in members]
+    if any(_BACKREF.search(p) for p in patterns):
+        return None  # group numbers would shift in the alternation
+    plain = "|".join(f"(?:{p})" for p in patterns)
+    if not any(_GLOBAL_FLAGS.search(p) for p in patterns):  # (?x) would change how a pattern splits
+        phrases: list[str] = []
+        anchored: list[str] = []
+        free: list[str] = []
+        for pattern in patterns:
+            for leaf in _alternatives(pattern):
+                if leaf.startswith(_TEMPLATE_HEAD) and leaf.endswith(_TEMPLATE_TAIL):
+                    phrases.append(leaf[len(_TEMPLATE_HEAD) : len(leaf) - len(_TEMPLATE_TAIL)])
+                elif leaf.startswith("^"):
+                    anchored.append(leaf[1:])
+                else:
+                    free.append(leaf)
+        if phrases:
+            anchored.insert(0, f"{_TEMPLATE_HEAD[1:]}{'|'.join(phrases)}{_TEMPLATE_TAIL}")
+        parts = [f"^(?:{'|'.join(f'(?:{a})' for a in anchored)})"] if anchored else []
+        parts += [f"(?:{f})" for f in free]
+        with contextlib.suppress(re.error, RecursionError, OverflowError):
+            return compile_pattern("|".join(parts))
+    try:
+        return compile_pattern(plain)
+    except (re.error, RecursionError, OverflowError):
+        return None
+
+
+def _alternatives(pattern: str) -> list[str]:
+    """The top-level alternatives of a regular expression, each (?:...) wrapping all of one split too."""
+    found: list[str] = []
+    depth, start, i, n = 0, 0, 0, len(pattern)
+    closes_at_end = True  # the group opened at 0 closes at the very end (it wraps the whole)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "[":  # a class: skip to its end; "]" right after "[" or "[^" is a literal
+            i += 2 if pattern.startswith("[^", i) else 1
+            i += 1 if pattern.startswith("]", i) else 0
+            while i < n and pattern[i] != "]":
+                i += 2 if pattern[i] == "\\" else 1
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0 and i != n - 1:
+                closes_at_end = False
+        elif c == "|" and depth == 0:
+            found.append(pattern[start:i])
+            start = i + 1
+        i += 1
+    found.append(pattern[start:])
+    if len(found) == 1 and pattern.startswith("(?:") and pattern.endswith(")") and closes_at_end:
+        return _alternatives(pattern[3:-1])
+    return [leaf for part in found for leaf in (_alternatives(part) if len(found) > 1 else [part])]
+
+
+_BACKREF = re.compile(r"\\[1-9]|\(\?P=|\\g<|\(\?\(")
+_GLOBAL_FLAGS = re.compile(r"\(\?[aiLmsux]+\)")
+# LINE_TEMPLATE around its phrases: what most built-in signatures share.
+_TEMPLATE_HEAD, _TEMPLATE_TAIL = LINE_TEMPLATE.split("PHRASE")
+_TEMPLATE_HEAD += "(?:"
+_TEMPLATE_TAIL = ")" + _TEMPLATE_TAIL
+_BY_IDENTITY: dict[int, tuple[Sequence[Signature], Matcher]] = {}
+
+
+def matcher_for(signatures: Sequence[Signature]) -> Matcher:
+    """The compiled matcher of a signature set: by identity for tuples (cheap), else by value."""
+    if isinstance(signatures, tuple):
+        known = _BY_IDENTITY.get(id(signatures))
+        if known is not None and known[0] is signatures:
+            return known[1]
+        matcher = _compile(signatures)
+        if len(_BY_IDENTITY) >= 4096:  # one per check, usually
+            _BY_IDENTITY.clear()
+        _BY_IDENTITY[id(signatures)] = (signatures, matcher)  # keeps the tuple alive: its id stays its own
+        return matcher
+    return _compile(tuple(signatures))
+
+
+@lru_cache(maxsize=64)
+def _compile(signatures: tuple[Signature, ...]) -> Matcher:
+    return Matcher(signatures)
