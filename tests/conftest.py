@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import struct
+import sys
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -237,3 +241,58 @@ def dns_server() -> Iterator[DnsServer]:
     yield info
     server.stop()
     server.server.server_close()
+
+
+class ProberProcess:
+    """A `python -m prober ...` subprocess whose stderr is collected as it comes."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.log = ""
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        assert self.process.stderr is not None
+        async for line in self.process.stderr:
+            self.log += line.decode()
+
+    async def wait(self, within: float = 20) -> int:
+        """Wait for the process to exit by itself; its exit code."""
+        code = await asyncio.wait_for(self.process.wait(), within)
+        await asyncio.wait_for(self._reader, 5)
+        return code
+
+    async def stop(self, sig: int = signal.SIGTERM, within: float = 15) -> int:
+        """Send `sig` and wait for the exit; its exit code."""
+        self.process.send_signal(sig)
+        return await self.wait(within)
+
+
+@pytest.fixture
+async def prober_process() -> AsyncIterator[Callable[..., Awaitable[ProberProcess]]]:
+    """Start `python -m prober ARGS...` subprocesses; any still running at the end are killed."""
+    started: list[ProberProcess] = []
+
+    async def start(*args: str, env: Mapping[str, str] | None = None) -> ProberProcess:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "prober", *args, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            env={**(env if env is not None else os.environ), "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        started.append(ProberProcess(process))
+        return started[-1]
+
+    yield start
+    for proc in started:
+        if proc.process.returncode is None:
+            proc.process.kill()
+            await proc.process.wait()
+
+
+async def wait_for(condition: Callable[[], bool], within: float, what: str) -> None:
+    """Poll `condition` until it holds, failing after `within` seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(0.05)

@@ -2,75 +2,32 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import signal
 import sqlite3
-import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from conftest import Target
+from conftest import ProberProcess, Target, wait_for
 
 pytestmark = pytest.mark.slow
 
 
-async def wait_for(condition: Callable[[], bool], within: float, what: str) -> None:
-    """Poll `condition` until it holds, failing after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-class Proc:
-    """A `prober run` subprocess whose stderr is collected."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.log = ""
-        self._reader = asyncio.ensure_future(self._read())
-
-    async def _read(self) -> None:
-        assert self.process.stderr is not None
-        async for line in self.process.stderr:
-            self.log += line.decode()
-
-    async def stop(self, sig: int = signal.SIGTERM, within: float = 10) -> int:
-        self.process.send_signal(sig)
-        code = await asyncio.wait_for(self.process.wait(), within)
-        await asyncio.wait_for(self._reader, within)
-        return code
+Spawn = Callable[..., Awaitable[ProberProcess]]
 
 
 @pytest.fixture
-async def spawn(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
-    procs: list[Proc] = []
+def spawn(prober_process: Spawn) -> Spawn:
+    """`spawn(config, db, *extra)` runs `prober run`; `spawn(None, db, command, *extra)` another command."""
 
-    async def start(config: Path | None, db: Path, *extra: str) -> Proc:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        if config is None:  # another command than `run`, given in `extra`
-            args = [extra[0], "--db", str(db), *extra[1:]]
-        else:
-            args = ["run", "-c", str(config), "--db", str(db), *extra]
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "prober", *args,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE, env=env,
-        )  # fmt: skip
-        proc = Proc(process)
-        procs.append(proc)
-        return proc
+    async def start(config: Path | None, db: Path, *extra: str) -> ProberProcess:
+        if config is None:
+            return await prober_process(extra[0], "--db", str(db), *extra[1:])
+        return await prober_process("run", "-c", str(config), "--db", str(db), *extra)
 
-    yield start
-    for proc in procs:
-        if proc.process.returncode is None:
-            proc.process.kill()
-            await proc.process.wait()
+    return start
 
 
 def rows(db: Path, sql: str = "SELECT count(*) FROM results") -> int:
@@ -84,12 +41,12 @@ def config_text(target: Target, paths: dict[str, str], interval: str = "300ms") 
 
 
 async def test_runs_on_schedule_and_stops_cleanly_without_losing_results(
-    target: Target, tmp_path: Path, spawn: Callable[..., object]
+    target: Target, tmp_path: Path, spawn: Spawn
 ) -> None:
     config = tmp_path / "checks.yaml"
     db = tmp_path / "prober.db"
     config.write_text(config_text(target, {"home": "/ok", "broken": "/error-page"}))
-    proc: Proc = await spawn(config, db)  # type: ignore[assignment]
+    proc = await spawn(config, db)
     await wait_for(lambda: target.total("/ok") >= 8 and target.total("/error-page") >= 8, 20, "probes")
     started = time.monotonic()
     code = await proc.stop(signal.SIGTERM)
@@ -103,21 +60,19 @@ async def test_runs_on_schedule_and_stops_cleanly_without_losing_results(
     assert "stopped after" in proc.log
 
 
-async def test_sigint_stops_too(target: Target, tmp_path: Path, spawn: Callable[..., object]) -> None:
+async def test_sigint_stops_too(target: Target, tmp_path: Path, spawn: Spawn) -> None:
     config = tmp_path / "checks.yaml"
     config.write_text(config_text(target, {"home": "/ok"}))
-    proc: Proc = await spawn(config, tmp_path / "p.db")  # type: ignore[assignment]
+    proc = await spawn(config, tmp_path / "p.db")
     await wait_for(lambda: target.total() >= 2, 20, "probes")
     assert await proc.stop(signal.SIGINT) == 0
     assert rows(tmp_path / "p.db") == target.total()
 
 
-async def test_sighup_reloads_and_refuses_a_broken_file(
-    target: Target, tmp_path: Path, spawn: Callable[..., object]
-) -> None:
+async def test_sighup_reloads_and_refuses_a_broken_file(target: Target, tmp_path: Path, spawn: Spawn) -> None:
     config = tmp_path / "checks.yaml"
     config.write_text(config_text(target, {"first": "/ok"}))
-    proc: Proc = await spawn(config, tmp_path / "p.db")  # type: ignore[assignment]
+    proc = await spawn(config, tmp_path / "p.db")
     await wait_for(lambda: target.total("/ok") >= 2, 20, "first check")
 
     config.write_text(config_text(target, {"second": "/api"}))
@@ -137,12 +92,11 @@ async def test_sighup_reloads_and_refuses_a_broken_file(
     assert await proc.stop() == 0
 
 
-async def test_invalid_config_exits_2(tmp_path: Path, spawn: Callable[..., object]) -> None:
+async def test_invalid_config_exits_2(tmp_path: Path, spawn: Spawn) -> None:
     config = tmp_path / "checks.yaml"
     config.write_text("checks:\n  - {name: x, url: 'http://127.0.0.1:9/', intervl: 5s}\n")
-    proc: Proc = await spawn(config, tmp_path / "p.db")  # type: ignore[assignment]
-    code = await asyncio.wait_for(proc.process.wait(), 20)
-    await asyncio.wait_for(proc._reader, 5)
+    proc = await spawn(config, tmp_path / "p.db")
+    code = await proc.wait()
     assert code == 2
     assert "checks.yaml:2:" in proc.log and "intervl" in proc.log
 
@@ -163,13 +117,13 @@ async def fetch(url: str) -> tuple[int, str]:
 
 
 async def test_run_with_http_serves_the_page_metrics_and_live_state(
-    target: Target, tmp_path: Path, spawn: Callable[..., object]
+    target: Target, tmp_path: Path, spawn: Spawn
 ) -> None:
     config = tmp_path / "checks.yaml"
     db = tmp_path / "p.db"
     config.write_text(config_text(target, {"home": "/ok", "broken": "/error-page"}))
     port = free_port()
-    proc: Proc = await spawn(config, db, "--http", f"127.0.0.1:{port}")  # type: ignore[assignment]
+    proc = await spawn(config, db, "--http", f"127.0.0.1:{port}")
     await wait_for(lambda: target.total("/error-page") >= 4 and "status page on" in proc.log, 20, "probes")
     status, page = await fetch(f"http://127.0.0.1:{port}/")
     assert status == 200 and "home" in page and "broken" in page
@@ -181,7 +135,7 @@ async def test_run_with_http_serves_the_page_metrics_and_live_state(
     assert await proc.stop() == 0
     # `prober serve` reads the same database afterwards.
     port = free_port()
-    serve: Proc = await spawn(None, db, "serve", "--http", f"127.0.0.1:{port}")  # type: ignore[assignment]
+    serve = await spawn(None, db, "serve", "--http", f"127.0.0.1:{port}")
     await wait_for(lambda: "serving" in serve.log, 20, "serve to start")
     status, body = await fetch(f"http://127.0.0.1:{port}/api/v2/summary.json")
     assert status == 200 and json.loads(body)["status"]["indicator"] in ("major", "minor", "critical")

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sqlite3
-import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,7 +15,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from click.testing import CliRunner
-from conftest import ERROR_PAGE, HEALTHY_PAGE, start_app
+from conftest import ERROR_PAGE, HEALTHY_PAGE, ProberProcess, start_app
 
 from prober.cli import main
 from prober.model import Incident, State, utcnow
@@ -79,47 +77,21 @@ checks:
 """
 
 
-class Daemon:
-    """A `prober run` subprocess."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.log = ""
-        self._reader = asyncio.ensure_future(self._read())
-
-    async def _read(self) -> None:
-        assert self.process.stderr is not None
-        async for line in self.process.stderr:
-            self.log += line.decode()
-
-    async def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(self.process.wait(), 15)
-        await asyncio.wait_for(self._reader, 5)
-        return code
-
-
 @pytest.fixture
-async def daemons() -> AsyncIterator[Callable[[Path, Path], Awaitable[Daemon]]]:
-    started: list[Daemon] = []
+def daemons(
+    prober_process: Callable[..., Awaitable[ProberProcess]],
+) -> Callable[[Path, Path], Awaitable[ProberProcess]]:
+    """Start `prober run` on a configuration and database."""
 
-    async def start(config: Path, db: Path) -> Daemon:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "prober", "run", "-c", str(config), "--db", str(db),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE, env={**ENV, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-        started.append(Daemon(process))
-        return started[-1]
+    async def start(config: Path, db: Path) -> ProberProcess:
+        return await prober_process("run", "-c", str(config), "--db", str(db), env=ENV)
 
-    yield start
-    for d in started:
-        if d.process.returncode is None:
-            d.process.kill()
-            await d.process.wait()
+    return start
 
 
-async def until(condition: Callable[[], Awaitable[bool]], within: float, what: str, daemon: Daemon) -> None:
+async def until(
+    condition: Callable[[], Awaitable[bool]], within: float, what: str, daemon: ProberProcess
+) -> None:
     """Wait for `condition`, failing with the daemon's log after `within` seconds."""
     deadline = time.monotonic() + within
     while not await condition():
@@ -133,7 +105,7 @@ def within_one_interval(ts: datetime | None, change: datetime) -> bool:
 
 
 async def test_scripted_outage_restart_and_rebuild(
-    tmp_path: Path, daemons: Callable[[Path, Path], Awaitable[Daemon]]
+    tmp_path: Path, daemons: Callable[[Path, Path], Awaitable[ProberProcess]]
 ) -> None:
     script = Script()
     runner, port = await start_app(script.app())
