@@ -896,7 +896,7 @@ def test_env_substitution_and_display_url() -> None:
         "X-Empty": "",
     }
     assert check.confirm == 3  # an unquoted ${N} is read as the YAML value it stands for
-    assert config.secrets == frozenset({"s3cr3t-t0ken", "api.a.test", "3"})
+    assert config.secrets == frozenset({"s3cr3t-t0ken", "api.a.test"})  # CONFIRM became a number
 
 
 def test_env_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1028,3 +1028,10 @@ def test_json_schema_accepts_the_design_example_and_rejects_typos() -> None:
     ]:
         errors = list(validator.iter_errors({"checks": [], "defaults": {"interval": value}}))
         assert (errors == []) is ok, value
+
+
+def test_a_variable_used_as_a_number_is_not_a_secret() -> None:
+    text = "defaults:\n  confirm: ${CONFIRM}\nchecks:\n  - {name: a, url: 'http://h.test/?k=${KEY}'}\n"
+    config = parse_config(text, env={"CONFIRM": "3", "KEY": "s3cr3t"})
+    assert config.checks[0].confirm == 3
+    assert config.redact("3 attempts, key s3cr3t") == "3 attempts, key ${KEY}"

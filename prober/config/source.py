@@ -138,7 +138,8 @@ class _Tree:
             return None
         if not isinstance(value, str) or "${" not in value:
             return value
-        result, display, problems = _substitute(value, self.env, self.secrets)
+        found: dict[str, str] = {}
+        result, display, problems = _substitute(value, self.env, found)
         for problem in problems:
             self.issue(path, node, problem)
             self.bad.add(path)
@@ -148,9 +149,14 @@ class _Tree:
         if not node.style:  # unquoted (None, or "" from libyaml): ${N} may stand for a number or a boolean
             tag = self._loader.resolve(yaml.ScalarNode, result, (True, False))  # type: ignore[no-untyped-call]
             try:
-                return self._loader.construct_object(yaml.ScalarNode(tag, result), deep=True)
+                typed = self._loader.construct_object(yaml.ScalarNode(tag, result), deep=True)
             except (yaml.YAMLError, ValueError):
-                return result
+                typed = result
+            if not isinstance(typed, str):
+                # `confirm: ${CONFIRM}` is a setting, not a secret: redacting every "3" would garble logs.
+                return typed
+        for secret, name in found.items():
+            self.secrets.setdefault(secret, name)
         return result
 
     def near(self, path: _YamlPath) -> tuple[int, int]:
