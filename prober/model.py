@@ -250,5 +250,42 @@ class Incident:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """Results counted by verdict. Unknown results count for nothing, neither for nor against."""
+
+    up: int = 0
+    degraded: int = 0
+    down: int = 0
+    unknown: int = 0
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
+            self.up + other.up,
+            self.degraded + other.degraded,
+            self.down + other.down,
+            self.unknown + other.unknown,
+        )
+
+    @property
+    def judged(self) -> int:
+        """Results that count for availability: up, degraded and down."""
+        return self.up + self.degraded + self.down
+
+    @property
+    def probes(self) -> int:
+        """Every result, unknown included."""
+        return self.judged + self.unknown
+
+    @property
+    def availability(self) -> float | None:
+        """The share of up and degraded among up, degraded and down; None without any of them."""
+        return (self.up + self.degraded) / self.judged if self.judged else None
+
+    def to_json(self) -> dict[str, int]:
+        """The counts as a JSON object."""
+        return {"up": self.up, "degraded": self.degraded, "down": self.down, "unknown": self.unknown}
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)

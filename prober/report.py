@@ -17,7 +17,7 @@ import sqlite_utils
 from tabulate import tabulate
 
 from prober.config import Config, parse_duration
-from prober.model import Incident, iso
+from prober.model import Counts, Incident, iso
 from prober.state import Policy, rebuild_incidents
 from prober.store import read
 
@@ -46,49 +46,6 @@ def parse_when(text: str, now: datetime) -> datetime:
 
 
 # -- availability ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Counts:
-    """Results counted by verdict. Unknown results count for nothing, neither for nor against."""
-
-    up: int = 0
-    degraded: int = 0
-    down: int = 0
-    unknown: int = 0
-
-    def __add__(self, other: Counts) -> Counts:
-        return Counts(
-            self.up + other.up,
-            self.degraded + other.degraded,
-            self.down + other.down,
-            self.unknown + other.unknown,
-        )
-
-    @property
-    def counted(self) -> int:
-        """Results that count for availability: up, degraded and down."""
-        return self.up + self.degraded + self.down
-
-    @property
-    def probes(self) -> int:
-        """Every result, unknown included."""
-        return self.counted + self.unknown
-
-    @property
-    def availability(self) -> float | None:
-        """The share of up and degraded among up, degraded and down; None without any of them."""
-        return (self.up + self.degraded) / self.counted if self.counted else None
-
-    def to_json(self) -> dict[str, Any]:
-        """Counts and availability (a fraction, or null) for `--json`."""
-        return {
-            "availability": self.availability,
-            "up": self.up,
-            "degraded": self.degraded,
-            "down": self.down,
-            "unknown": self.unknown,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,7 +349,7 @@ def format_text(report: Report, source: str | None = None) -> str:
     else:
         regions = report.regions
         total = report.total()
-        out += [f"All checks: {percent(total)} available over {total.counted} probes"
+        out += [f"All checks: {percent(total)} available over {total.judged} probes"
                 f" ({total.unknown} unknown, which do not count)", ""]  # fmt: skip
         out += ["By check", availability_table(report.by_check(), ["check", "surface"], regions), ""]
         if not report.check:
@@ -416,6 +373,11 @@ def format_text(report: Report, source: str | None = None) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def counts_json(counts: Counts) -> dict[str, Any]:
+    """Counts and availability (a fraction, or null) for `--json`."""
+    return {"availability": counts.availability, **counts.to_json()}
+
+
 def incident_json(incident: Incident, report: Report) -> dict[str, Any]:
     """An incident for `--json`: the stored fields, its duration in seconds and whether it is ongoing."""
     return {
@@ -436,7 +398,7 @@ def to_json(report: Report) -> dict[str, Any]:
         out = []
         for line in items:
             entry: dict[str, Any] = dict(zip(names, line.key, strict=True))
-            entry.update(line.counts.to_json())
+            entry.update(counts_json(line.counts))
             if "region" not in names:
                 entry["regions"] = {r: c.availability for r, c in line.regions.items()}
             out.append(entry)
@@ -451,7 +413,7 @@ def to_json(report: Report) -> dict[str, Any]:
         "generated_at": iso(report.now),
         "check": report.check,
         "availability": {
-            "total": report.total().to_json(),
+            "total": counts_json(report.total()),
             "checks": lines(report.by_check(), ["check", "surface"]),
             "surfaces": lines(report.by_surface(), ["surface"]),
             "regions": lines(report.by_region(), ["region"]),

@@ -184,7 +184,7 @@ def test_availability_by_check_surface_region_and_vantage(tmp_path: Path) -> Non
     assert regions["US"] == rep.Counts(up=99, down=20, unknown=1)
     vantages = {line.key: line.counts for line in report.by_vantage()}
     assert vantages[("jp", "JP")] == rep.Counts(up=114, down=5, unknown=1)
-    assert report.total().counted == 357
+    assert report.total().judged == 357
 
     # [since, until): the result at `until` is outside, the one at `since` inside.
     window = rep.collect(db, T0 + timedelta(seconds=10), T0 + timedelta(seconds=30), NOW, check="web")

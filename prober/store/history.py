@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlite_utils
 
-from prober.model import STATE_SEVERITY, Incident, State, parse_iso
+from prober.model import STATE_SEVERITY, Counts, Incident, State, parse_iso
 from prober.store import read
 from prober.store.retention import HOURLY_RETENTION, day_key, hour_key
 from prober.store.rollup import HISTOGRAM_COLUMNS, LATENCY_BOUNDS_MS
@@ -26,39 +26,6 @@ DEGRADED_DAY_SHARE = 0.02  # a day without incident is degraded above this share
 
 
 # -- values -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Counts:
-    """How many results of each verdict."""
-
-    up: int = 0
-    degraded: int = 0
-    down: int = 0
-    unknown: int = 0
-
-    @property
-    def judged(self) -> int:
-        """Results that count for availability: all but unknown."""
-        return self.up + self.degraded + self.down
-
-    @property
-    def availability(self) -> float | None:
-        """Share of up and degraded among up, degraded and down; None without such results."""
-        judged = self.judged
-        return None if judged == 0 else (self.up + self.degraded) / judged
-
-    def __add__(self, other: Counts) -> Counts:
-        return Counts(
-            self.up + other.up,
-            self.degraded + other.degraded,
-            self.down + other.down,
-            self.unknown + other.unknown,
-        )
-
-    def to_json(self) -> dict[str, int]:
-        """The counts as a JSON object."""
-        return {"up": self.up, "degraded": self.degraded, "down": self.down, "unknown": self.unknown}
 
 
 def percentile(histogram: Sequence[int], q: float) -> float | None:

@@ -22,8 +22,8 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from prober.model import STATE_SEVERITY, Incident, ProbeResult, State, Verdict
-from prober.store.history import Counts, DayStatus, LatencyPoint
+from prober.model import STATE_SEVERITY, Counts, Incident, ProbeResult, State, Verdict
+from prober.store.history import DayStatus, LatencyPoint
 from prober.web.statuspage import INDICATOR, REGION_WORDS, STATE_WORDS
 from prober.web.view import SURFACE_TITLES, CheckStatus, History, Overview, blended, empty_days
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import sqlite_utils
 
-from prober.model import STATE_SEVERITY, Incident, ProbeResult, State, Surface, Verdict
+from prober.model import STATE_SEVERITY, Counts, Incident, ProbeResult, State, Surface, Verdict
 from prober.state import OUTAGES, check_state
 from prober.store import history, read
 
@@ -146,9 +146,9 @@ class History:
         return cast("dict[str, list[history.LatencyPoint]]", self.parts.get("latency", {}))
 
     @property
-    def windows(self) -> dict[str, dict[str, history.Counts]]:
+    def windows(self) -> dict[str, dict[str, Counts]]:
         """Check -> window ("24h", "7d", "30d", "90d") -> counts."""
-        return cast("dict[str, dict[str, history.Counts]]", self.parts.get("windows", {}))
+        return cast("dict[str, dict[str, Counts]]", self.parts.get("windows", {}))
 
 
 _PARTS: dict[str, Callable[[sqlite_utils.Database, datetime], Any]] = {
@@ -264,7 +264,7 @@ def empty_days(now: datetime, days: int = HISTORY_DAYS) -> list[history.DayStatu
     """An uptime bar without data."""
     today = now.date()
     span = [today - timedelta(days=days - 1 - i) for i in range(days)]
-    return [history.DayStatus(d, State.UNKNOWN, history.Counts(), 0.0) for d in span]
+    return [history.DayStatus(d, State.UNKNOWN, Counts(), 0.0) for d in span]
 
 
 class HistoryCache:
