@@ -192,7 +192,6 @@ class Lateness:
     """How far behind schedule check runs start; summarised in the log once a minute."""
 
     def __init__(self) -> None:
-        self.runs = 0
         self.late = 0  # runs that started more than a quarter of their interval late
         self.skipped = 0  # probes not made: they could not start within half their interval
         self.worst = 0.0
@@ -201,7 +200,6 @@ class Lateness:
     def record(self, late: float, interval: float, skipped: int = 0) -> None:
         """Count one run whose probes started `late` seconds after its planned time; `skipped` of
         them could not start within half the interval and were not made."""
-        self.runs += 1
         self.worst = max(self.worst, late)
         if late > min(LATE, interval / 4):
             self.late += 1

@@ -24,7 +24,7 @@ from prober.model import Classification, Observation, Phases, ProbeResult, Reaso
 from prober.vantage import PhaseClock, VantageClient, VantagePool, VantageUnavailableError, start_tls_record
 
 if TYPE_CHECKING:
-    from prober.config import Check, Config
+    from prober.config import Check
     from prober.signatures import Signature
 
 MAX_REDIRECTS = 10
@@ -267,11 +267,6 @@ async def probe_check(
         error=None if error is None else redact(error),
         cert_days=obs.cert_days,
     )
-
-
-def signatures_by_check(config: Config) -> dict[str, tuple[Signature, ...]]:
-    """The signatures each check uses, computed once per configuration."""
-    return {check.name: config.signatures_for(check) for check in config.checks}
 
 
 async def probe_everywhere(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import time
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -81,11 +80,6 @@ class Schedule:
     def _trigger(self, name: str, interval: float) -> IntervalTrigger:
         start = datetime.fromtimestamp(phase(name, interval), UTC)
         return IntervalTrigger(seconds=interval, start_date=start, timezone=UTC)
-
-    def lateness(self, name: str, now: float | None = None) -> float:
-        """Seconds between the planned start of the current run of `name` and `now`."""
-        now = time.time() if now is None else now
-        return now - planned_time(name, self._intervals[name], now)
 
     def pause(self) -> None:
         """Stop starting runs; running ones go on."""

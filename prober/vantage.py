@@ -7,7 +7,7 @@ import contextvars
 import ssl
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,6 @@ class TlsRecord:
     finished: float | None = None
     handshake_ms: float = 0.0  # summed over redirect hops
     not_after: float | None = None  # epoch seconds of the leaf certificate's expiry
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _TimedSSLObject(ssl.SSLObject):

@@ -92,7 +92,6 @@ class Store:
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.written = 0  # rows committed, for metrics and tests
-        self.pending_errors = 0  # consecutive failed write attempts
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._wake = threading.Event()  # a call or the stop marker is waiting: write now
         self._thread: threading.Thread | None = None
@@ -229,11 +228,9 @@ class Store:
                     for hook in self._batch_hooks:
                         hook(db, batch)
                 self.written += len(rows)
-                self.pending_errors = 0
                 return
             except sqlite3.OperationalError as exc:
                 attempts += 1
-                self.pending_errors = attempts
                 # Locked or busy: keep the batch and try again rather than lose results.
                 log.warning(
                     "cannot write %d results (attempt %d): %s", len(rows), attempts, describe(self.path, exc)
