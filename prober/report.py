@@ -19,7 +19,7 @@ from tabulate import tabulate
 from prober.config import Config, parse_duration
 from prober.model import Counts, Incident, iso
 from prober.state import Policy, rebuild_incidents
-from prober.store import read
+from prober.store import read, replace_incidents
 
 # A relative time needs a unit: a bare number could be a year or a count of seconds.
 _RELATIVE = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:ms|s|m|h|d)(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ms|s|m|h|d))*")
@@ -243,7 +243,7 @@ def rebuild(db: sqlite_utils.Database, config: Config, checks: Sequence[str] = (
         results = list(read.check_results(db, name))
         replayed += len(results)
         rebuilt.extend(rebuild_incidents(results, {name: setup}))
-    changes = read.replace_incidents(db, trackers, sorted(rebuilt, key=lambda i: (i.started_at, i.check)))
+    changes = replace_incidents(db, trackers, sorted(rebuilt, key=lambda i: (i.started_at, i.check)))
     return {"results": replayed, "incidents": len(rebuilt), "checks": len(trackers), **changes}
 
 

@@ -19,7 +19,7 @@ from prober.cli import main
 from prober.config import parse_config
 from prober.model import Incident, ProbeResult, Reason, State, Surface, Verdict
 from prober.state import rebuild_incidents
-from prober.store import Store, connect, write_incident
+from prober.store import Store, connect, replace_incidents, write_incident
 from prober.store import read as q
 
 T0 = datetime(2022, 12, 28, 13, 50, tzinfo=UTC)
@@ -354,7 +354,7 @@ def test_rebuild_is_one_transaction(tmp_path: Path) -> None:
     with Store(db_path) as store:
         first = store.save_incident(incident(0, 10)).result()
         broken = replace(incident(100, 110), check=None)  # NOT NULL check_name: the insert fails
-        future = store.submit(lambda db: q.replace_incidents(db, ["web"], [incident(0, 20), broken]))
+        future = store.submit(lambda db: replace_incidents(db, ["web"], [incident(0, 20), broken]))
         with pytest.raises(sqlite3.IntegrityError):
             future.result()
     stored = q.incidents(connect(db_path, readonly=True))
@@ -362,12 +362,12 @@ def test_rebuild_is_one_transaction(tmp_path: Path) -> None:
 
 
 def test_write_incident_and_replace_incidents_store_the_same_row(tmp_path: Path) -> None:
-    """`replace_incidents` writes its own rows (one transaction): they read back like `write_incident`'s."""
+    """`replace_incidents` (one transaction for many) writes rows that read back like `write_incident`'s."""
     db_path = tmp_path / "p.db"
     original = incident(0, 10)
     with Store(db_path) as store:
         store.submit(lambda db: write_incident(db, original)).result()
         a = store.submit(lambda db: q.incidents(db)).result()
-        store.submit(lambda db: q.replace_incidents(db, ["web"], [original])).result()
+        store.submit(lambda db: replace_incidents(db, ["web"], [original])).result()
         b = store.submit(lambda db: q.incidents(db)).result()
     assert a == b

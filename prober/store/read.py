@@ -201,51 +201,6 @@ def check_results(db: sqlite_utils.Database, check: str) -> Iterator[ProbeResult
         yield ProbeResult.from_row(dict(zip(names, row, strict=True)))
 
 
-def replace_incidents(
-    db: sqlite_utils.Database, checks: Iterable[str], rebuilt: Iterable[Incident]
-) -> dict[str, int]:
-    """Replace the incidents of `checks` by `rebuilt`, in one transaction; counts of what changed.
-
-    An incident rebuilt with the same check and start as a stored one keeps the stored id, so links to
-    it stay valid. Incidents of other checks are left alone. Returns {"kept_ids", "new", "removed"}.
-    """
-    names = sorted(set(checks))
-    marks = ", ".join("?" * len(names))
-    with db.conn:  # one transaction: readers see the old incidents or the new ones, never a mix
-        old = _rows(
-            db, f"SELECT id, check_name, started_at FROM incidents WHERE check_name IN ({marks})", names
-        )
-        ids = {(r["check_name"], r["started_at"]): r["id"] for r in old}
-        db.conn.execute(f"DELETE FROM incidents WHERE check_name IN ({marks})", names)
-        columns = ("id", "check_name", "state", "reason", "signature", "started_at", "detected_at",
-                   "resolved_at", "vantages", "regions")  # fmt: skip
-        insert = f"INSERT INTO incidents ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-        kept = new = 0
-        pending: list[tuple[Any, ...]] = []
-        for incident in rebuilt:
-            row = (
-                incident.check,
-                str(incident.state),
-                None if incident.reason is None else str(incident.reason),
-                incident.signature,
-                iso(incident.started_at),
-                iso(incident.detected_at),
-                None if incident.resolved_at is None else iso(incident.resolved_at),
-                json.dumps(list(incident.vantages)),
-                json.dumps(list(incident.regions)),
-            )
-            incident_id = ids.pop((incident.check, row[4]), None)
-            if incident_id is None:
-                pending.append((None, *row))
-                new += 1
-            else:
-                db.conn.execute(insert, (incident_id, *row))
-                kept += 1
-        # New incidents after the kept ones: a fresh id never takes one that is still in use.
-        db.conn.executemany(insert, pending)
-    return {"kept_ids": kept, "new": new, "removed": len(ids)}
-
-
 def check_known(db: sqlite_utils.Database, name: str) -> bool:
     """Whether the database holds anything of the check `name`: a result, a latest result, an incident."""
     sql = """SELECT EXISTS (SELECT 1 FROM results WHERE check_name = ?)
