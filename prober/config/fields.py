@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import jmespath
 from jmespath.exceptions import JMESPathError
@@ -36,27 +36,27 @@ def _name(value: Any) -> str:
     return value
 
 
-def _url(value: Any) -> str:
+def _split(value: Any, what: str) -> SplitResult:
+    """The parts of a URL string, its port checked; ValueError saying it is not a valid `what`."""
     if not isinstance(value, str):
         raise ValueError("is not a string")
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
-        raise ValueError("is not a valid URL") from None
+        raise ValueError(f"is not a valid {what}") from None
+    return parts
+
+
+def _url(value: Any) -> str:
+    parts = _split(value, "URL")
     if parts.scheme not in ("http", "https") or not parts.hostname or re.search(r"\s", value):
         raise ValueError("is not an http:// or https:// URL with a host")
     return value
 
 
 def _proxy(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError("is not a string")
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        raise ValueError("is not a valid proxy URL") from None
+    parts = _split(value, "proxy URL")
     if parts.scheme not in ("http", "https", "socks4", "socks5") or not parts.hostname:
         raise ValueError("is not a proxy URL: use http://, https://, socks4:// or socks5://HOST[:PORT]")
     if parts.path not in ("", "/") or parts.query or parts.fragment:

@@ -79,28 +79,9 @@ def _cross_check(data: dict[str, Any], tree: _Tree) -> None:
             elif isinstance(name, str) and name in names[:j]:
                 tree.issue((*path, j), tree.values[(*path, j)], f"{_quote(name)} is listed twice")
 
-    mine: dict[str, int] = {}
-    for i, sig in _items(data, "signatures"):
-        name = sig.get("name")
-        if isinstance(name, str) and name in mine:
-            where = tree.values[("signatures", i, "name")]
-            tree.issue(
-                ("signatures", i, "name"), where, f"{_quote(name)} is already signatures[{mine[name]}]"
-            )
-        elif isinstance(name, str):
-            mine[name] = i
-    known = _builtin_names() | set(mine)
-
-    seen: dict[str, int] = {}
+    known = _builtin_names() | _unique_names(tree, data, "signatures", "is already signatures")
+    _unique_names(tree, data, "checks", "is already the name of checks")
     for i, check in _items(data, "checks"):
-        name = check.get("name")
-        if isinstance(name, str) and name in seen:
-            where = tree.values[("checks", i, "name")]
-            tree.issue(
-                ("checks", i, "name"), where, f"{_quote(name)} is already the name of checks[{seen[name]}]"
-            )
-        elif isinstance(name, str):
-            seen[name] = i
         selection = check.get("signatures")
         for j, sig_name in enumerate(selection if isinstance(selection, list) else []):
             if isinstance(sig_name, str) and sig_name not in known:
@@ -108,6 +89,19 @@ def _cross_check(data: dict[str, Any], tree: _Tree) -> None:
                 hint = f' (did you mean "{close[0]}"?)' if close else ""
                 path = ("checks", i, "signatures", j)
                 tree.issue(path, tree.values[path], f"{_quote(sig_name)} is not a known signature{hint}")
+
+
+def _unique_names(tree: _Tree, data: dict[str, Any], key: str, already: str) -> set[str]:
+    """The names in the list `key`, reporting each name used a second time at that item."""
+    first: dict[str, int] = {}
+    for i, item in _items(data, key):
+        name = item.get("name")
+        if isinstance(name, str) and name in first:
+            path = (key, i, "name")
+            tree.issue(path, tree.values[path], f"{_quote(name)} {already}[{first[name]}]")
+        elif isinstance(name, str):
+            first[name] = i
+    return set(first)
 
 
 def _build(spec: _ConfigSpec, tree: _Tree) -> Config:
