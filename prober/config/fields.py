@@ -36,8 +36,8 @@ def _name(value: Any) -> str:
     return value
 
 
-def _split(value: Any, what: str) -> SplitResult:
-    """The parts of a URL string, its port checked; ValueError saying it is not a valid `what`."""
+def _split(value: Any, what: str) -> tuple[str, SplitResult]:
+    """A URL string and its parts, its port checked; ValueError saying it is not a valid `what`."""
     if not isinstance(value, str):
         raise ValueError("is not a string")
     try:
@@ -45,18 +45,18 @@ def _split(value: Any, what: str) -> SplitResult:
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
         raise ValueError(f"is not a valid {what}") from None
-    return parts
+    return value, parts
 
 
 def _url(value: Any) -> str:
-    parts = _split(value, "URL")
+    value, parts = _split(value, "URL")
     if parts.scheme not in ("http", "https") or not parts.hostname or re.search(r"\s", value):
         raise ValueError("is not an http:// or https:// URL with a host")
     return value
 
 
 def _proxy(value: Any) -> str:
-    parts = _split(value, "proxy URL")
+    value, parts = _split(value, "proxy URL")
     if parts.scheme not in ("http", "https", "socks4", "socks5") or not parts.hostname:
         raise ValueError("is not a proxy URL: use http://, https://, socks4:// or socks5://HOST[:PORT]")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
