@@ -49,19 +49,19 @@ def _split(value: Any, what: str) -> tuple[str, SplitResult]:
 
 
 def _url(value: Any) -> str:
-    value, parts = _split(value, "URL")
-    if parts.scheme not in ("http", "https") or not parts.hostname or re.search(r"\s", value):
+    text, parts = _split(value, "URL")
+    if parts.scheme not in ("http", "https") or not parts.hostname or re.search(r"\s", text):
         raise ValueError("is not an http:// or https:// URL with a host")
-    return value
+    return text
 
 
 def _proxy(value: Any) -> str:
-    value, parts = _split(value, "proxy URL")
+    text, parts = _split(value, "proxy URL")
     if parts.scheme not in ("http", "https", "socks4", "socks5") or not parts.hostname:
         raise ValueError("is not a proxy URL: use http://, https://, socks4:// or socks5://HOST[:PORT]")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ValueError("is not a proxy URL: it must not have a path, query or fragment")
-    return value
+    return text
 
 
 def _ip(value: Any) -> str:
