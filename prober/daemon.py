@@ -65,6 +65,8 @@ class Monitor:
         wanted = {c.name: c for c in config.checks}
         for name in set(self.trackers) - set(wanted):
             del self.trackers[name]
+        for key in [k for k in self._last_verdict if k[0] not in wanted]:
+            del self._last_verdict[key]  # a check removed by a reload
         recent: dict[str, list[ProbeResult]] = {}
         opened: dict[str, Incident] = {}
         if restore:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import codecs
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from prober.classify import SHORT_TEXT, classify, status_matches
+from prober.config import Expect
 from prober.model import Classification, Observation, Reason, Verdict
 from prober.signatures import Signature, builtin_signatures
 
@@ -27,18 +27,6 @@ CONTENT_TYPES = {
     ".xml": "application/xml",
 }
 BUILTIN = builtin_signatures()
-
-
-@dataclass(frozen=True, slots=True)
-class Expect:
-    """A check's expectations, as the configuration provides them (implements `Expectations`)."""
-
-    status: tuple[str, ...] = ("2xx", "3xx")
-    body_contains: tuple[str, ...] = ()
-    body_not_contains: tuple[str, ...] = ()
-    json: tuple[str, ...] = ()
-    max_latency: float | None = None
-    cert_min_days: float | None = None
 
 
 DEFAULT = Expect()
