@@ -19,6 +19,7 @@ import sys
 from typing import Any
 
 import aiohttp
+from _pacing import at_rate
 
 
 async def bare_loop(
@@ -43,7 +44,6 @@ async def bare_loop(
         )
     ok = failed = 0
     errors: dict[str, int] = {}
-    tasks: set[asyncio.Task[None]] = set()
 
     async def one(session: aiohttp.ClientSession, target: str) -> None:
         nonlocal ok, failed
@@ -61,19 +61,9 @@ async def bare_loop(
 
     loop = asyncio.get_running_loop()
     started = loop.time()
-    total = int(rate * duration)
-    launched = 0
-    while launched < total:
-        due = min(int((loop.time() - started) * rate) + 1, total)
-        while launched < due:
-            session = sessions[launched % len(sessions)]
-            task = asyncio.ensure_future(one(session, f"{url}/{launched}"))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            launched += 1
-        await asyncio.sleep(0.005)
-    if tasks:
-        await asyncio.wait(tasks, timeout=deadline + 5)
+    launched = await at_rate(
+        rate, duration, lambda n: one(sessions[n % len(sessions)], f"{url}/{n}"), grace=deadline + 5
+    )
     elapsed = loop.time() - started
     for session in sessions:
         await session.close()

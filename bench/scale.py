@@ -57,6 +57,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
+from _pacing import at_rate  # noqa: E402
 from _target import Target  # noqa: E402
 
 from prober.schedule import phase  # noqa: E402
@@ -522,7 +523,6 @@ async def scrape(exporter: str, target: Target, rate: float, duration: float) ->
 
     ok = failed = 0
     errors: Counter[str] = Counter()
-    tasks: set[asyncio.Task[None]] = set()
     connector = aiohttp.TCPConnector(limit=512, use_dns_cache=False)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=15)) as s:
 
@@ -540,20 +540,7 @@ async def scrape(exporter: str, target: Target, rate: float, duration: float) ->
                 errors[type(exc).__name__] += 1
             failed += 1
 
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        total = int(rate * duration)
-        launched = 0
-        while launched < total:
-            due = min(int((loop.time() - started) * rate) + 1, total)
-            while launched < due:
-                task = asyncio.ensure_future(one(launched))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                launched += 1
-            await asyncio.sleep(0.005)
-        if tasks:
-            await asyncio.wait(tasks, timeout=20)
+        launched = await at_rate(rate, duration, one, grace=20)
     return {"requests": launched, "ok": ok, "failed": failed, "errors": dict(errors)}
 
 
