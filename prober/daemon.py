@@ -270,13 +270,13 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._stop.set)
             loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+            freeze_heap()  # before the first run: the full collection it makes blocks the loop
             self.schedule.start()
             self._background = [
                 asyncio.create_task(self.watch.run()),
                 asyncio.create_task(self._every_minute()),
                 asyncio.create_task(self._prune_hourly()),
             ]
-            freeze_heap()
             log.info("prober running: %d checks, %d vantages, database %s", len(self.config.checks),
                      len(self.config.vantages), self.db_path)  # fmt: skip
             while not self._stop.is_set():
