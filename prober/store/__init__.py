@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import sqlite_utils
 
 from prober.model import Incident, ProberError, ProbeResult, iso
+from prober.store.rollup import update_rollups
 from prober.store.schema import SCHEMA_VERSION, migrate
 
 log = logging.getLogger("prober.store")
@@ -96,8 +97,6 @@ class Store:
         self._wake = threading.Event()  # a call or the stop marker is waiting: write now
         self._thread: threading.Thread | None = None
         self._opened: concurrent.futures.Future[None] = concurrent.futures.Future()
-        from prober.store.rollup import update_rollups  # rollup.py imports this module
-
         # Rollups are kept in the same transaction as the results they count.
         self._batch_hooks: list[Callable[[sqlite_utils.Database, list[ProbeResult]], None]] = [update_rollups]
 
