@@ -24,11 +24,8 @@ VANTAGES = {"us-east": "US", "tokyo": "JP", "london": "UK"}
 
 
 def open_store(path: Path) -> Store:
-    """A store whose batches maintain the rollups (once, whether or not Store registers the hook itself)."""
-    store = Store(path, batch_size=500)
-    if r.update_rollups not in getattr(store, "_batch_hooks", []):
-        store.add_batch_hook(r.update_rollups)
-    return store
+    """A store, whose batches maintain the rollups."""
+    return Store(path, batch_size=500)
 
 
 def res(

@@ -19,7 +19,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from prober.config import Check, Config, Vantage
 from prober.model import Incident, ProbeResult, Reason, State, Surface, Verdict, iso, utcnow
 from prober.store import Store, connect
-from prober.store.rollup import update_rollups
 from prober.web import LiveState, WebError, create_app, parse_http, start_server
 from prober.web.answers import Answer, AnswerCache, accepts_gzip
 from prober.web.view import HistoryCache
@@ -48,11 +47,8 @@ class Scenario:
 
 
 def open_store(path: Path) -> Store:
-    """A store that keeps the rollups (registered once, whether or not Store does it itself)."""
-    store = Store(path)
-    if update_rollups not in getattr(store, "_batch_hooks", []):
-        store.add_batch_hook(update_rollups)
-    return store
+    """A store: every Store keeps the rollups as it writes."""
+    return Store(path)
 
 
 def build_status_db(path: Path) -> Scenario:

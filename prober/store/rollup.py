@@ -184,8 +184,7 @@ def _accumulate(
 def update_rollups(db: sqlite_utils.Database, results: Sequence[ProbeResult]) -> None:
     """Store batch hook: add `results` to the hourly and daily rollups and `latest_results`.
 
-    Register it with `store.add_batch_hook(update_rollups)` before the first result is written;
-    it runs in the writer thread, inside the batch's transaction.
+    Every `Store` runs it in its writer thread, inside each batch's transaction.
     """
     hourly: dict[tuple[str, str, str], list[Any]] = {}
     daily: dict[tuple[str, str, str], list[Any]] = {}
