@@ -16,33 +16,69 @@ from typing import Any
 import sqlite_utils
 from tabulate import tabulate
 
-from prober.config import Config, parse_duration
+from prober.config import Config
 from prober.model import Counts, Incident, iso
 from prober.state import Policy, rebuild_incidents
 from prober.store import read, replace_incidents
 
-# A relative time needs a unit: a bare number could be a year or a count of seconds.
-_RELATIVE = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:ms|s|m|h|d)(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ms|s|m|h|d))*")
+# A relative time needs a unit: a bare number could be a year or a count of seconds. Digits are
+# ASCII only ("[0-9]", never "\d", which takes "²" and "٣" that int() and float() refuse or misread).
+_NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+_RELATIVE = re.compile(rf"(?:{_NUMBER}(?:ms|s|m|h|d))+")
+_RELATIVE_PART = re.compile(rf"({_NUMBER})(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# What `datetime.fromisoformat` gets: a date, maybe a time, maybe an offset; nothing else it takes.
+_ISO = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"(?:[Tt ][0-9]{2}(?::[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]{1,9})?)?)?(?:[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)?)?"
+)
+MAX_WHEN_CHARS = 64  # longer text is no time: refused before any parsing
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+# Far from datetime's year 9999, so that a window's default length, or rounding to whole hours and
+# days for the rollups, never leaves what datetime (and the ISO text SQLite compares) can hold.
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 _WHEN_HINT = (
     "write a duration back from now (90m, 24h, 7d, 1h30m), an ISO date or time in UTC unless it has "
     "an offset (2022-12-28, 2022-12-28T13:50, 2022-12-28T13:50:00+01:00), or now"
 )
+_RANGE = f"times run from {EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d} UTC"
 # More regions than this and the per-region columns are left to the table by region.
 MAX_REGION_COLUMNS = 6
 
 
 def parse_when(text: str, now: datetime) -> datetime:
-    """A point in time from "24h" (that long before `now`), "now", or an ISO date or time (UTC if naive)."""
+    """A point in time from "24h" (that long before `now`), "now", or an ISO date or time (UTC if naive).
+
+    The one parser of --since/--until and of the API's since/until: ASCII only, bounded to
+    [EARLIEST, LATEST); anything else is a ValueError that says what to write.
+    """
     value = text.strip()
     if value.lower() == "now":
         return now
-    if _RELATIVE.fullmatch(value):
-        return now - timedelta(seconds=parse_duration(value))
+    if len(value) <= MAX_WHEN_CHARS and _RELATIVE.fullmatch(value):
+        seconds = sum(float(n) * _UNITS[unit] for n, unit in _RELATIVE_PART.findall(value))
+        if seconds > (now - EARLIEST).total_seconds():
+            raise ValueError(f"{text!r} reaches back before {EARLIEST:%Y-%m-%d}: {_RANGE}")
+        return now - timedelta(seconds=seconds)
+    return parse_time(text)
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 date or time (UTC if naive), in UTC, within [EARLIEST, LATEST); ValueError if not."""
+    value = text.strip()
+    if len(value) > MAX_WHEN_CHARS or not _ISO.fullmatch(value):
+        raise ValueError(f"{text!r} is not a time: {_WHEN_HINT}")
     try:
         ts = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        # An offset can carry a time past year 9999 (9999-12-31T23:59:59-14:00): OverflowError.
+        ts = ts.astimezone(UTC) if ts.tzinfo else ts.replace(tzinfo=UTC)
     except ValueError:
         raise ValueError(f"{text!r} is not a time: {_WHEN_HINT}") from None
-    return ts.astimezone(UTC) if ts.tzinfo else ts.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} is out of range: {_RANGE}") from None
+    if not EARLIEST <= ts < LATEST:
+        raise ValueError(f"{text!r} is out of range: {_RANGE}")
+    return ts
 
 
 # -- availability ------------------------------------------------------------------------------------

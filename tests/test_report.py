@@ -101,6 +101,41 @@ def test_parse_when_refuses_with_a_hint(text: str) -> None:
         rep.parse_when(text, NOW)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "٢٠٢٢-١٢-٢٨",
+        "2022-12-28T13:50:00²",
+        "24h²",
+        "٢٤h",
+        "１h",
+        "20221228",
+        "2022W01",
+        "2022-12-28T13:50 UTC",
+    ],
+    ids=lambda t: ascii(t),
+)
+def test_parse_when_takes_ascii_digits_only(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a time"):
+        rep.parse_when(text, NOW)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["99999999999d", "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "0001-01-01", "9999-12-31",
+     "1969-12-31T23:59:59Z", "1e400s", "9" * 40 + "d"],
+)  # fmt: skip
+def test_parse_when_bounds_every_time_to_what_datetime_and_sqlite_hold(text: str) -> None:
+    with pytest.raises(ValueError, match=r"out of range|reaches back before|is not a time"):
+        rep.parse_when(text, NOW)
+
+
+@pytest.mark.parametrize("text", ["99999999999d", "9999-12-31T23:59:59-14:00", "²"])
+def test_report_refuses_a_window_out_of_range_with_exit_2(tmp_path: Path, text: str) -> None:
+    code, _, err = invoke("report", "--db", str(tmp_path / "p.db"), "--since", text)
+    assert code == 2 and "--since" in err and "Traceback" not in err
+
+
 @given(st.integers(min_value=0, max_value=10**7))
 def test_parse_when_relative_seconds(seconds: int) -> None:
     assert rep.parse_when(f"{seconds}s", NOW) == NOW - timedelta(seconds=seconds)

@@ -9,6 +9,7 @@ summaries are served from memory and made again in the background (`prober.web.a
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
@@ -36,6 +37,8 @@ from prober.web.reader import ReadPool
 from prober.web.view import HistoryCache
 
 __all__ = ["LiveState", "ProberMetrics", "WebError", "create_app", "parse_http", "start_server"]
+
+log = logging.getLogger("prober.web")
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -168,7 +171,8 @@ def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None
 async def errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Bad parameters: 400 with a JSON error; unknown check: 404; an unreadable database: 503."""
+    """Bad parameters: 400 with a JSON error; unknown check: 404; an unreadable database: 503; a bug:
+    500 saying only "internal error" (the traceback is logged)."""
     api = request.path.startswith("/api/")
     try:
         return await handler(request)
@@ -186,6 +190,13 @@ async def errors(
         if api or request.path == "/metrics":
             return _json({"error": message, "status": 503}, status=503)
         return web.Response(text=message, status=503, headers=SECURITY_HEADERS)
+    except Exception:
+        # A bug of ours: its traceback goes to the log for the operator, never to the client, whose
+        # answer says nothing of the internals.
+        log.exception("%s %r failed", request.method, request.path)
+        if api or request.path == "/metrics":
+            return _json({"error": "internal error", "status": 500}, status=500)
+        return web.Response(text="internal error", status=500, headers=SECURITY_HEADERS)
 
 
 def _base_url(request: web.Request) -> str:
