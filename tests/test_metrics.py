@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.core import Metric
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 from test_web import Scenario, build_status_db
 
 from prober.config import Check, Config
@@ -142,3 +147,67 @@ async def test_metrics_endpoint_of_a_live_daemon(tmp_path: Path) -> None:
     }
     assert value(s, "prober_probe_http_status_code", **LABELS) == 204
     assert value(s, "prober_check_state", check="x-web", state="operational") == 1
+
+
+# -- the rendering is shared: scrapes never make the daemon render over and over ---------------------------
+
+
+class CountingCollector(Collector):
+    """Adds no series; counts how often the registry is rendered."""
+
+    def __init__(self) -> None:
+        self.renders = 0
+
+    def collect(self) -> Iterator[Metric]:
+        self.renders += 1
+        return iter(())
+
+
+def counted_live() -> tuple[LiveState, CountingCollector]:
+    live = LiveState()
+    live.observe(result(Verdict.UP, status=204, latency_ms=12.0))
+    counter = CountingCollector()
+    live.metrics.registry.register(counter)
+    return live, counter
+
+
+async def scrape(client: TestClient[Any, Any], accept: str = "") -> str:
+    response = await client.get("/metrics", headers={"Accept": accept} if accept else {})
+    assert response.status == 200
+    return await response.text()
+
+
+async def test_concurrent_scrapes_share_one_rendering_per_period(tmp_path: Path) -> None:
+    live, counter = counted_live()
+    app = create_app(tmp_path / "absent.db", live=live, metrics_seconds=60)
+    async with TestClient(TestServer(app)) as client:
+        bodies = await asyncio.gather(*(scrape(client) for _ in range(50)))
+        assert counter.renders == 1 and len(set(bodies)) == 1
+        assert value(parse(bodies[0]), "prober_probe_http_status_code", **LABELS) == 204
+        live.observe(result(Verdict.DOWN, reason=Reason.HTTP_STATUS, status=503))
+        again = await asyncio.gather(*(scrape(client) for _ in range(20)))
+        assert counter.renders == 1 and set(again) == set(bodies)  # within the period: the same rendering
+        # The other format is a rendering of its own, shared the same way.
+        openmetrics = "application/openmetrics-text; version=1.0.0"
+        texts = await asyncio.gather(*(scrape(client, openmetrics) for _ in range(20)))
+        assert counter.renders == 2 and len(set(texts)) == 1 and texts[0].rstrip().endswith("# EOF")
+
+
+async def test_scrapes_see_a_change_within_the_period(tmp_path: Path) -> None:
+    period = 0.25
+    live, counter = counted_live()
+    app = create_app(tmp_path / "absent.db", live=live, metrics_seconds=period)
+    async with TestClient(TestServer(app)) as client:
+        await scrape(client)
+        live.observe(result(Verdict.DOWN, reason=Reason.HTTP_STATUS, status=503))
+        changed = time.monotonic()
+        for _ in range(2000):  # a scrape every period/20 until the change shows, 10 s at most
+            status = value(parse(await scrape(client)), "prober_probe_http_status_code", **LABELS)
+            if status == 503 or time.monotonic() - changed > 10:
+                break
+            await asyncio.sleep(period / 20)
+        elapsed = time.monotonic() - changed
+    assert status == 503
+    assert elapsed < period + 1.0  # the rendering in use began before the change, at most a period ago
+    # One rendering per period at most (plus the first), however often it was scraped.
+    assert counter.renders <= 2 + elapsed / period

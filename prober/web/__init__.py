@@ -29,7 +29,7 @@ from prober.web import statuspage
 from prober.web.answers import Answer, AnswerCache, Maker, Snapshot
 from prober.web.api import check_json, dumps, incident_json
 from prober.web.live import LiveState
-from prober.web.metrics import ProberMetrics
+from prober.web.metrics import ExpositionCache, ProberMetrics
 from prober.web.page import environment, render
 from prober.web.params import RequestError, bad, cursor, make_cursor, query, window
 from prober.web.params import limit as limit_of
@@ -76,6 +76,7 @@ class WebState:
         title: str,
         cache_seconds: float,
         history_seconds: float,
+        metrics_seconds: float = 1.0,
     ) -> None:
         self.reader = ReadPool(db_path)
         self.config = config
@@ -83,6 +84,7 @@ class WebState:
         self.title = title
         self.histories = HistoryCache(history_seconds, self.reader.spawn)
         self.answers = AnswerCache(self.snapshot, cache_seconds)
+        self.expositions = ExpositionCache(metrics_seconds)
         self.fresh_for = cache_seconds if cache_seconds > 0 else None  # Cache-Control: max-age
         self.env = environment()
         self.refresher: asyncio.Task[None] | None = None
@@ -153,6 +155,7 @@ class WebState:
             self.refresher.cancel()
             await asyncio.gather(self.refresher, return_exceptions=True)
         await self.answers.close()
+        await self.expositions.close()
         await asyncio.get_running_loop().run_in_executor(None, self.reader.close)
 
 
@@ -322,20 +325,25 @@ async def incidents(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """/metrics: the daemon's live metrics, or the database's newest results for `prober serve`."""
+    """/metrics: the daemon's live metrics, or the database's newest results for `prober serve`;
+    rendered at most once a second per format, whatever the number of scrapers."""
     s = request.app[STATE]
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    if s.live is not None:  # off the loop: thousands of series take a while to write out
-        body = await asyncio.get_running_loop().run_in_executor(None, encoder, s.live.metrics.registry)
-    else:
+
+    async def render() -> bytes:
+        if s.live is not None:  # off the loop: thousands of series take a while to write out
+            registry = s.live.metrics.registry
+            return await asyncio.get_running_loop().run_in_executor(None, encoder, registry)
         config, now = s.current_config(), utcnow()
 
         def work(db: sqlite_utils.Database) -> bytes:
-            fresh = ProberMetrics()  # a registry per scrape: checks gone from the database leave no series
+            fresh = ProberMetrics()  # a registry per rendering: checks gone from the database leave no series
             fresh.fill(db, now, config)
             return encoder(fresh.registry)
 
-        body = await s.reader.run(work)
+        return await s.reader.run(work)
+
+    body = await s.expositions.get(content_type, render)
     return web.Response(body=body, headers={**SECURITY_HEADERS, "Content-Type": content_type})
 
 
@@ -361,6 +369,7 @@ def create_app(
     title: str = "Service status",
     cache_seconds: float = 10.0,
     history_seconds: float = 60.0,
+    metrics_seconds: float = 1.0,
 ) -> web.Application:
     """The web app over the database at `db_path`.
 
@@ -370,10 +379,10 @@ def create_app(
     answers again at once. The page, /api/checks and the Statuspage JSON are made again every
     `cache_seconds` while they are asked for, and served from memory in between (0: made for each
     request); the rollup history behind them (uptime bars, charts, availability) is read again every
-    `history_seconds`.
+    `history_seconds`. /metrics is rendered at most once every `metrics_seconds`.
     """
     app = web.Application(middlewares=[errors])
-    state = WebState(Path(db_path), config, live, title, cache_seconds, history_seconds)
+    state = WebState(Path(db_path), config, live, title, cache_seconds, history_seconds, metrics_seconds)
     app[STATE] = state
     app.router.add_get("/", index)
     app.router.add_get("/api/v2/status.json", status_json)
