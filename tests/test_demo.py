@@ -3,23 +3,28 @@ match its own script."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
+import shlex
 import sqlite3
+import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 
 from prober import demo
+from prober import report as rep
 from prober.cli import main
 from prober.config import parse_config
-from prober.model import ProberError, parse_iso
+from prober.model import Counts, ProberError, parse_iso
+from prober.web import create_app
 
 # This checkout's prober, whatever else is installed: the subprocess runs in another folder.
 ENV = {
@@ -113,17 +118,38 @@ def _incidents(found: dict[str, Any], check: str) -> list[dict[str, Any]]:
     return [i for i in found["report"]["incidents"] if i["check"] == check]
 
 
-@pytest.mark.slow
-async def test_a_short_demo_reports_its_own_script(tmp_path: Path) -> None:
-    db = tmp_path / "demo.db"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "prober", "demo", "--duration", "12", "--db", str(db), "--json",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path, env=ENV,
+@dataclass(frozen=True)
+class ShortDemo:
+    """One run of `prober demo --duration 12 --json`: its database, its findings, its progress log."""
+
+    db: Path
+    found: dict[str, Any]
+    log: str
+
+    def run(self) -> demo.DemoRun:
+        return demo.DemoRun(
+            db_path=self.db, tick=self.found["interval_s"], started_at=parse_iso(self.found["started_at"]),
+            ended_at=parse_iso(self.found["ended_at"]), interrupted=False,
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def short_demo(tmp_path_factory: pytest.TempPathFactory) -> ShortDemo:
+    """The short demo CI runs, run once for the tests of this module that read it."""
+    folder = tmp_path_factory.mktemp("demo")
+    db = folder / "demo.db"
+    process = subprocess.run(
+        [sys.executable, "-m", "prober", "demo", "--duration", "12", "--db", str(db), "--json"],
+        capture_output=True, cwd=folder, env=ENV, timeout=60, check=False,
     )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    log = err.decode()
+    log = process.stderr.decode()
     assert process.returncode == 0, log
-    found = json.loads(out)
+    return ShortDemo(db, json.loads(process.stdout), log)
+
+
+@pytest.mark.slow
+def test_a_short_demo_reports_its_own_script(short_demo: ShortDemo) -> None:
+    db, found, log = short_demo.db, short_demo.found, short_demo.log
     tick = found["interval_s"]
     assert tick == pytest.approx(0.2)
     slack = timedelta(seconds=2 * tick + 0.15)  # "within an interval or two"
@@ -181,12 +207,61 @@ async def test_a_short_demo_reports_its_own_script(tmp_path: Path) -> None:
     # The database is left for the user: the report reads it, and the text form tells the story.
     result = CliRunner().invoke(main, ["report", "--db", str(db), "--since", found["started_at"]])
     assert result.exit_code == 0 and "web-home" in result.stdout
-    run = demo.DemoRun(
-        db_path=db, tick=tick, started_at=parse_iso(found["started_at"]),
-        ended_at=parse_iso(found["ended_at"]), interrupted=False,
-    )  # fmt: skip
-    text = " ".join(demo.format_findings(demo.findings(run)).split())  # unwrapped
+    text = " ".join(demo.format_findings(demo.findings(short_demo.run())).split())  # unwrapped
     assert "What prober recorded: incidents by surface and region" in text
     assert "mobile-timeline" in text and "no incident" in text
     assert 'The status page said "All Systems Operational"' in text
     assert "a check of the status code alone would have passed" in text
+
+
+# -- one figure for one run: the demo, the report it suggests, the API and the page ----------------------
+
+
+def availability_rows(text: str, title: str) -> dict[str, tuple[str, dict[str, str], int]]:
+    """check -> (availability, availability per region, probes) from the table under `title`."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(title))
+    header = lines[start + 1].split()
+    rows = {}
+    for line in lines[start + 3 :]:
+        if not line.strip():
+            break
+        cells = dict(zip(header, line.split(), strict=True))
+        rows[cells["check"]] = (cells["availability"], {r: cells[r] for r in REGIONS}, int(cells["probes"]))
+    return rows
+
+
+@pytest.mark.slow
+async def test_the_demo_its_report_its_api_and_its_page_give_one_figure(short_demo: ShortDemo) -> None:
+    run = short_demo.run()
+    text = demo.format_findings(demo.findings(run))
+    printed = availability_rows(text, "Availability over the run")
+    assert set(printed) == {r.check for r in demo.ROUTES}
+    # Only the run's results count: one per tick and vantage at most, none from before tick 0.
+    assert all(0 < probes <= demo.TICKS * len(REGIONS) for _, _, probes in printed.values()), printed
+    assert printed["web-home"][0] != "100%"  # the outage is in the figures being compared
+
+    # The report the demo suggests, run as printed.
+    (line,) = [line for line in text.splitlines() if line.startswith("prober report ")]
+    args = shlex.split(line.partition("  (")[0])
+    assert args == short_demo.found["report_command"]
+    since, until = args[args.index("--since") + 1], args[args.index("--until") + 1]
+    assert (since, until) == (short_demo.found["started_at"], short_demo.found["ended_at"])
+    result = CliRunner().invoke(main, args[1:], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    assert availability_rows(result.stdout, "By check") == printed
+
+    async with TestClient(TestServer(create_app(short_demo.db))) as client:
+        html = await (await client.get("/")).text()
+        for check, (overall, regions, _) in printed.items():
+            # The API over the run's window, counted as the report counts it.
+            response = await client.get(f"/api/checks/{check}", params={"since": since, "until": until})
+            body = await response.json()
+            assert response.status == 200, body
+            assert body["window"]["percent"] == overall
+            assert {r: v["percent"] for r, v in body["window"]["regions"].items()} == regions
+            # The page and /api/checks count the last 24 hours and 90 days: the database holds the run only.
+            for label in ("24h", "90d"):
+                assert rep.percent(Counts(**body["counts"][label])) == overall, (check, label)
+            component = re.search(rf'id="check-{re.escape(check)}".*?</article>', html, re.DOTALL)
+            assert component is not None and f'<span class="up">{overall} uptime</span>' in component[0]

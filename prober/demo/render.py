@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -174,11 +175,12 @@ def format_findings(f: Findings) -> str:
         )
     for note in notes:
         out += textwrap.wrap(note, width=100, initial_indent="  ", subsequent_indent="    ")
-    since = run.started_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    since, until = run.window()
     out += [
         "",
-        f"Explore: prober serve --db {run.db_path}  (the status page on http://127.0.0.1:8080/),",
-        f"prober report --db {run.db_path} --since {since}  (--json for scripts),",
+        f"Explore: prober serve --db {run.db_path}  (the status page on http://127.0.0.1:8080/,",
+        f"its JSON for this run on /api/checks/web-home?since={since}&until={until}),",
+        f"{shlex.join(['prober', *run.report_args()])}  (the same figures; --json for scripts),",
         f"or open {run.db_path} with sqlite3 or Datasette: tables results and incidents.",
     ]
     return "\n".join(out) + "\n"
@@ -199,6 +201,7 @@ def findings_json(f: Findings) -> dict[str, Any]:
         "interval_s": run.tick,
         "probes": f.report.total().probes,
         "interrupted": run.interrupted,
+        "report_command": ["prober", *run.report_args()],
         "script": [
             {
                 "checks": list(w.checks),

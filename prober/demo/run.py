@@ -31,12 +31,17 @@ from prober.demo.script import (
     Window,
     config_yaml,
 )
-from prober.model import STATE_SEVERITY, ProberError, State, Verdict, utcnow
+from prober.model import STATE_SEVERITY, ProberError, State, Verdict, iso, utcnow
+from prober.store import connect, rollup
 
 
 @dataclass
 class DemoRun:
-    """What happened during a demo run: enough to build its report."""
+    """What happened during a demo run: enough to build its report.
+
+    [started_at, ended_at) is the run's window, to the millisecond (the precision of the times
+    stored), so that its ISO text (`window`) names exactly the results every figure counts.
+    """
 
     db_path: Path
     tick: float
@@ -48,6 +53,15 @@ class DemoRun:
     def at(self, tick: float) -> datetime:
         """The wall-clock time of a tick of the script."""
         return self.started_at + timedelta(seconds=tick * self.tick)
+
+    def window(self) -> tuple[str, str]:
+        """The run's window as the ISO text `prober report --since/--until` and the API take."""
+        return iso(self.started_at), iso(self.ended_at)
+
+    def report_args(self) -> list[str]:
+        """The arguments of the `prober report` that counts exactly the results of this run."""
+        since, until = self.window()
+        return ["report", "--db", str(self.db_path), "--since", since, "--until", until]
 
 
 def tick_for(duration: float) -> float:
@@ -74,6 +88,29 @@ def check_loopback() -> None:
                 raise ProberError(
                     f"the {region} vantage needs the source address {address} ({exc.strerror}){hint}"
                 ) from exc
+
+
+def keep_the_run(path: Path, since: datetime, until: datetime) -> int:
+    """Delete the results outside [since, until) and count the rollups again; returns how many went.
+
+    The daemon probes from the moment it is set up, a moment before the script's clock starts, and
+    may start a probe as it is told to stop: those results are no part of the replay. Left in the
+    database they are counted by the status page (which counts the last 24 hours and 90 days, not
+    the run), and its figures would not be the demo's.
+    """
+    db = connect(path)
+    try:
+        with db.conn:  # one transaction: the rollups never disagree with the results
+            gone = db.execute(
+                "DELETE FROM results WHERE ts < ? OR ts >= ?", (iso(since), iso(until))
+            ).rowcount
+            if gone:
+                for table in ("rollup_hourly", "rollup_daily", "latest_results"):
+                    db.execute(f"DELETE FROM {table}")
+                rollup.backfill(db)
+    finally:
+        db.conn.close()
+    return int(gone)
 
 
 def prepare_db(path: Path) -> None:
@@ -161,10 +198,16 @@ async def run_demo(db_path: Path, duration: float = DEFAULT_DURATION, log: TextI
                         await watcher
     finally:
         await runner.cleanup()
-    started_at = datetime.fromtimestamp(origin, UTC)
-    ended_at = utcnow() if interrupted else started_at + timedelta(seconds=duration)
-    return DemoRun(db_path=db_path, tick=tick, started_at=started_at, ended_at=min(ended_at, utcnow()),
+    started_at = _to_ms(datetime.fromtimestamp(origin, UTC))
+    ended_at = _to_ms(min(utcnow() if interrupted else started_at + timedelta(seconds=duration), utcnow()))
+    keep_the_run(db_path, started_at, ended_at)
+    return DemoRun(db_path=db_path, tick=tick, started_at=started_at, ended_at=ended_at,
                    interrupted=interrupted)  # fmt: skip
+
+
+def _to_ms(ts: datetime) -> datetime:
+    """`ts` to the millisecond below: the precision of stored times, and of the window's ISO text."""
+    return ts.replace(microsecond=ts.microsecond // 1000 * 1000)
 
 
 async def _watch(daemon: Any, target: Target, duration: float, log: TextIO | None) -> None:

@@ -27,7 +27,7 @@ from prober.model import ProberError, iso, utcnow
 from prober.store import StoreError, read
 from prober.web import statuspage
 from prober.web.answers import Answer, AnswerCache, Maker, Snapshot
-from prober.web.api import check_json, dumps, incident_json
+from prober.web.api import check_json, dumps, incident_json, window_json
 from prober.web.live import LiveState
 from prober.web.metrics import ExpositionCache, ProberMetrics
 from prober.web.page import environment, render
@@ -255,14 +255,22 @@ async def _vantages(s: WebState, name: str) -> set[str]:
 
 
 async def check(request: web.Request) -> web.Response:
-    """/api/checks/{name}."""
-    s, name = request.app[STATE], request.match_info["name"]
+    """/api/checks/{name}?since=&until=: with a window, also the check's availability over exactly
+    that window, counted from the raw results as `prober report --since --until` counts it."""
+    params = query(request, ("since", "until"))
+    s, name, now = request.app[STATE], request.match_info["name"], utcnow()
+    span = window(params, now, DEFAULT_RESULTS_WINDOW) if params else None
     snap = s.answers.snapshot()
     overview, history = await s.reader.run(lambda db: (snap.overview(db), snap.history(db, ("windows",))))
     status = overview.find(name)
     if status is None:
         raise RequestError(404, f'no check named "{name}"')
-    return _json(check_json(status, history, overview.now))
+    body = check_json(status, history, overview.now)
+    if span is not None:
+        since, until = span[0], span[1] or now
+        rows = await s.reader.run(partial(read.verdict_counts, since=since, until=until, check=name))
+        body["window"] = window_json(rows, since, until)
+    return _json(body)
 
 
 async def results(request: web.Request) -> web.Response:

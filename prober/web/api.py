@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from prober.model import Incident, iso
+from prober import report
+from prober.model import Counts, Incident, iso
 from prober.web.view import CheckStatus, History
 
 
@@ -36,6 +38,25 @@ def check_json(check: CheckStatus, history: History | None, now: datetime) -> di
         "incident": None if check.incident is None else incident_json(check.incident, now),
         "availability": {w: _ratio(windows[w].availability) if w in windows else None for w in labels},
         "counts": {w: windows[w].to_json() if w in windows else None for w in labels},
+    }
+
+
+def window_json(rows: Iterable[Mapping[str, Any]], since: datetime, until: datetime) -> dict[str, Any]:
+    """A check's availability over [since, until), from `read.verdict_counts` rows: the figures and
+    the text (`percent`) that `prober report --since --until` prints for the same window."""
+    groups = [report.Group.from_row(row) for row in rows]
+    total = sum((g.counts for g in groups), Counts())
+    regions: dict[str, Counts] = {}
+    for g in groups:
+        regions[g.region] = regions.get(g.region, Counts()) + g.counts
+    return {
+        "since": iso(since),
+        "until": iso(until),
+        **report.counts_json(total),
+        "percent": report.percent(total),
+        "regions": {
+            r: {**report.counts_json(c), "percent": report.percent(c)} for r, c in sorted(regions.items())
+        },
     }
 
 

@@ -23,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from prober.model import STATE_SEVERITY, Counts, Incident, ProbeResult, State, Verdict
+from prober.report import percent
 from prober.store.history import DayStatus, LatencyPoint
 from prober.web.statuspage import INDICATOR, REGION_WORDS, STATE_WORDS
 from prober.web.view import SURFACE_TITLES, CheckStatus, History, Overview, blended, empty_days
@@ -78,13 +79,10 @@ def environment() -> Environment:
 # -- formatting --------------------------------------------------------------------------------------
 
 
-def pct(value: float | None) -> str:
-    """An availability as "99.95%", rounded down so that 99.999% never shows as 100%."""
-    if value is None:
-        return "no data"
-    if value >= 1:
-        return "100%"
-    return f"{math.floor(value * 10000) / 100:.2f}%"
+def pct(counts: Counts) -> str:
+    """An availability as "99.95%": `prober report`'s figure for the same results (100% only when
+    none was down), or "no data"."""
+    return "no data" if counts.judged == 0 else percent(counts)
 
 
 def duration(seconds: float) -> str:
@@ -140,7 +138,7 @@ def day_tip(label: str, day: DayStatus) -> str:
     """A bar's tooltip: "26 Dec: 99.93%", "26 Dec: 98.72%, 55 min of incident (major outage)"."""
     if day.state is State.UNKNOWN and day.counts.judged == 0:
         return f"{label}: no data"
-    tip = f"{label}: {pct(day.availability)}"
+    tip = f"{label}: {pct(day.counts)}"
     if day.incident_minutes:
         tip += f", {duration(day.incident_minutes * 60)} of incident"
     if day.state is not State.OPERATIONAL:
@@ -156,8 +154,7 @@ def bars(days: Sequence[DayStatus], labels: dict[date, str]) -> Markup:
         n = d.counts
         judged = n.up + n.degraded + n.down
         if d.state is State.OPERATIONAL and judged and not d.incident_minutes:  # most days: quicker
-            good = n.up + n.degraded
-            out.append(f'<i title="{labels[d.day]}: {"100%" if good == judged else pct(good / judged)}"></i>')
+            out.append(f'<i title="{labels[d.day]}: {"100%" if not n.down else pct(n)}"></i>')
         else:
             out.append(f'<i{BAR_CLASS[d.state]} title="{day_tip(labels[d.day], d)}"></i>')
     return Markup("".join(out))
@@ -232,8 +229,7 @@ def history_fragment(name: str, history: History) -> Markup:
         span = empty_days(history.now)
         labels = history.fragments[("", "labels")] = {d.day: day_label(d.day) for d in span}
     days = history.days.get(name) or empty_days(history.now)
-    up = sum(d.counts.up + d.counts.degraded for d in days)
-    uptime = pct(Counts(up=up, down=sum(d.counts.down for d in days)).availability)
+    uptime = pct(sum((d.counts for d in days), Counts()))
     latency = history.latency.get(name, [])
     svg, top = chart(latency, history.now)
     points = [p for p in latency if p.count]
