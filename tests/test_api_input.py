@@ -114,24 +114,17 @@ async def test_a_bug_in_a_handler_is_a_json_500_without_internals(
 def server(scenario: Scenario) -> Iterator[tuple[str, int]]:
     """The app on 127.0.0.1 in a thread of its own, so that hypothesis can drive it with plain calls."""
     loop = asyncio.new_event_loop()
-    started: list[tuple[web.AppRunner, int]] = []
-    ready = threading.Event()
+    runner = web.AppRunner(create_app(scenario.path), access_log=None)
 
-    async def start() -> None:
-        runner = web.AppRunner(create_app(scenario.path), access_log=None)
+    async def start() -> int:
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        started.append((runner, int(site._server.sockets[0].getsockname()[1])))  # type: ignore[union-attr]
-        ready.set()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        return int(runner.addresses[0][1])
 
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
-    assert ready.wait(30)
-    runner, port = started[0]
     try:
-        yield "127.0.0.1", port
+        yield "127.0.0.1", asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
     finally:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
         loop.call_soon_threadsafe(loop.stop)
