@@ -14,7 +14,7 @@ from prober.model import iso
 
 MAX_ID = 2**63 - 1  # the largest SQLite INTEGER
 MAX_CURSOR_CHARS = 200
-_COUNT = re.compile(r"[0-9]{1,19}")  # ASCII digits; 19 of them hold any SQLite INTEGER
+_COUNT = re.compile(r"[0-9]{1,19}")  # ASCII digits, as many as MAX_ID has (the value is checked after)
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+=*")
 
 
