@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from prober.config.fields import _JsonBody
 from prober.config.limits import MAX_BYTES
 from prober.config.model import Check, Config, Defaults, Expect, Vantage, _builtin_names
+from prober.config.redaction import remember
 from prober.config.source import ConfigError, ConfigIssue, _Tree, _YamlPath
 from prober.config.spec import _ConfigSpec, _DefaultsSpec, _ExpectSpec, located_issue
 from prober.model import ProberError, Surface, Verdict
@@ -37,7 +38,9 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         col = exc.start - raw.rfind(b"\n", 0, exc.start)
         message = f"the file is not UTF-8 text: byte 0x{raw[exc.start]:02x} ({exc.reason})"
         raise ConfigError([ConfigIssue(str(path), line, col, "", message)]) from None
-    return parse_config(text, str(path), env)
+    config = parse_config(text, str(path), env)
+    remember(config.secret_names)  # for the logs: what they may say about this configuration
+    return config
 
 
 def parse_config(text: str, filename: str = "checks.yaml", env: Mapping[str, str] | None = None) -> Config:

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 # modulo 3; the characters that depend on the secret alone are found for each offset. Below this
 # many characters a fragment would match ordinary words: short secrets are only matched as text.
 _MIN_BASE64 = 8
+_MIN_PART = 4  # the part of a secret before "#" is redacted from this length on
 _HOST = re.compile(r"[\w-]+(?:\.[\w-]+)+\.?")
 _JSON_SHORT = {
     '"': '\\"',
@@ -100,7 +101,11 @@ def _secret_pattern(secret: str) -> str:
         except UnicodeError:
             idna = secret
         whole |= {f"(?i:{re.escape(secret)})", f"(?i:{re.escape(idna)})"}
-    return "|".join(["".join(_char_forms(c) for c in secret), *sorted(whole)])
+    forms = ["".join(_char_forms(c) for c in secret)]
+    before, hash_sign, _ = secret.partition("#")
+    if hash_sign and len(before) >= _MIN_PART:  # in a URL, "#" starts the fragment, which is never sent
+        forms.append("".join(_char_forms(c) for c in before))
+    return "|".join([*forms, *sorted(whole)])
 
 
 class Redactor:
@@ -128,3 +133,24 @@ class Redactor:
 
     def __reduce__(self) -> tuple[type[Redactor], tuple[dict[str, str]]]:
         return Redactor, (self._secrets,)
+
+
+# Every secret any configuration of this process has read: the log formatter redacts them all,
+# so a line about a check of the previous configuration, written after a reload, is redacted too.
+_known: dict[str, str] = {}
+_known_redactor = Redactor({})
+
+
+def remember(secrets: Mapping[str, str]) -> None:
+    """Add `secrets` (value -> NAME) to those redact_known() replaces."""
+    global _known_redactor
+    if not secrets.keys() - _known.keys():
+        return
+    merged = {**secrets, **_known}
+    _known_redactor = Redactor(merged)  # built whole, then swapped in: another thread may be logging
+    _known.update(merged)
+
+
+def redact_known(text: str) -> str:
+    """`text` with every secret this process has read, in any form, replaced by ${NAME}."""
+    return _known_redactor(text)
