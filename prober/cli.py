@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any, Final, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from tabulate import tabulate
@@ -22,6 +22,7 @@ from tabulate import tabulate
 from prober import __version__
 from prober.config import Config, ConfigError, json_schema, load_config
 from prober.model import ProberError, ProbeResult, Verdict
+from prober.terminal import printable, setup_logging
 
 EXIT_DOWN = 1
 EXIT_USAGE = 2
@@ -42,37 +43,14 @@ http_option = click.option(
 )  # fmt: skip
 
 
-def setup_logging(level: int) -> None:
-    """Log to stderr, one line per event; under systemd, with syslog priority prefixes for journald."""
-    handler = logging.StreamHandler(sys.stderr)
-    if os.environ.get("JOURNAL_STREAM"):
-        # journald stamps time and unit itself; "<N>" sets the priority of the line.
-        handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    logging.getLogger("apscheduler").setLevel(max(level, logging.WARNING))
-
-
-_PRIORITY: Final = {
-    logging.DEBUG: 7,
-    logging.INFO: 6,
-    logging.WARNING: 4,
-    logging.ERROR: 3,
-    logging.CRITICAL: 2,
-}
-
-
-class _JournalFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return f"<{_PRIORITY.get(record.levelno, 6)}>{super().format(record)}"
+def echo(text: str, err: bool = False, nl: bool = True) -> None:
+    """Print `text` with its control characters escaped: targets choose some of what is printed."""
+    click.echo(printable(text, keep="\n\t"), err=err, nl=nl)
 
 
 def fail(message: str, code: int) -> NoReturn:
     """Print an error on stderr and exit with `code`."""
-    click.echo(message, err=True)
+    echo(message, err=True)
     sys.exit(code)
 
 
@@ -109,13 +87,13 @@ def main() -> None:
 def validate(config_path: Path) -> None:
     """Check the configuration: exit 0, or 2 with FILE:LINE:COL lines on stderr."""
     config = read_config(config_path)
-    click.echo(f"{config_path}: {len(config.checks)} checks, {len(config.vantages)} vantages: OK")
+    echo(f"{config_path}: {len(config.checks)} checks, {len(config.vantages)} vantages: OK")
 
 
 @main.command()
 def schema() -> None:
     """Print the JSON Schema of checks.yaml (for editors and the YAML language server)."""
-    click.echo(json.dumps(json_schema(), indent=2))
+    echo(json.dumps(json_schema(), indent=2))
 
 
 @main.command()
@@ -155,9 +133,9 @@ def once(
         fail(str(exc), EXIT_STORE)
     if as_json:
         for result in results:
-            click.echo(json.dumps(result.to_json(), ensure_ascii=False))
+            echo(json.dumps(result.to_json(), ensure_ascii=False))
     else:
-        click.echo(results_table(results))
+        echo(results_table(results))
     if any(r.verdict == Verdict.DOWN for r in results):
         sys.exit(EXIT_DOWN)
 
@@ -169,11 +147,13 @@ def _ms(value: float | None) -> str:
 def results_table(results: Sequence[ProbeResult]) -> str:
     """A readable table of probe results."""
     rows = [
-        (
-            r.check, r.vantage, r.region, r.verdict, r.reason or "", r.signature or "", r.status or "",
-            _ms(r.latency_ms), _ms(r.phases.dns_ms), _ms(r.phases.connect_ms), _ms(r.phases.tls_ms),
-            _ms(r.phases.ttfb_ms), (r.error or "")[:60],
-        )
+        [
+            printable(str(cell)) for cell in (
+                r.check, r.vantage, r.region, r.verdict, r.reason or "", r.signature or "", r.status or "",
+                _ms(r.latency_ms), _ms(r.phases.dns_ms), _ms(r.phases.connect_ms), _ms(r.phases.tls_ms),
+                _ms(r.phases.ttfb_ms), (r.error or "")[:60],
+            )
+        ]  # a newline in a cell would split its row: nothing in a cell is printed raw
         for r in results
     ]  # fmt: skip
     headers = ("check", "vantage", "region", "verdict", "reason", "signature", "status",
@@ -326,7 +306,7 @@ def report(
                 counts = store.submit(lambda db: rep.rebuild(db, config, selected)).result()
         except (StoreError, sqlite3.Error) as exc:
             fail(f"cannot rebuild incidents: {exc}", EXIT_STORE)
-        click.echo(
+        echo(
             f"rebuilt {counts['incidents']} incidents of {counts['checks']} checks from "
             f"{counts['results']} results ({counts['kept_ids']} kept their id, {counts['new']} new, "
             f"{counts['removed']} removed)",
@@ -343,9 +323,9 @@ def report(
     except sqlite3.Error as exc:
         fail(f"{db_path}: cannot read the database ({exc}); is it a prober database?", EXIT_STORE)
     if as_json:
-        click.echo(json.dumps(rep.to_json(data), indent=2, ensure_ascii=False))
+        echo(json.dumps(rep.to_json(data), indent=2, ensure_ascii=False))
     else:
-        click.echo(rep.format_text(data, str(db_path)), nl=False)
+        echo(rep.format_text(data, str(db_path)), nl=False)
 
 
 @main.command()
@@ -380,7 +360,7 @@ def demo(db_path: Path, duration: float, speed: float, as_json: bool, quiet: boo
         fail(f"--duration/--speed: {exc}", EXIT_USAGE)
     if not quiet:
         seconds = duration / speed
-        click.echo(f"prober demo: replaying the outage in {seconds:g}s; database {db_path}", err=True)
+        echo(f"prober demo: replaying the outage in {seconds:g}s; database {db_path}", err=True)
     try:
         run = run_async(dm.run_demo(db_path, duration / speed, None if quiet else sys.stderr))
         found = dm.findings(run)
@@ -389,6 +369,6 @@ def demo(db_path: Path, duration: float, speed: float, as_json: bool, quiet: boo
     except ProberError as exc:  # the loopback aliases are missing, or --db is not a demo database
         fail(f"prober demo: {exc}", EXIT_USAGE)
     if as_json:
-        click.echo(dm.dumps(found))
+        echo(dm.dumps(found))
     else:
-        click.echo(dm.format_findings(found), nl=False)
+        echo(dm.format_findings(found), nl=False)

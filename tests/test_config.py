@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import html
 import json
 import math
 import pickle
+import re
 import textwrap
+from collections.abc import Callable
 from dataclasses import FrozenInstanceError
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import pytest
 import yaml
+import yarl
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -918,6 +924,78 @@ def test_redact() -> None:
     )
     assert config.redact("nothing secret") == "nothing secret"
     assert Config().redact("abc") == "abc"
+
+
+def _yarl(secret: str) -> str:
+    return str(yarl.URL.build(scheme="http", host="a.test", path=f"/p/{secret}", query={"q": secret}))
+
+
+ENCODINGS: dict[str, Callable[[str], str]] = {
+    "as written": str,
+    "quote": quote,
+    "quote safe=''": lambda s: quote(s, safe=""),
+    "quote_plus": quote_plus,
+    "quote_plus safe='/'": lambda s: quote_plus(s, safe="/"),
+    "lower-case hex": lambda s: re.sub("%[0-9A-F]{2}", lambda m: m[0].lower(), quote(s, safe="")),
+    "yarl": _yarl,
+    "json": json.dumps,
+    "json unicode": lambda s: json.dumps(s, ensure_ascii=False),
+    "json in json": lambda s: json.dumps(json.dumps(s))[1:-1],
+    "html": html.escape,
+    "html numeric": lambda s: "".join(f"&#{ord(c)};" if not c.isalnum() else c for c in s),
+    "json in html": lambda s: html.escape(json.dumps(s)),
+    "repr": repr,
+    "ascii": ascii,
+    "repr of bytes": lambda s: repr(s.encode()),
+}
+SECRETS = ['s3cr3té"ZZ', "a/b", "#frag", "p@ss w0rd+&=?", "k€y🔑<x>'y"]
+
+
+@pytest.mark.parametrize("secret", SECRETS)
+@pytest.mark.parametrize("encoding", list(ENCODINGS))
+def test_redact_finds_every_form_of_a_secret(secret: str, encoding: str) -> None:
+    config = parse('checks:\n  - {name: a, url: "https://a.test/", headers: {X-K: "${S}"}}\n', {"S": secret})
+    form = ENCODINGS[encoding](secret)
+    text = f"GET {form} failed: {form}"
+    redacted = config.redact(text)
+    assert form not in redacted
+    assert secret not in redacted
+    assert redacted.count("${S}") >= 2
+
+
+def test_redact_finds_a_secret_in_basic_auth_and_in_a_host_name() -> None:
+    env = {"PASSWORD": "correct-horse-battery", "HOST": "Bücher.Example"}
+    config = parse('checks:\n  - {name: a, url: "https://u:${PASSWORD}@${HOST}/"}\n', env)
+    for prefix in ("u:", "user:", "admin:"):  # the secret's offset in the base64 text varies
+        header = "Basic " + base64.b64encode(f"{prefix}correct-horse-battery".encode()).decode()
+        assert header not in config.redact(header)
+        assert "${PASSWORD}" in config.redact(header)
+    assert config.redact("cannot connect to xn--bcher-kva.example:443") == "cannot connect to ${HOST}:443"
+    assert config.redact("cannot resolve bücher.example") == "cannot resolve ${HOST}"
+
+
+def test_redact_names_the_longer_of_two_secrets() -> None:
+    config = parse('checks:\n  - {name: a, url: "https://a.test/${A}/${B}"}\n', {"A": "abc", "B": "abcdef"})
+    assert config.redact("abcdef abc") == "${B} ${A}"
+    assert pickle.loads(pickle.dumps(config)).redact("abcdef") == "${B}"
+    assert copy.deepcopy(config).redact("abc") == "${A}"
+
+
+def test_error_messages_never_show_a_secret_even_shortened_or_escaped() -> None:
+    secret = 'tok"en-' + "x" * 70
+    found = issues(
+        """\
+        vantages: {a: {}}
+        defaults: {vantages: ["${V}"]}
+        checks:
+          - {name: a, url: "https://a.test/", tags: "${T}", headers: {X: ["${T}"]}}
+        """,
+        env={"V": 's3cr3té"ZZ', "T": secret},
+    )
+    assert len(found) == 3
+    text = "\n".join(str(i) for i in found)
+    assert "s3cr3t" not in text and "tok" not in text and "xxxxxxxxxx" not in text
+    assert '"${V}" is not a vantage' in text
 
 
 # -- signatures ------------------------------------------------------------------------------------------

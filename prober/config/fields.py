@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,8 +16,9 @@ from pydantic import Field, GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
+from prober.config.limits import MAX_COUNT, MAX_DURATION, MAX_RETENTION
 from prober.config.model import Quorum, Selection
-from prober.config.units import _DURATION_SCHEMA, _SIZE_SCHEMA, _at_least, _duration, _size
+from prober.config.units import _DURATION_SCHEMA, _SIZE_SCHEMA, _at_least, _at_most, _duration, _size
 
 NAME_PATTERN = "^[a-z0-9][a-z0-9._-]*$"
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -111,9 +113,9 @@ def _method(value: Any) -> str:
 def _quorum(value: Any) -> Quorum:
     if value in ("majority", "all"):
         return str(value)  # type: ignore[return-value]
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_COUNT:
         return value
-    raise ValueError('is not a quorum: write an integer of at least 1, "majority" or "all"')
+    raise ValueError(f'is not a quorum: write an integer from 1 to {MAX_COUNT}, "majority" or "all"')
 
 
 def _regex(value: Any) -> str:
@@ -123,6 +125,8 @@ def _regex(value: Any) -> str:
         re.compile(value, re.IGNORECASE)
     except re.error as exc:
         raise ValueError(f"is not a valid regular expression: {exc}") from None
+    except (RecursionError, OverflowError):  # the parser recurses once per nested group
+        raise ValueError("is not a regular expression prober can compile: it nests too deep") from None
     return value
 
 
@@ -135,6 +139,8 @@ def _jmespath(value: Any) -> str:
         detail = str(exc).splitlines()[0].removesuffix(", for expression:").rstrip(":")
         detail = re.sub(r"^(invalid|bad) jmespath expression: ", "", detail, flags=re.IGNORECASE)
         raise ValueError(f"is not a valid JMESPath expression: {detail}") from None
+    except RecursionError:  # jmespath parses, and reads JSON literals, recursively
+        raise ValueError("is not a JMESPath expression prober can compile: it nests too deep") from None
     return value
 
 
@@ -162,6 +168,10 @@ def _body(value: Any) -> str | _JsonBody | None:
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, dict) and list(value) == ["json"]:
+        try:  # YAML has dates, bytes and NaN, which JSON has not: refused here, not at every probe
+            json.dumps(value["json"], allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"is not a JSON body: {exc}") from None
         return _JsonBody(value["json"])
     raise ValueError("is not a body: write a string, or a mapping with the one key json")
 
@@ -201,7 +211,9 @@ class _Parsed:
         return dict(self.schema)
 
 
-_QUORUM_SCHEMA = {"anyOf": [{"type": "integer", "minimum": 1}, {"enum": ["majority", "all"]}]}
+_QUORUM_SCHEMA = {
+    "anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_COUNT}, {"enum": ["majority", "all"]}]
+}
 _STRING = {"type": "string"}
 _STATUS_SCHEMA = {
     "anyOf": [
@@ -220,17 +232,20 @@ _BODY_SCHEMA = {
 _SELECTION_SCHEMA = {"anyOf": [{"enum": ["all", "none"]}, {"type": "array", "items": {"type": "string"}}]}
 
 Name = Annotated[str, _Parsed(_name, {"type": "string", "pattern": NAME_PATTERN})]
-Duration = Annotated[float, _Parsed(_duration, _DURATION_SCHEMA)]
-Interval = Annotated[float, _Parsed(_at_least(0.1, "100ms", _duration), _DURATION_SCHEMA)]
-OptInterval = Annotated[
-    float | None, _Parsed(_at_least(0.1, "100ms", _duration), _DURATION_SCHEMA, optional=True)
+# Every duration has a ceiling: an interval of 999999999d overflows timedelta and APScheduler.
+_interval = _at_most(MAX_DURATION, "365d", _at_least(0.1, "100ms", _duration))
+_timeout = _at_most(MAX_DURATION, "365d", _at_least(0, "1ms", _duration))
+Duration = Annotated[float, _Parsed(_at_most(MAX_RETENTION, "36500d", _duration), _DURATION_SCHEMA)]
+Interval = Annotated[float, _Parsed(_interval, _DURATION_SCHEMA)]
+OptInterval = Annotated[float | None, _Parsed(_interval, _DURATION_SCHEMA, optional=True)]
+Timeout = Annotated[float, _Parsed(_timeout, _DURATION_SCHEMA)]
+OptTimeout = Annotated[float | None, _Parsed(_timeout, _DURATION_SCHEMA, optional=True)]
+OptDuration = Annotated[
+    float | None, _Parsed(_at_most(MAX_DURATION, "365d", _duration), _DURATION_SCHEMA, optional=True)
 ]
-Timeout = Annotated[float, _Parsed(_at_least(0, "1ms", _duration), _DURATION_SCHEMA)]
-OptTimeout = Annotated[float | None, _Parsed(_at_least(0, "1ms", _duration), _DURATION_SCHEMA, optional=True)]
-OptDuration = Annotated[float | None, _Parsed(_duration, _DURATION_SCHEMA, optional=True)]
 MaxBody = Annotated[int, _Parsed(_at_least(1, "1B", _size), _SIZE_SCHEMA)]
 OptMaxBody = Annotated[int | None, _Parsed(_at_least(1, "1B", _size), _SIZE_SCHEMA, optional=True)]
 QuorumField = Annotated[Quorum, _Parsed(_quorum, _QUORUM_SCHEMA)]
 OptQuorum = Annotated[Quorum | None, _Parsed(_quorum, _QUORUM_SCHEMA, optional=True)]
-Count = Annotated[int, Field(ge=1)]
-OptCount = Annotated[int | None, Field(ge=1)]
+Count = Annotated[int, Field(ge=1, le=MAX_COUNT)]
+OptCount = Annotated[int | None, Field(ge=1, le=MAX_COUNT)]

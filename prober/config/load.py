@@ -11,8 +11,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from prober.config.fields import _JsonBody
+from prober.config.limits import MAX_BYTES
 from prober.config.model import Check, Config, Defaults, Expect, Vantage, _builtin_names
-from prober.config.source import ConfigError, _quote, _Tree, _YamlPath
+from prober.config.redaction import remember
+from prober.config.source import ConfigError, ConfigIssue, _Tree, _YamlPath
 from prober.config.spec import _ConfigSpec, _DefaultsSpec, _ExpectSpec, located_issue
 from prober.model import ProberError, Surface, Verdict
 from prober.signatures import Signature
@@ -21,11 +23,24 @@ from prober.signatures import Signature
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     """Read and validate a checks.yaml; ConfigError lists every problem, ProberError if unreadable."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ProberError(f"cannot read configuration {path}: {reason}") from exc
-    return parse_config(text, str(path), env)
+        with open(path, "rb") as file:
+            raw = file.read(MAX_BYTES + 1)  # a file of any size is read in bounded memory
+    except OSError as exc:
+        raise ProberError(f"cannot read configuration {path}: {exc.strerror or exc}") from exc
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(
+            [ConfigIssue(str(path), 1, 1, "", f"the file is larger than {MAX_BYTES >> 20} MiB")]
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - raw.rfind(b"\n", 0, exc.start)
+        message = f"the file is not UTF-8 text: byte 0x{raw[exc.start]:02x} ({exc.reason})"
+        raise ConfigError([ConfigIssue(str(path), line, col, "", message)]) from None
+    config = parse_config(text, str(path), env)
+    remember(config.secret_names)  # for the logs: what they may say about this configuration
+    return config
 
 
 def parse_config(text: str, filename: str = "checks.yaml", env: Mapping[str, str] | None = None) -> Config:
@@ -43,7 +58,9 @@ def parse_config(text: str, filename: str = "checks.yaml", env: Mapping[str, str
             for error in exc.errors():
                 located_issue(tree, error, data)
     if tree.issues or spec is None:
-        issues = sorted(set(tree.issues), key=lambda i: (i.line, i.col, i.path, i.message))
+        # Every message once more through the redactor, with all the secrets now known.
+        redacted = {i._replace(path=tree.redact(i.path), message=tree.redact(i.message)) for i in tree.issues}
+        issues = sorted(redacted, key=lambda i: (i.line, i.col, i.path, i.message))
         raise ConfigError(issues)
     return _build(spec, tree)
 
@@ -74,10 +91,12 @@ def _cross_check(data: dict[str, Any], tree: _Tree) -> None:
             if isinstance(name, str) and name not in vantages:
                 defined_names = ", ".join(sorted(vantages))
                 tree.issue(
-                    (*path, j), tree.values[(*path, j)], f"{_quote(name)} is not a vantage ({defined_names})"
+                    (*path, j),
+                    tree.values[(*path, j)],
+                    f"{tree.quote(name)} is not a vantage ({defined_names})",
                 )
             elif isinstance(name, str) and name in names[:j]:
-                tree.issue((*path, j), tree.values[(*path, j)], f"{_quote(name)} is listed twice")
+                tree.issue((*path, j), tree.values[(*path, j)], f"{tree.quote(name)} is listed twice")
 
     known = _builtin_names() | _unique_names(tree, data, "signatures", "is already signatures")
     _unique_names(tree, data, "checks", "is already the name of checks")
@@ -88,7 +107,7 @@ def _cross_check(data: dict[str, Any], tree: _Tree) -> None:
                 close = difflib.get_close_matches(sig_name, sorted(known), n=1)
                 hint = f' (did you mean "{close[0]}"?)' if close else ""
                 path = ("checks", i, "signatures", j)
-                tree.issue(path, tree.values[path], f"{_quote(sig_name)} is not a known signature{hint}")
+                tree.issue(path, tree.values[path], f"{tree.quote(sig_name)} is not a known signature{hint}")
 
 
 def _unique_names(tree: _Tree, data: dict[str, Any], key: str, already: str) -> set[str]:
@@ -98,7 +117,7 @@ def _unique_names(tree: _Tree, data: dict[str, Any], key: str, already: str) -> 
         name = item.get("name")
         if isinstance(name, str) and name in first:
             path = (key, i, "name")
-            tree.issue(path, tree.values[path], f"{_quote(name)} {already}[{first[name]}]")
+            tree.issue(path, tree.values[path], f"{tree.quote(name)} {already}[{first[name]}]")
         elif isinstance(name, str):
             first[name] = i
     return set(first)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from prober.config.redaction import Redactor
 from prober.model import Surface
 from prober.signatures import Signature, builtin_signatures
 
@@ -139,10 +139,13 @@ class Config:
     retention: float = DEFAULT_RETENTION
     secrets: frozenset[str] = frozenset()  # every value substituted from ${NAME}
     secret_names: Mapping[str, str] = field(default_factory=dict, repr=False)  # value -> NAME
+    _redactor: Redactor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "vantages", _FrozenMap(self.vantages))
         object.__setattr__(self, "secret_names", _FrozenMap(self.secret_names))
+        names = {s: self.secret_names.get(s, "SECRET") for s in self.secrets}
+        object.__setattr__(self, "_redactor", Redactor(names))
 
     def available_signatures(self) -> tuple[Signature, ...]:
         """Built-in signatures (a user one of the same name replaces it), then the user's."""
@@ -161,12 +164,8 @@ class Config:
         return tuple(by_name[name] for name in check.signatures if name in by_name)
 
     def redact(self, text: str) -> str:
-        """`text` with every substituted secret replaced by its ${NAME} placeholder."""
-        if not self.secrets:
-            return text
-        values = sorted(self.secrets, key=len, reverse=True)  # a secret may contain a shorter one
-        pattern = re.compile("|".join(re.escape(v) for v in values))
-        return pattern.sub(lambda m: "${" + self.secret_names.get(m[0], "SECRET") + "}", text)
+        """`text` with every substituted secret, in any encoding, replaced by its ${NAME} placeholder."""
+        return self._redactor(text)
 
     def check(self, name: str) -> Check:
         """The check named `name`; KeyError if there is none."""

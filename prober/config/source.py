@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
 
+from prober.config.limits import compose
+from prober.config.redaction import Redactor
 from prober.model import ProberError
 
 _YamlPath = tuple[str | int, ...]
@@ -40,10 +42,12 @@ class ConfigError(ProberError):
         super().__init__("\n".join(str(issue) for issue in issues))
 
 
-def _quote(value: Any) -> str:
+def _quote(value: Any, redact: Callable[[str], str] | None = None) -> str:
     if isinstance(value, Path):
         value = str(value)
     text = json.dumps(value, ensure_ascii=False, default=str)
+    if redact is not None:  # before shortening, which could cut a secret in two
+        text = redact(text)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -63,6 +67,17 @@ class _Tree:
         self.bad: set[_YamlPath] = set()  # already reported: later errors there would only repeat it
         self.issues: list[ConfigIssue] = []
         self._loader = yaml.SafeLoader("")
+        self._redactor = (0, Redactor({}))  # (how many secrets it knows, the redactor)
+
+    def redact(self, text: str) -> str:
+        """`text` with the secrets substituted so far replaced by their ${NAME}."""
+        if self._redactor[0] != len(self.secrets):
+            self._redactor = (len(self.secrets), Redactor(self.secrets))
+        return self._redactor[1](text)
+
+    def quote(self, value: Any) -> str:
+        """`value` quoted for a message, its secrets redacted."""
+        return _quote(value, self.redact)
 
     def issue(self, path: _YamlPath, where: tuple[int, int] | yaml.Node, message: str) -> None:
         """Record a problem at a node or position."""
@@ -72,7 +87,7 @@ class _Tree:
     def load(self, text: str) -> Any:
         """The plain value of the document, or None after recording why there is none."""
         try:
-            root = _compose(text)
+            root = compose(text)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             where = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -85,13 +100,15 @@ class _Tree:
         if root is None:
             self.issue((), (1, 1), "the file is empty: it needs at least a checks: list")
             return None
-        data = self._walk(root, (), frozenset())
+        data = self._walk(root, (), set())
         if not isinstance(data, dict):
-            self.issue((), root, f"the top level must be a mapping with a checks: list, not {_quote(data)}")
+            self.issue(
+                (), root, f"the top level must be a mapping with a checks: list, not {self.quote(data)}"
+            )
             return None
         return data
 
-    def _walk(self, node: yaml.Node, path: _YamlPath, stack: frozenset[int]) -> Any:
+    def _walk(self, node: yaml.Node, path: _YamlPath, stack: set[int]) -> Any:
         self.values[path] = _position(node)
         self.display.pop(path, None)  # a key overriding a merged one: forget what the merged value said
         if isinstance(node, yaml.ScalarNode):
@@ -100,7 +117,13 @@ class _Tree:
             self.issue(path, node, "a recursive alias is not allowed")
             self.bad.add(path)
             return None
-        stack |= {id(node)}
+        stack.add(id(node))  # the nodes being walked, from the root here: an alias to one recurses
+        try:
+            return self._walk_collection(node, path, stack)
+        finally:
+            stack.discard(id(node))
+
+    def _walk_collection(self, node: yaml.Node, path: _YamlPath, stack: set[int]) -> Any:
         if isinstance(node, yaml.SequenceNode):
             return [self._walk(child, (*path, i), stack) for i, child in enumerate(node.value)]
         out: dict[str, Any] = {}
@@ -211,22 +234,3 @@ def _substitute(text: str, env: Mapping[str, str], secrets: dict[str, str]) -> t
     value.append(text[end:])
     display.append(text[end:])
     return "".join(value), "".join(display), problems
-
-
-def _redact(text: str, secrets: Mapping[str, str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "${" + secrets[secret] + "}")
-    return text
-
-
-def _compose(text: str) -> yaml.Node | None:
-    """The YAML node tree of `text`: with libyaml when PyYAML has it (4x faster on 20,000 checks,
-    same nodes and marks), and with the pure-Python parser for a file libyaml refuses, whose
-    error messages are the ones users (and the tests) know."""
-    fast = getattr(yaml, "CSafeLoader", None)
-    if fast is not None:
-        try:
-            return yaml.compose(text, Loader=fast)
-        except yaml.YAMLError:
-            pass
-    return yaml.compose(text, Loader=yaml.SafeLoader)

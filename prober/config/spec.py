@@ -41,8 +41,9 @@ from prober.config.fields import (
     _status,
     _url,
 )
+from prober.config.limits import MAX_CERT_DAYS
 from prober.config.model import DEFAULT_RETENTION, Selection
-from prober.config.source import _quote, _redact, _Tree, _YamlPath
+from prober.config.source import _Tree, _YamlPath
 
 # -- the user-facing YAML, as pydantic models: the validation and the JSON schema --------------------
 
@@ -124,7 +125,11 @@ class _ExpectSpec(_Spec):
     )
     max_latency: OptDuration = Field(default=None, description="Slower than this: degraded, reason slow.")
     cert_min_days: float | None = Field(
-        default=None, ge=0, description="Certificate expiring sooner (days): degraded, reason cert_expiring."
+        default=None,
+        ge=0,
+        le=MAX_CERT_DAYS,
+        allow_inf_nan=False,
+        description="Certificate expiring sooner (days): degraded, reason cert_expiring.",
     )
 
 
@@ -228,10 +233,10 @@ def located_issue(tree: _Tree, error: Any, data: dict[str, Any]) -> None:
         tree.issue(path, tree.keys.get(path) or tree.near(path), _unknown(str(path[-1]), known))
         return
     if is_key:
-        message = f"{_quote(path[-1])} {_predicate(kind, ctx, error['msg'])}"
+        message = f"{tree.quote(path[-1])} {_predicate(kind, ctx, error['msg'])}"
         tree.issue(path, tree.keys.get(path) or tree.near(path), message)
         return
-    quoted = _quote(tree.display[path]) if path in tree.display else _redact(_quote(value), tree.secrets)
+    quoted = tree.quote(tree.display[path]) if path in tree.display else tree.quote(value)
     tree.issue(path, tree.near(path), f"{quoted} {_predicate(kind, ctx, error['msg'])}")
 
 
@@ -243,6 +248,7 @@ _PREDICATES = {
     "dict_type": "is not a mapping",
     "model_type": "is not a mapping",
     "list_type": "is not a list",
+    "finite_number": "is not a finite number",
 }
 
 
@@ -255,6 +261,8 @@ def _predicate(kind: str, ctx: dict[str, Any], msg: str) -> str:
         return f"is not one of {str(ctx.get('expected', '')).replace(chr(39), chr(34))}"
     if kind == "greater_than_equal":
         return f"is too small: it must be at least {ctx.get('ge')}"
+    if kind == "less_than_equal":
+        return f"is too large: it must be at most {ctx.get('le')}"
     if kind == "too_short":
         return "must not be empty"
     return f"is invalid: {msg}"

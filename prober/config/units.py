@@ -48,7 +48,10 @@ def _duration(value: Any) -> float:
         else:
             raise ValueError(_DURATION_HINT)
     else:
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer past 1e308: no duration, and not a crash
+            seconds = math.inf
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError("is not a duration: it must be a finite, non-negative number of seconds")
     return seconds
@@ -88,6 +91,18 @@ def _at_least(minimum: float, text: str, check: Callable[[Any], float]) -> Calla
         number = check(value)
         if number < minimum or number <= 0:
             raise ValueError(f"is too small: it must be at least {text}")
+        return number
+
+    return bounded
+
+
+def _at_most(maximum: float, text: str, check: Callable[[Any], float]) -> Callable[[Any], float]:
+    """`check`, and the result must be at most `maximum` (`text` says it to users)."""
+
+    def bounded(value: Any) -> float:
+        number = check(value)
+        if number > maximum:
+            raise ValueError(f"is too large: it must be at most {text}")
         return number
 
     return bounded
