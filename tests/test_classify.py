@@ -39,6 +39,7 @@ def EP(signature: str, verdict: str = "down") -> tuple[str, str, str]:
 
 
 SWW = EP("something-went-wrong")
+RL = ("degraded", "rate_limited", "rate-limited")
 
 
 def obs(
@@ -369,6 +370,48 @@ def test_status_matches(code: int, patterns: tuple[str, ...], expected: bool) ->
         pytest.param({"success": False}, EP("json-status-error"), id="success-false"),
         pytest.param({"success": True, "items": []}, UP, id="success-true"),
         pytest.param({"message": "Internal server error"}, EP("aws-api-gateway"), id="api-gateway"),
+        # throttled inside an error envelope, served with 200: the message decides, not the envelope
+        pytest.param({"errors": [{"code": 88, "message": "Rate limit exceeded"}]}, RL, id="twitter-88"),
+        pytest.param(
+            {"errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}]}, RL, id="shopify"
+        ),
+        pytest.param(
+            {
+                "data": None,
+                "errors": [{"type": "RATE_LIMITED", "message": "API rate limit exceeded for user ID 1."}],
+            },
+            RL,
+            id="github-graphql",
+        ),
+        pytest.param(
+            {
+                "message": "API rate limit exceeded for 192.0.2.1. (But here's the good news: Authenticated "
+                "requests get a higher rate limit.)",
+                "documentation_url": "https://docs.example/rate",
+            },
+            RL,
+            id="github-rest",
+        ),
+        pytest.param(
+            {"error": {"code": 403, "message": "User Rate Limit Exceeded", "errors": [{"reason": "x"}]}},
+            RL,
+            id="google-user-rate",
+        ),
+        pytest.param(
+            {"detail": "Request was throttled. Expected available in 5 seconds."}, UP, id="drf-detail"
+        ),
+        pytest.param({"errors": [{"message": "Too Many Requests"}]}, RL, id="too-many"),
+        pytest.param(
+            {"data": {"a": 1}, "errors": [{"message": "You have been rate limited"}]},
+            RL,
+            id="partial-throttled",
+        ),
+        pytest.param(  # the other errors are what throttling does to the query
+            {"errors": [{"message": "Rate limit exceeded"}, {"message": "Internal error"}]},
+            RL,
+            id="throttled-and-failed",
+        ),
+        pytest.param({"errors": [{"message": "Internal error"}]}, EP("json-errors"), id="errors-other"),
         pytest.param({"message": "Something went wrong"}, SWW, id="message-phrase"),
         pytest.param({"message": "Something went wrong with my order"}, UP, id="message-sentence"),
         pytest.param({"message": "Hello"}, UP, id="message-hello"),
@@ -536,22 +579,40 @@ def page(body: str, title: str = "Acme") -> str:
         pytest.param(page("<template><h1>Something went wrong</h1></template>"), UP, id="template"),
         pytest.param(page("<svg><title>Something went wrong</title></svg><p>Hi</p>"), UP, id="svg-title"),
         pytest.param(page("<textarea>Something went wrong</textarea>"), UP, id="textarea"),
-        pytest.param(page("<h1>Welcome</h1>", title="Something went wrong | Acme"), SWW, id="title"),
+        pytest.param(page("<h1>Welcome</h1>", title="Something went wrong"), SWW, id="title"),
+        pytest.param(page("<h1>Welcome</h1>", title="Oops! Something went wrong."), SWW, id="title-oops"),
+        # a title with a site name after the phrase: the page itself must say it too
+        pytest.param(page("<h1>Welcome</h1>", title="Something went wrong | Acme"), UP, id="title-tail"),
+        pytest.param(page("<h1>Welcome</h1>", title="Service Unavailable - Acme"), UP, id="title-tail-5xx"),
+        pytest.param(
+            page("<h1>Something went wrong</h1>", title="Something went wrong | Acme"),
+            SWW,
+            id="title-tail-h1",
+        ),
+        pytest.param(page("<p>Something went wrong? Contact us.</p>"), UP, id="question"),
         pytest.param(
             page("<h1>Welcome</h1>", title="Something went wrong at Acme: a post-mortem"),
             UP,
             id="title-headline",
         ),
-        # long pages: the title and main headings count, the text does not
-        pytest.param(page("<h1>Something went wrong</h1>" + FILLER), SWW, id="long-h1"),
+        # long pages: generic signatures do not count at all (an error page says little); a
+        # platform's own signature counts in the title and main headings
+        pytest.param(page("<h1>Something went wrong</h1>" + FILLER), UP, id="long-h1"),
+        pytest.param(
+            page("<h1>Netflix Site Error</h1>" + FILLER), EP("netflix-error"), id="long-platform-h1"
+        ),
+        pytest.param(page(FILLER, title="Something went wrong"), UP, id="long-title"),
         pytest.param(
             page("<h1>Post-mortem</h1><p>Something went wrong.</p>" + FILLER), UP, id="long-paragraph"
         ),
         pytest.param(
             page("<h1>Post-mortem</h1><h2>Something went wrong</h2>" + FILLER), UP, id="long-second-heading"
         ),
-        pytest.param(page("<h2>Something went wrong</h2>" + FILLER), SWW, id="long-first-heading"),
-        pytest.param(page(FILLER + "<h1>Something went wrong</h1>"), SWW, id="long-late-h1"),
+        pytest.param(page("<h2>Something went wrong</h2>" + FILLER), UP, id="long-first-heading"),
+        pytest.param(page(FILLER + "<h1>Something went wrong</h1>"), UP, id="long-late-h1"),
+        pytest.param(
+            page(FILLER + "<h1>Netflix Site Error</h1>"), EP("netflix-error"), id="long-late-platform"
+        ),
         pytest.param(page(FILLER + "<h1 hidden>Something went wrong</h1>"), UP, id="long-late-hidden-h1"),
         pytest.param(
             page(FILLER + "<script>var t='<h1>Something went wrong</h1>'</script>"), UP, id="long-late-script"
