@@ -161,6 +161,7 @@ def short(text: str, limit: int) -> str:
 # --- JSON error fields ------------------------------------------------------------------------
 
 _JSON_HINT = re.compile(r'"(?:errors?|error\w+|message|status|success|ok|fault|title|detail|type)"\s*:')
+_STATUS_LINE = re.compile(r"5\d\d [A-Za-z]")  # an error object titled with a 5xx status line
 _MESSAGE_KEYS = ("message", "detail", "title", "description", "error_description", "msg", "reason", "error")
 
 
@@ -209,8 +210,12 @@ def _json_lines(doc: Any) -> list[str]:
                 found.append((key, "false"))
         if isinstance(obj.get("message"), str) and obj["message"]:
             found.append(("message", obj["message"]))
-        if isinstance(obj.get("type"), str) and isinstance(obj.get("title"), str) and "status" in obj:
-            found.append(("problem", obj["title"]))  # RFC 9457 problem details
+        title = obj.get("title")
+        if isinstance(title, str) and (
+            (isinstance(obj.get("type"), str) and "status" in obj)  # RFC 9457 problem details
+            or _STATUS_LINE.match(title)  # Falcon, and others: {"title": "503 Service Unavailable"}
+        ):
+            found.append(("problem", title))
     return [f"{label}: {_clean(short(_message(value), 300))}" for label, value in found[:_MAX_JSON_LINES]]
 
 

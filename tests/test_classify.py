@@ -361,8 +361,11 @@ def test_status_matches(code: int, patterns: tuple[str, ...], expected: bool) ->
             EP("json-error"),
             id="lambda",
         ),
+        pytest.param({"fault": {"faultstring": "Rate limit quota violation"}}, RL, id="apigee-quota"),
         pytest.param(
-            {"fault": {"faultstring": "Rate limit quota violation"}}, EP("json-error"), id="apigee-fault"
+            {"fault": {"faultstring": "The Service is temporarily unavailable"}},
+            EP("json-error"),
+            id="apigee-fault",
         ),
         pytest.param({"status": "error", "message": "db down"}, EP("json-status-error"), id="status-error"),
         pytest.param({"status": "fail"}, EP("json-status-error"), id="status-fail"),
