@@ -598,12 +598,11 @@ def page(body: str, title: str = "Acme") -> str:
             UP,
             id="title-headline",
         ),
-        # long pages: generic signatures do not count at all (an error page says little); a
-        # platform's own signature counts in the title and main headings
+        # long pages: phrases do not count at all (an error page says little), so no generic
+        # signature does; a platform's own pattern counts in the title and main headings
         pytest.param(page("<h1>Something went wrong</h1>" + FILLER), UP, id="long-h1"),
-        pytest.param(
-            page("<h1>Netflix Site Error</h1>" + FILLER), EP("netflix-error"), id="long-platform-h1"
-        ),
+        pytest.param(page(FILLER, title="Unicorn! · GitHub"), EP("github-error"), id="long-platform-title"),
+        pytest.param(page("<h1>Netflix Site Error</h1>" + FILLER), UP, id="long-platform-phrase"),
         pytest.param(page(FILLER, title="Something went wrong"), UP, id="long-title"),
         pytest.param(
             page("<h1>Post-mortem</h1><p>Something went wrong.</p>" + FILLER), UP, id="long-paragraph"
@@ -614,7 +613,9 @@ def page(body: str, title: str = "Acme") -> str:
         pytest.param(page("<h2>Something went wrong</h2>" + FILLER), UP, id="long-first-heading"),
         pytest.param(page(FILLER + "<h1>Something went wrong</h1>"), UP, id="long-late-h1"),
         pytest.param(
-            page(FILLER + "<h1>Netflix Site Error</h1>"), EP("netflix-error"), id="long-late-platform"
+            page(FILLER + "<h1>OperationalError at /orders/</h1>"),
+            EP("debug-exception-page"),
+            id="long-late-debug",
         ),
         pytest.param(page(FILLER + "<h1 hidden>Something went wrong</h1>"), UP, id="long-late-hidden-h1"),
         pytest.param(

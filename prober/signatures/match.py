@@ -5,9 +5,10 @@ Two rules weigh where a phrase appears against what the page is:
 - In a title a phrase must be the whole title (`STRICT_TAIL`): "Something went wrong | Acme"
   or "502 Bad Gateway - HTTP | MDN" alone does not make an error page; its heading or text must
   say so too. Headings and lines keep the tolerance ("Something went wrong. Try again.").
-- Generic signatures (platform `any`) count only on a body that says little
-  (`prober.page.SAYS_LITTLE`): a reference page, a thread, a product or a song named after an
-  error says much more than its title. A platform's own signature still counts on any page.
+- Phrases count only on a body that says little (`prober.page.SAYS_LITTLE`): a reference
+  page, a thread, a tutorial, a product or a song named after an error says much more than its
+  title or heading. That leaves generic signatures (platform `any`, all phrases) out of such
+  pages; a platform's own `pattern` (a footer, a title format, a debugger's title) still counts.
 """
 
 from __future__ import annotations
@@ -67,14 +68,15 @@ class Matcher:
             entries.append((sig, (int(sig.fallback), verdict, 0 if sig.platform == "user" else 1, i)))
         entries.sort(key=lambda e: e[1])
         self.zones: _Zones = {}  # for a body that says little
-        self.wordy: _Zones = {}  # for one that says more: generic signatures left out
+        self.wordy: _Zones = {}  # for one that says more: phrases left out
         for zone in ZONES:
             members = tuple(_entry(sig, rank, zone) for sig, rank in entries if zone in sig.where)
             if members:
                 self.zones[zone] = (_combine(members), members)
-            specific = tuple(e for e in members if e.sig.platform != "any")
-            if specific:
-                self.wordy[zone] = (_combine(specific), specific)
+            bare = ((sig, rank, _without_phrases(sig)) for sig, rank in entries if zone in sig.where)
+            patterns = tuple(_entry(sig, rank, zone, pattern) for sig, rank, pattern in bare if pattern)
+            if patterns:
+                self.wordy[zone] = (_combine(patterns), patterns)
 
     def best(self, body: Body) -> Hit | None:
         """The best-ranked signature matching any zone of `body`, or None."""
@@ -99,10 +101,19 @@ class Matcher:
         return hit
 
 
-def _entry(sig: Signature, rank: tuple[int, int, int, int], zone: str) -> _Entry:
-    """A signature as matched in `zone`: in a title, a phrase must be the whole title."""
-    pattern = sig.pattern.replace(TAIL, STRICT_TAIL) if zone == "title" else sig.pattern
+def _entry(sig: Signature, rank: tuple[int, int, int, int], zone: str, pattern: str = "") -> _Entry:
+    """A signature as matched in `zone` (in a title, a phrase must be the whole title)."""
+    pattern = pattern or sig.pattern
+    pattern = pattern.replace(TAIL, STRICT_TAIL) if zone == "title" else pattern
     return _Entry(sig, rank, pattern, compile_pattern(pattern))
+
+
+def _without_phrases(sig: Signature) -> str:
+    """A built-in signature's `pattern` part, without its phrases ("" if it has none)."""
+    if sig.platform == "user":
+        return sig.pattern
+    leaves = [leaf for leaf in _alternatives(sig.pattern) if not leaf.startswith(_TEMPLATE_HEAD)]
+    return leaves[0] if len(leaves) == 1 else "|".join(f"(?:{leaf})" for leaf in leaves)
 
 
 def _line_of(text: str, m: re.Match[str]) -> str:
