@@ -19,7 +19,7 @@ SHORT_TEXT = 2000  # characters a page says itself (not links): past that its te
 # hidden elements left out): its message, a line of explanation, a reference, a footer. A page
 # that says more (a reference page, a thread, a product, an article) is not an error page just
 # because its title or heading reads like one; only a platform's own signature can tell.
-SAYS_LITTLE = 1000
+SAYS_LITTLE = 600
 _MAX_TAGS = 1500  # elements read one by one; past that a page is long, and skimmed
 _SKIM_WINDOW = 32768  # characters of a long page skimmed for h1 headings after the scan stops
 _MAX_HEADINGS = 32
@@ -87,6 +87,7 @@ class Body:
             zones, self._little = _html_zones(text, xml="xml" in ctype and "html" not in ctype)
             return zones
         said = len(text) - text.count(" ") - text.count("\n")
+        said += 0 if text.isascii() else 2 * len(_WIDE.findall(text))  # as in _Page.data
         if len(text) > SHORT_TEXT * 4 or said > SHORT_TEXT:
             return {}
         self._little = said <= SAYS_LITTLE
@@ -161,6 +162,7 @@ def short(text: str, limit: int) -> str:
 # --- JSON error fields ------------------------------------------------------------------------
 
 _JSON_HINT = re.compile(r'"(?:errors?|error\w+|message|status|success|ok|fault|title|detail|type)"\s*:')
+_ERROR_OBJECT_KEYS = frozenset({"title", "description", "code", "link", "status"})
 _STATUS_LINE = re.compile(r"5\d\d [A-Za-z]")  # an error object titled with a 5xx status line
 _MESSAGE_KEYS = ("message", "detail", "title", "description", "error_description", "msg", "reason", "error")
 
@@ -213,7 +215,9 @@ def _json_lines(doc: Any) -> list[str]:
         title = obj.get("title")
         if isinstance(title, str) and (
             (isinstance(obj.get("type"), str) and "status" in obj)  # RFC 9457 problem details
-            or _STATUS_LINE.match(title)  # Falcon, and others: {"title": "503 Service Unavailable"}
+            # an error object of its own (Falcon: {"title": "503 Service Unavailable"}), not a
+            # document titled "500 Internal Server Error explained"
+            or (_STATUS_LINE.match(title) and set(obj) <= _ERROR_OBJECT_KEYS)
         ):
             found.append(("problem", title))
     return [f"{label}: {_clean(short(_message(value), 300))}" for label, value in found[:_MAX_JSON_LINES]]
@@ -241,6 +245,7 @@ _BLOCK = frozenset({
 _QUOTING = frozenset({"a", "blockquote", "q", "code", "kbd", "samp"})
 _HEADING = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 _ATTR = re.compile(r"""([^\s=/"']+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]*)))?""")
+_WIDE = re.compile("[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff]")  # CJK, kana, Hangul
 _HIDING_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
 _HIDING_CLASSES = frozenset({"hidden", "d-none", "is-hidden", "visually-hidden", "sr-only", "invisible"})
 _HIDING_RULE = re.compile(r"(?:^|\})\s*\.(-?[_a-zA-Z][\w-]*)\s*\{[^{}]{0,200}?display\s*:\s*none")
@@ -318,6 +323,8 @@ class _Page:
         # Links ("Try again", menus, search results) and quotations are not what the page says.
         if self.hidden is None and self.quoted == 0:
             self.said += len(text) - text.count(" ") - text.count("\n")
+            if not text.isascii():  # a Chinese, Japanese or Korean character says about a word
+                self.said += 2 * len(_WIDE.findall(text))
             self.block.append(text)
             if self.heading is not None:
                 self.heading.append(text)

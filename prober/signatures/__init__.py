@@ -66,8 +66,9 @@ _SORRY = (
 )
 _PREFIX = unicodedata.normalize("NFKC", rf"(?:(?:{'|'.join(_SORRY)})[^\w\n]{{0,4}})*")
 # After the phrase: trailing punctuation, or a separator and more (Thai separates sentences with
-# a space); never a question mark right after it.
-TAIL = r"(?:[^\w\n?]*$| ?[.!,;…。、।،|·•–—-][^\n]{0,200}$| (?=[ก-๛])[^\n]{0,200}$)"
+# a space); never a question ("Something went wrong? Contact us", "Ein Fehler ist aufgetreten –
+# was nun?" are help pages).
+TAIL = r"(?:[^\w\n?]*$| ?[.!,;…。、।،|·•–—-][^\n]{0,200}(?<!\?)$| (?=[ก-๛])[^\n]{0,200}(?<!\?)$)"
 STRICT_TAIL = r"(?:[^\w\n?]*$)"
 LINE_TEMPLATE = _LEAD + _PREFIX + "(?:PHRASE)" + TAIL
 
