@@ -10,8 +10,10 @@ Decision order, first that applies wins:
 3. status outside `expect.status`: down, http_status; `signature` names the error page if one
    also matches (a Cloudflare 502 page: http_status with signature cloudflare-5xx).
 4. an error-page signature matches, whatever the status: down (or degraded for a signature with
-   verdict degraded), error_page. When several match, a down one beats a degraded one, a user
-   signature beats a built-in one, then the earlier in the given order wins.
+   verdict degraded), error_page (rate_limited for `rate-limited`: "API rate limit exceeded" in
+   a 200 GraphQL `errors` list). When several match, an envelope (`fallback`, "errors: ...")
+   yields to any other, a down one beats a degraded one, a user signature beats a built-in one,
+   then the earlier in the given order wins.
 5. `body_contains`, `body_not_contains` or `json` fails: down, content.
 6. latency over `max_latency`: degraded, slow; then certificate expiring in less than
    `cert_min_days`: degraded, cert_expiring.
@@ -23,8 +25,9 @@ which `prober.page` takes apart: the HTML title, the main headings (every h1 and
 h1-h3), the visible text of a short page (scripts, styles, templates, noscript, comments, hidden
 elements and link texts left out; one block per line), a short plain-text body, and the error
 fields of a JSON body ("errors: Over capacity"). A long page (more than `SHORT_TEXT` visible
-characters) is judged by its title and main headings only: an article that quotes "Something
-went wrong" is up, and its cost stays low.
+characters of its own) is judged by its title and main headings only: an article that quotes
+"Something went wrong" is up, and its cost stays low. A title matches a phrase only as a whole,
+and generic signatures count only on a body that says little (`prober.signatures.match`).
 
 Bodies are decoded with the charset of the byte order mark, the content-type header or an HTML
 <meta> tag, else UTF-8, replacing invalid bytes. `classify` never raises.
@@ -110,8 +113,8 @@ def _classify(obs: Observation, expect: Expectations, signatures: Sequence[Signa
         return Classification(
             Verdict.DOWN, Reason.HTTP_STATUS, name, f"status {obs.status}, expected {expected}"
         )
-    if hit is not None:
-        return Classification(hit.sig.verdict, Reason.ERROR_PAGE, name, hit.describe())
+    if hit is not None:  # reason error_page, or rate_limited for a page that says it throttles
+        return Classification(hit.sig.verdict, hit.sig.reason, name, hit.describe())
     problem = _content(body, expect)
     if isinstance(problem, Classification):
         return problem

@@ -14,7 +14,12 @@ from typing import Any
 
 from prober.model import Observation
 
-SHORT_TEXT = 2000  # visible characters: an error page says little
+SHORT_TEXT = 2000  # characters a page says itself (not links): past that its text is not read
+# What an error page says at most, in characters of its own text (links, quotations, scripts and
+# hidden elements left out): its message, a line of explanation, a reference, a footer. A page
+# that says more (a reference page, a thread, a product, an article) is not an error page just
+# because its title or heading reads like one; only a platform's own signature can tell.
+SAYS_LITTLE = 600
 _MAX_TAGS = 1500  # elements read one by one; past that a page is long, and skimmed
 _SKIM_WINDOW = 32768  # characters of a long page skimmed for h1 headings after the scan stops
 _MAX_HEADINGS = 32
@@ -35,6 +40,7 @@ class Body:
     _text: str | None = None
     _json: Any = _UNSET
     _zones: dict[str, list[str]] | None = None
+    _little: bool = True
 
     @property
     def text(self) -> str:
@@ -60,6 +66,13 @@ class Body:
             self._zones = self._take_apart()
         return self._zones
 
+    @property
+    def says_little(self) -> bool:
+        """Whether the body says as little as an error page does (see `SAYS_LITTLE`)."""
+        if self._zones is None:
+            self._zones = self._take_apart()
+        return self._little
+
     def _take_apart(self) -> dict[str, list[str]]:
         text, ctype = self.text, self.obs.content_type
         head = text[:64].lstrip()
@@ -71,9 +84,13 @@ class Body:
             if self.json is not NOT_JSON:
                 return {"json": _json_lines(self.json)}
         if markup or head.startswith("<"):
-            return _html_zones(text, xml="xml" in ctype and "html" not in ctype)
-        if len(text) > SHORT_TEXT * 4 or len(text) - text.count(" ") - text.count("\n") > SHORT_TEXT:
+            zones, self._little = _html_zones(text, xml="xml" in ctype and "html" not in ctype)
+            return zones
+        said = len(text) - text.count(" ") - text.count("\n")
+        said += 0 if text.isascii() else 2 * len(_WIDE.findall(text))  # as in _Page.data
+        if len(text) > SHORT_TEXT * 4 or said > SHORT_TEXT:
             return {}
+        self._little = said <= SAYS_LITTLE
         return {"text": ["\n".join(filter(None, (_clean(line) for line in text.splitlines())))]}
 
 
@@ -145,6 +162,8 @@ def short(text: str, limit: int) -> str:
 # --- JSON error fields ------------------------------------------------------------------------
 
 _JSON_HINT = re.compile(r'"(?:errors?|error\w+|message|status|success|ok|fault|title|detail|type)"\s*:')
+_ERROR_OBJECT_KEYS = frozenset({"title", "description", "code", "link", "status"})
+_STATUS_LINE = re.compile(r"5\d\d [A-Za-z]")  # an error object titled with a 5xx status line
 _MESSAGE_KEYS = ("message", "detail", "title", "description", "error_description", "msg", "reason", "error")
 
 
@@ -193,8 +212,14 @@ def _json_lines(doc: Any) -> list[str]:
                 found.append((key, "false"))
         if isinstance(obj.get("message"), str) and obj["message"]:
             found.append(("message", obj["message"]))
-        if isinstance(obj.get("type"), str) and isinstance(obj.get("title"), str) and "status" in obj:
-            found.append(("problem", obj["title"]))  # RFC 9457 problem details
+        title = obj.get("title")
+        if isinstance(title, str) and (
+            (isinstance(obj.get("type"), str) and "status" in obj)  # RFC 9457 problem details
+            # an error object of its own (Falcon: {"title": "503 Service Unavailable"}), not a
+            # document titled "500 Internal Server Error explained"
+            or (_STATUS_LINE.match(title) and set(obj) <= _ERROR_OBJECT_KEYS)
+        ):
+            found.append(("problem", title))
     return [f"{label}: {_clean(short(_message(value), 300))}" for label, value in found[:_MAX_JSON_LINES]]
 
 
@@ -220,6 +245,7 @@ _BLOCK = frozenset({
 _QUOTING = frozenset({"a", "blockquote", "q", "code", "kbd", "samp"})
 _HEADING = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 _ATTR = re.compile(r"""([^\s=/"']+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]*)))?""")
+_WIDE = re.compile("[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff]")  # CJK, kana, Hangul
 _HIDING_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
 _HIDING_CLASSES = frozenset({"hidden", "d-none", "is-hidden", "visually-hidden", "sr-only", "invisible"})
 _HIDING_RULE = re.compile(r"(?:^|\})\s*\.(-?[_a-zA-Z][\w-]*)\s*\{[^{}]{0,200}?display\s*:\s*none")
@@ -251,8 +277,8 @@ def _is_hidden(attrs: str, hiding: frozenset[str] | set[str] = _HIDING_CLASSES) 
     return False
 
 
-def _html_zones(doc: str, xml: bool = False) -> dict[str, list[str]]:
-    """Title, main headings and (for a short page) visible text of an HTML (or XML) document."""
+def _html_zones(doc: str, xml: bool = False) -> tuple[dict[str, list[str]], bool]:
+    """The zones of an HTML (or XML) document, and whether it says little (`SAYS_LITTLE`)."""
     page = _Page(xml)
     pos, n = 0, len(doc)
     while pos < n and not page.long:
@@ -276,7 +302,7 @@ def _html_zones(doc: str, xml: bool = False) -> dict[str, list[str]]:
     zones = {"title": [page.title] if page.title else [], "heading": page.headings[:_MAX_HEADINGS]}
     if not page.long and page.lines:
         zones["text"] = ["\n".join(page.lines)]
-    return zones
+    return zones, not page.long and page.said <= SAYS_LITTLE
 
 
 class _Page:
@@ -288,19 +314,21 @@ class _Page:
         self.lines: list[str] = []
         self.block: list[str] = []
         self.heading: list[str] | None = None
-        self.level, self.seen_heading, self.visible, self.tags, self.quoted = 0, False, 0, 0, 0
+        self.level, self.seen_heading, self.said, self.tags, self.quoted = 0, False, 0, 0, 0
         self.hidden: str | None = None  # the name of the hidden element we are in
         self.depth = 0  # how many elements of that name are open inside it
         self.hiding: set[str] = set()  # classes the page's own <style> hides, as .x{display:none}
 
     def data(self, text: str) -> None:
-        if self.hidden is None:
-            self.visible += len(text) - text.count(" ") - text.count("\n")
-            if self.quoted == 0:  # links ("Try again", search results) and quotes are not the message
-                self.block.append(text)
-                if self.heading is not None:
-                    self.heading.append(text)
-            self.long = self.long or self.visible > SHORT_TEXT
+        # Links ("Try again", menus, search results) and quotations are not what the page says.
+        if self.hidden is None and self.quoted == 0:
+            self.said += len(text) - text.count(" ") - text.count("\n")
+            if not text.isascii():  # a Chinese, Japanese or Korean character says about a word
+                self.said += 2 * len(_WIDE.findall(text))
+            self.block.append(text)
+            if self.heading is not None:
+                self.heading.append(text)
+            self.long = self.long or self.said > SHORT_TEXT
 
     def tag(self, doc: str, m: re.Match[str]) -> int | None:
         """Take one tag into account; return where to resume when its content is skipped."""

@@ -118,10 +118,10 @@ def zone_texts() -> list[str]:
 def test_the_zone_pre_check_agrees_with_the_plain_alternation(extra: tuple[Signature, ...]) -> None:
     matcher = _matcher((*builtin_signatures(), *extra))
     texts = zone_texts()
-    for zone, (screen, members) in matcher.zones.items():
+    for zone, (screen, members) in [*matcher.zones.items(), *matcher.wordy.items()]:
         assert screen is not None
         assert (screen.lowered is not None) is (extra is not SLOW_PATH), zone  # the fast path, if exact
-        plain = compile_pattern("|".join(f"(?:{e.sig.pattern})" for e in members))
+        plain = compile_pattern("|".join(f"(?:{e.pattern})" for e in members))
         wrong = [t for t in texts if screen.search(t) != (plain.search(t) is not None)]
         assert not wrong, (zone, wrong[:5])
 

@@ -3,7 +3,9 @@
 Each YAML file holds `signatures:`, a list of entries with `name`, `platform`,
 `verdict` (down or degraded), `where` (the parts of a response it is matched
 against, see `ZONES`) and either `pattern` (a regular expression), `phrases`
-(regular expressions that must fill a whole line, see `LINE_TEMPLATE`), or both.
+(regular expressions that must fill a whole line, see `LINE_TEMPLATE`), or both;
+optionally `reason` (error_page, the default, or rate_limited) and `fallback: true`
+(it stands aside when any other signature matches the same response).
 Files are read in the order of their top-level `order:` key, then by name, so
 that specific platforms come before the generic phrases.
 """
@@ -11,6 +13,7 @@ that specific platforms come before the generic phrases.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -19,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from prober.model import ProberError, Verdict
+from prober.model import ProberError, Reason, Verdict
 
 # Where a signature is looked for (see prober/page.py for how each part is extracted):
 #   title    the HTML <title>
@@ -34,20 +37,40 @@ FLAGS = re.IGNORECASE | re.MULTILINE
 
 # Wraps `phrases` so that a phrase matches only when it is (nearly) a whole line, title or
 # heading: what an error page says, not a sentence that quotes it. It allows a little
-# decoration before ("Oops!", "Sorry,", "Error:", "申し訳ございません。", a JSON label such as
-# "errors: ") and after, but only past a separator ("Something went wrong. Please try again",
-# "Something went wrong | Acme"): "Twitter says something went wrong" and
-# "Something went wrong at Twitter" do not match.
+# decoration before ("Oops!", "Sorry,", "Error:", "申し訳ございません。", "很抱歉，", a JSON label
+# such as "errors: ") and after, but only past a separator ("Something went wrong. Please try
+# again", "出错了，请稍后重试", in Thai a space): "Twitter says something went wrong" and
+# "Something went wrong at Twitter" do not match, nor does a question ("Something went wrong?
+# Contact us" is a help page). In a title the phrase must be the whole title (`STRICT_TAIL`,
+# see `prober.signatures.match`): "502 Bad Gateway - HTTP | MDN" names a page about the status.
 _LEAD = r"""^[^\w"'«»„「」『』\n]{0,3}(?:(?:errors?|graphql(?:-partial)?-errors|message|status|problem): )?"""
-_PREFIX = (
-    r"(?:(?:oops|whoops|uh[- ]?oh|oh no|sorry|we'?re sorry|we are sorry|but|error|hmm+|ouch|"
-    r"oups|d[ée]sol[ée]e?s?|nous sommes d[ée]sol[ée]s|erreur|"
-    r"ups|lo sentimos|lo siento|vaya|"
-    r"hoppla|huch|entschuldigung|leider|fehler|"
-    r"申し訳(?:ありません|ございません)(?:が)?|すみません|エラー)[^\w\n]{0,4})*"
+_SORRY = (
+    "oops|whoops|uh[- ]?oh|oh no|sorry|we'?re sorry|we are sorry|but|error|hmm+|ouch",  # en
+    "oups|d[ée]sol[ée]e?s?|nous sommes d[ée]sol[ée]s|erreur",  # fr
+    "ups|lo sentimos|lo siento|vaya",  # es
+    "hoppla|huch|entschuldigung|leider|fehler",  # de
+    "申し訳(?:ありません|ございません)(?:が)?|すみません|エラー",  # ja
+    "很?抱歉|对不起|對不起|糟糕|哎呀|错误|錯誤",  # zh-Hans, zh-Hant
+    "죄송합니다|이런|앗|오류",  # ko
+    "desculpe|lamentamos|ops|opa|erro",  # pt
+    "spiacenti|ci dispiace|errore",  # it
+    "извините|к сожалению|упс|ой|ошибка",  # ru
+    "üzgünüz|maalesef|hay aksi|hata",  # tr
+    "przepraszamy|niestety|ojej|błąd",  # pl
+    "oeps|helaas|fout",  # nl
+    "عذر(?:ًا|اً|ا)|عفو(?:ًا|اً|ا)|نأسف|خطأ",  # ar
+    "क्षमा करें|माफ़ करें|उफ़|त्रुटि",  # hi
+    "maaf|aduh|galat",  # id
+    "rất tiếc|xin lỗi|lỗi|ôi",  # vi
+    "ขออภัย|ขอโทษ|อ๊ะ|ข้อผิดพลาด",  # th
 )
-_TAIL = r"(?:[^\w\n]*$| ?[.!?,;…。、|·•–—-][^\n]{0,200}$)"
-LINE_TEMPLATE = _LEAD + _PREFIX + "(?:PHRASE)" + _TAIL
+_PREFIX = unicodedata.normalize("NFKC", rf"(?:(?:{'|'.join(_SORRY)})[^\w\n]{{0,4}})*")
+# After the phrase: trailing punctuation, or a separator and more (Thai separates sentences with
+# a space); never a question ("Something went wrong? Contact us", "Ein Fehler ist aufgetreten –
+# was nun?" are help pages).
+TAIL = r"(?:[^\w\n?]*$| ?[.!,;…。、।،|·•–—-][^\n]{0,200}(?<!\?)$| (?=[ก-๛])[^\n]{0,200}(?<!\?)$)"
+STRICT_TAIL = r"(?:[^\w\n?]*$)"
+LINE_TEMPLATE = _LEAD + _PREFIX + "(?:PHRASE)" + TAIL
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
@@ -61,6 +84,8 @@ class Signature:
     verdict: Verdict = Verdict.DOWN  # down or degraded
     platform: str = "user"  # who serves such pages: nginx, cloudflare, rails, ...
     where: tuple[str, ...] = ZONES  # the parts of a response it is matched against
+    reason: Reason = Reason.ERROR_PAGE  # or rate_limited: the page says the client is throttled
+    fallback: bool = False  # an envelope ("errors: ..."): any other signature that matches wins
 
 
 @lru_cache(maxsize=4096)
@@ -71,7 +96,9 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
 
 def phrase_pattern(phrases: Iterable[str]) -> str:
     """The regular expression matching any of `phrases` as a whole line (see LINE_TEMPLATE)."""
-    return LINE_TEMPLATE.replace("PHRASE", "|".join(f"(?:{p})" for p in phrases))
+    # Text is compared after NFKC (prober.page): so are phrases ("ड़" is then two characters).
+    joined = "|".join(f"(?:{unicodedata.normalize('NFKC', p)})" for p in phrases)
+    return LINE_TEMPLATE.replace("PHRASE", joined)
 
 
 def load_signatures(text: str, source: str = "<string>") -> tuple[Signature, ...]:
@@ -122,8 +149,17 @@ def _entry(item: Any, data: dict[str, Any], source: str) -> Signature:
         raise ProberError(f"signature file {source}: {name}: {exc}") from exc
     if verdict not in (Verdict.DOWN, Verdict.DEGRADED):
         raise ProberError(f"signature file {source}: {name}: verdict must be down or degraded")
+    reason = item.get("reason", "error_page")
+    if reason not in (Reason.ERROR_PAGE, Reason.RATE_LIMITED):
+        raise ProberError(f"signature file {source}: {name}: reason must be error_page or rate_limited")
+    fallback = item.get("fallback", False)
+    if not isinstance(fallback, bool):
+        raise ProberError(f"signature file {source}: {name}: fallback must be true or false")
     platform = item.get("platform", data.get("platform", "unknown"))
-    return Signature(name=name, pattern=full, verdict=verdict, platform=str(platform), where=where)
+    return Signature(
+        name=name, pattern=full, verdict=verdict, platform=str(platform), where=where,
+        reason=Reason(reason), fallback=fallback,
+    )  # fmt: skip
 
 
 @cache

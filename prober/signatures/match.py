@@ -1,4 +1,15 @@
-"""Signatures compiled for matching: per zone, a combined pre-check, then the members in rank order."""
+"""Signatures compiled for matching: per zone, a combined pre-check, then the members in rank order.
+
+Two rules weigh where a phrase appears against what the page is:
+
+- In a title a phrase must be the whole title (`STRICT_TAIL`): "Something went wrong | Acme"
+  or "502 Bad Gateway - HTTP | MDN" alone does not make an error page; its heading or text must
+  say so too. Headings and lines keep the tolerance ("Something went wrong. Try again.").
+- Phrases count only on a body that says little (`prober.page.SAYS_LITTLE`): a reference
+  page, a thread, a tutorial, a product or a song named after an error says much more than its
+  title or heading. That leaves generic signatures (platform `any`, all phrases) out of such
+  pages; a platform's own `pattern` (a footer, a title format, a debugger's title) still counts.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +21,7 @@ from functools import lru_cache
 
 from prober.model import Verdict
 from prober.page import Body, short
-from prober.signatures import FLAGS, LINE_TEMPLATE, ZONES, Signature, compile_pattern
+from prober.signatures import FLAGS, LINE_TEMPLATE, STRICT_TAIL, TAIL, ZONES, Signature, compile_pattern
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +29,7 @@ class Hit:
     """A signature that matched: where, and the line it matched."""
 
     sig: Signature
-    rank: tuple[int, int, int]
+    rank: tuple[int, int, int, int]
     zone: str
     text: str
 
@@ -31,36 +42,49 @@ class Hit:
 @dataclass(frozen=True, slots=True)
 class _Entry:
     sig: Signature
-    rank: tuple[int, int, int]
+    rank: tuple[int, int, int, int]
+    pattern: str  # what is matched: the signature's pattern, in a title without the tail tolerance
     regex: re.Pattern[str]
+
+
+_Zones = dict[str, tuple["_Screen | None", tuple[_Entry, ...]]]
 
 
 class Matcher:
     """Signatures compiled for one signature set: per zone, a combined pre-check and the members."""
 
     def __init__(self, signatures: Sequence[Signature]) -> None:
-        entries: list[_Entry] = []
+        entries: list[tuple[Signature, tuple[int, int, int, int]]] = []
         self.broken = ""  # why a signature cannot be used, if one cannot
         for i, sig in enumerate(signatures):
             try:
-                regex = compile_pattern(sig.pattern)
+                compile_pattern(sig.pattern)
+                compile_pattern(sig.pattern.replace(TAIL, STRICT_TAIL))
             except (re.error, TypeError, ValueError, OverflowError, RecursionError) as exc:
                 self.broken = self.broken or f"signature {sig.name}: invalid pattern: {exc}"
                 continue
-            rank = (0 if sig.verdict == Verdict.DOWN else 1, 0 if sig.platform == "user" else 1, i)
-            entries.append(_Entry(sig, rank, regex))
-        entries.sort(key=lambda e: e.rank)
-        self.zones: dict[str, tuple[_Screen | None, tuple[_Entry, ...]]] = {}
+            # An envelope ("errors: ...") stands aside for what its message says ("rate limited").
+            verdict = 0 if sig.verdict == Verdict.DOWN else 1
+            entries.append((sig, (int(sig.fallback), verdict, 0 if sig.platform == "user" else 1, i)))
+        entries.sort(key=lambda e: e[1])
+        self.zones: _Zones = {}  # for a body that says little
+        self.wordy: _Zones = {}  # for one that says more: phrases left out
         for zone in ZONES:
-            members = tuple(e for e in entries if zone in e.sig.where)
+            members = tuple(_entry(sig, rank, zone) for sig, rank in entries if zone in sig.where)
             if members:
                 self.zones[zone] = (_combine(members), members)
+            bare = ((sig, rank, _without_phrases(sig)) for sig, rank in entries if zone in sig.where)
+            patterns = tuple(_entry(sig, rank, zone, pattern) for sig, rank, pattern in bare if pattern)
+            if patterns:
+                self.wordy[zone] = (_combine(patterns), patterns)
 
     def best(self, body: Body) -> Hit | None:
         """The best-ranked signature matching any zone of `body`, or None."""
         hit: Hit | None = None
-        for zone, strings in body.zones.items():
-            compiled = self.zones.get(zone)
+        zones = body.zones  # taken apart first: that also measures how much the body says
+        tables = self.zones if body.says_little else self.wordy
+        for zone, strings in zones.items():
+            compiled = tables.get(zone)
             if compiled is None:
                 continue
             combined, members = compiled
@@ -75,6 +99,21 @@ class Matcher:
                         hit = Hit(entry.sig, entry.rank, zone, _line_of(text, m))
                         break
         return hit
+
+
+def _entry(sig: Signature, rank: tuple[int, int, int, int], zone: str, pattern: str = "") -> _Entry:
+    """A signature as matched in `zone` (in a title, a phrase must be the whole title)."""
+    pattern = pattern or sig.pattern
+    pattern = pattern.replace(TAIL, STRICT_TAIL) if zone == "title" else pattern
+    return _Entry(sig, rank, pattern, compile_pattern(pattern))
+
+
+def _without_phrases(sig: Signature) -> str:
+    """A built-in signature's `pattern` part, without its phrases ("" if it has none)."""
+    if sig.platform == "user":
+        return sig.pattern
+    leaves = [leaf for leaf in _alternatives(sig.pattern) if not leaf.startswith(_TEMPLATE_HEAD)]
+    return leaves[0] if len(leaves) == 1 else "|".join(f"(?:{leaf})" for leaf in leaves)
 
 
 def _line_of(text: str, m: re.Match[str]) -> str:
@@ -216,24 +255,26 @@ def _combine(members: Sequence[_Entry]) -> _Screen | None:
 
 
 def _combined_pattern(members: Sequence[_Entry]) -> re.Pattern[str] | None:
-    patterns = [e.sig.pattern for e in members]
+    patterns = [e.pattern for e in members]
     if any(_BACKREF.search(p) for p in patterns):
         return None  # group numbers would shift in the alternation
     plain = "|".join(f"(?:{p})" for p in patterns)
     if not any(_GLOBAL_FLAGS.search(p) for p in patterns):  # (?x) would change how a pattern splits
-        phrases: list[str] = []
+        phrases: dict[str, list[str]] = {tail: [] for tail in _TEMPLATE_TAILS}
         anchored: list[str] = []
         free: list[str] = []
         for pattern in patterns:
             for leaf in _alternatives(pattern):
-                if leaf.startswith(_TEMPLATE_HEAD) and leaf.endswith(_TEMPLATE_TAIL):
-                    phrases.append(leaf[len(_TEMPLATE_HEAD) : len(leaf) - len(_TEMPLATE_TAIL)])
+                tail = next((t for t in _TEMPLATE_TAILS if leaf.endswith(t)), None)
+                if leaf.startswith(_TEMPLATE_HEAD) and tail is not None:
+                    phrases[tail].append(leaf[len(_TEMPLATE_HEAD) : len(leaf) - len(tail)])
                 elif leaf.startswith("^"):
                     anchored.append(leaf[1:])
                 else:
                     free.append(leaf)
-        if phrases:
-            anchored.insert(0, f"{_TEMPLATE_HEAD[1:]}{'|'.join(phrases)}{_TEMPLATE_TAIL}")
+        for tail, found in reversed(phrases.items()):
+            if found:
+                anchored.insert(0, f"{_TEMPLATE_HEAD[1:]}{'|'.join(found)}{tail}")
         parts = [f"^(?:{'|'.join(f'(?:{a})' for a in anchored)})"] if anchored else []
         parts += [f"(?:{f})" for f in free]
         with contextlib.suppress(re.error, RecursionError, OverflowError):
@@ -277,10 +318,9 @@ def _alternatives(pattern: str) -> list[str]:
 
 _BACKREF = re.compile(r"\\[1-9]|\(\?P=|\\g<|\(\?\(")
 _GLOBAL_FLAGS = re.compile(r"\(\?[aiLmsux]+\)")
-# LINE_TEMPLATE around its phrases: what most built-in signatures share.
-_TEMPLATE_HEAD, _TEMPLATE_TAIL = LINE_TEMPLATE.split("PHRASE")
-_TEMPLATE_HEAD += "(?:"
-_TEMPLATE_TAIL = ")" + _TEMPLATE_TAIL
+# LINE_TEMPLATE around its phrases: what most built-in signatures share (in a title, its strict tail).
+_TEMPLATE_HEAD = LINE_TEMPLATE.split("PHRASE")[0] + "(?:"
+_TEMPLATE_TAILS = tuple(")" + LINE_TEMPLATE.split("PHRASE")[1].replace(TAIL, t) for t in (TAIL, STRICT_TAIL))
 _BY_IDENTITY: dict[int, tuple[Sequence[Signature], Matcher]] = {}
 
 
