@@ -17,6 +17,7 @@ from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 from prober.config.model import Quorum, Selection
 from prober.config.units import _DURATION_SCHEMA, _SIZE_SCHEMA, _at_least, _duration, _size
+from prober.redirect import FollowRedirects
 
 NAME_PATTERN = "^[a-z0-9][a-z0-9._-]*$"
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -106,6 +107,12 @@ def _method(value: Any) -> str:
     if not isinstance(value, str) or value.upper() not in METHODS:
         raise ValueError(f"is not an HTTP method ({', '.join(METHODS)})")
     return value.upper()
+
+
+def _follow(value: Any) -> FollowRedirects:
+    if isinstance(value, bool) or value == "any":
+        return value  # type: ignore[no-any-return]
+    raise ValueError('is not true or false, or "any" (follow redirects into internal networks too)')
 
 
 def _quorum(value: Any) -> Quorum:
@@ -232,5 +239,6 @@ MaxBody = Annotated[int, _Parsed(_at_least(1, "1B", _size), _SIZE_SCHEMA)]
 OptMaxBody = Annotated[int | None, _Parsed(_at_least(1, "1B", _size), _SIZE_SCHEMA, optional=True)]
 QuorumField = Annotated[Quorum, _Parsed(_quorum, _QUORUM_SCHEMA)]
 OptQuorum = Annotated[Quorum | None, _Parsed(_quorum, _QUORUM_SCHEMA, optional=True)]
+FollowField = Annotated[FollowRedirects, _Parsed(_follow, {"anyOf": [{"type": "boolean"}, {"const": "any"}]})]
 Count = Annotated[int, Field(ge=1)]
 OptCount = Annotated[int | None, Field(ge=1)]

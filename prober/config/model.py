@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from prober.model import Surface
+from prober.redirect import FollowRedirects
 from prober.signatures import Signature, builtin_signatures
 
 Quorum = int | Literal["majority", "all"]
@@ -96,7 +97,7 @@ class Check:
     headers: Mapping[str, str] = field(default_factory=dict)
     body: str | None = None
     json_body: Any = None
-    follow_redirects: bool = True
+    follow_redirects: FollowRedirects = True  # "any": into internal networks too
     interval: float = 60.0
     timeout: float = 10.0
     vantages: tuple[str, ...] = ("local",)
