@@ -185,21 +185,26 @@ async def observe(client: VantageClient, check: Check) -> Observation:
         return _socks_failure(exc, failed) or failed(Reason.INTERNAL, f"{type(exc).__name__}: {_short(exc)}")
 
 
-async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
-    """Read at most `limit` bytes of the body; report whether there was more."""
-    parts: list[bytes] = []
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytearray, bool]:
+    """Read at most `limit` bytes of the body into one buffer; report whether there was more.
+
+    The buffer is sized by Content-Length when there is one (capped at `limit`) and grows in place
+    otherwise: a body costs its own size, not the chunks and their joined copy (twice as much).
+    """
+    buf = bytearray(min(limit, resp.content_length or 0))
     size = 0
     while size < limit:
         chunk = await resp.content.read(min(_CHUNK, limit - size))
         if not chunk:
-            return b"".join(parts), False
-        parts.append(chunk)
+            break
+        buf[size : size + len(chunk)] = chunk  # within the preallocated bytes, or appended past them
         size += len(chunk)
-    truncated = not resp.content.at_eof()
+    del buf[size:]  # a Content-Length that promised more than came
+    truncated = size >= limit and not resp.content.at_eof()
     if truncated:
         # Unread data must not be drained: closing drops the connection (it is never reused).
         resp.close()
-    return b"".join(parts), truncated
+    return buf, truncated
 
 
 def _stage(clock: PhaseClock, tls: Any) -> str:

@@ -10,6 +10,7 @@ import ssl
 import struct
 import textwrap
 import threading
+import tracemalloc
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -18,9 +19,9 @@ import trustme
 from aiohttp import web
 from conftest import DnsServer, Target, start_app, target_app
 
-from prober.config import Config, parse_config
+from prober.config import Config, ConfigError, parse_config
 from prober.model import ProbeResult, Reason, Surface, Verdict
-from prober.probe import USER_AGENTS, probe_check, probe_everywhere
+from prober.probe import USER_AGENTS, observe, probe_check, probe_everywhere
 from prober.signatures import Signature
 from prober.vantage import VantagePool
 
@@ -354,3 +355,50 @@ def test_a_target_breaking_the_connection_is_down_connect_under_load(behaviour: 
         assert any("not an HTTP response" in (r.error or "") for r in results)
     if behaviour == "midbody":
         assert any("middle of the body" in (r.error or "") for r in results)
+
+
+# -- max_body: bounded, and a body costs its own size ---------------------------------------------------
+
+
+def test_max_body_is_bounded_in_the_configuration() -> None:
+    with pytest.raises(ConfigError) as info:
+        config_for("name: b\nurl: http://127.0.0.1/\nmax_body: 65MiB", "defaults: {max_body: 10GiB}\n")
+    found = {(i.line, i.col, i.message) for i in info.value.issues}
+    assert found == {
+        (1, 22, '"10GiB" is too large: it must be at most 64MiB'),
+        (5, 15, '"65MiB" is too large: it must be at most 64MiB'),
+    }
+    assert config_for("name: b\nurl: http://127.0.0.1/\nmax_body: 64MiB").checks[0].max_body == 64 << 20
+
+
+@pytest.mark.parametrize("length", ["content-length", "chunked"])
+async def test_the_body_is_read_into_one_buffer(length: str) -> None:
+    # Before: chunks in a list, then joined: twice the body at once (and the classifier's copies on top).
+    size = 16 << 20
+    piece = b"x" * 65536
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        if length == "content-length":
+            resp.content_length = size
+        await resp.prepare(request)
+        for _ in range(size // len(piece)):
+            await resp.write(piece)  # waits for the client: the server's buffers stay small
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/", big)
+    runner, port = await start_app(app)
+    pool = VantagePool()
+    config = config_for(f"name: b\nurl: http://127.0.0.1:{port}/\nmax_body: 16MiB\ntimeout: 30s")
+    await pool.sync(config.vantages)
+    tracemalloc.start()
+    try:
+        obs = await observe(pool.get("local"), config.checks[0])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        await pool.close()
+        await runner.cleanup()
+    assert obs.bytes == size and not obs.truncated, obs.error
+    assert peak < 1.4 * size, f"reading {size} bytes peaked at {peak / size:.2f}x"

@@ -235,8 +235,18 @@ OptInterval = Annotated[
 Timeout = Annotated[float, _Parsed(_at_least(0, "1ms", _duration), _DURATION_SCHEMA)]
 OptTimeout = Annotated[float | None, _Parsed(_at_least(0, "1ms", _duration), _DURATION_SCHEMA, optional=True)]
 OptDuration = Annotated[float | None, _Parsed(_duration, _DURATION_SCHEMA, optional=True)]
-MaxBody = Annotated[int, _Parsed(_at_least(1, "1B", _size), _SIZE_SCHEMA)]
-OptMaxBody = Annotated[int | None, _Parsed(_at_least(1, "1B", _size), _SIZE_SCHEMA, optional=True)]
+MAX_BODY_LIMIT = 64 * 2**20  # every probe may hold this much in memory; a page is judged on far less
+
+
+def _max_body(value: Any) -> int:
+    size = int(_at_least(1, "1B", _size)(value))
+    if size > MAX_BODY_LIMIT:
+        raise ValueError("is too large: it must be at most 64MiB")
+    return size
+
+
+MaxBody = Annotated[int, _Parsed(_max_body, _SIZE_SCHEMA)]
+OptMaxBody = Annotated[int | None, _Parsed(_max_body, _SIZE_SCHEMA, optional=True)]
 QuorumField = Annotated[Quorum, _Parsed(_quorum, _QUORUM_SCHEMA)]
 OptQuorum = Annotated[Quorum | None, _Parsed(_quorum, _QUORUM_SCHEMA, optional=True)]
 FollowField = Annotated[FollowRedirects, _Parsed(_follow, {"anyOf": [{"type": "boolean"}, {"const": "any"}]})]
