@@ -14,6 +14,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -406,6 +407,9 @@ async def probe_everywhere(
 ) -> list[ProbeResult]:
     """Probe `check` once from each of its vantages concurrently; results in vantage order.
 
+    A transport failure from a vantage with `canaries:` is checked against them (`prober.canary`):
+    if they fail too, the result is the vantage's (unknown/vantage), not the target's.
+
     `may_start` is asked when a probe gets its slot in `limit`: if it says no (the probe would
     start too late and stretch the check's interval; the prober is stopping), the probe is not
     made. An overloaded prober then sheds probes instead of queueing ever more of them. Probes
@@ -414,11 +418,17 @@ async def probe_everywhere(
     """
 
     async def one(vantage: str) -> ProbeResult | None:
+        client = pool.get(vantage)
         if limit is None:
-            return await probe_check(pool.get(vantage), check, signatures, redact)
-        async with limit:
-            if may_start is not None and not may_start():
-                return None
-            return await probe_check(pool.get(vantage), check, signatures, redact)
+            result = await probe_check(client, check, signatures, redact)
+        else:
+            async with limit:
+                if may_start is not None and not may_start():
+                    return None
+                result = await probe_check(client, check, signatures, redact)
+        if client.canaries is None:
+            return result
+        # Outside the limit: a round of canaries is shared by every check failing at that time.
+        return await client.canaries.explain(result, partial(observe, client), redact)
 
     return [r for r in await asyncio.gather(*(one(v) for v in check.vantages)) if r is not None]

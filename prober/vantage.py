@@ -19,6 +19,7 @@ from aiohttp.abc import AbstractResolver
 from aiohttp.helpers import is_ip_address
 from yarl import URL
 
+from prober.canary import Canaries
 from prober.redirect import AddressClassifier, FollowRedirects, RedirectGuard, address_class
 
 if TYPE_CHECKING:
@@ -190,6 +191,7 @@ class VantageClient:
         self.vantage = vantage
         self.system_resolver = system_resolver  # None: resolv.conf's servers (tests name others)
         self.classify = classify  # what counts as an internal address, for the redirect policy
+        self.canaries = Canaries(vantage.canaries) if vantage.canaries else None
         self.ssl_context = make_ssl_context()
         self._session: aiohttp.ClientSession | None = None
         self._resolver: _VantageResolver | None = None  # the connector does not close what it is given
@@ -256,6 +258,8 @@ class VantageClient:
 
     async def close(self) -> None:
         """Close the session and its connector."""
+        if self.canaries is not None:
+            await self.canaries.close()
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -54,6 +54,7 @@ class Vantage:
     source_address: str | None = None
     proxy: str | None = None
     resolver: tuple[str, ...] | None = None
+    canaries: tuple[str, ...] = ()  # URLs that are always up, probed when a check fails from here
 
     def __post_init__(self) -> None:
         if not self.region:

@@ -97,6 +97,12 @@ class _VantageSpec(_Spec):
     resolver: list[Annotated[str, _Parsed(_resolver, _STRING)]] | None = Field(
         default=None, min_length=1, description='DNS servers to ask, "IP" or "IP:PORT".'
     )
+    canaries: list[Annotated[str, _Parsed(_url, _STRING)]] | None = Field(
+        default=None,
+        min_length=1,
+        description="URLs that are always up: when a check fails from this vantage and they fail "
+        "too, the vantage is offline and the result is unknown/vantage.",
+    )
 
 
 class _SignatureSpec(_Spec):
