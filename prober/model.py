@@ -101,7 +101,7 @@ class Observation:
     url: str
     status: int | None = None
     headers: Mapping[str, str] = field(default_factory=dict)  # keys lower-cased
-    body: bytes = b""  # at most max_body bytes
+    body: bytes | bytearray = b""  # at most max_body bytes (read into one buffer, not copied again)
     truncated: bool = False  # the body was longer than max_body
     bytes: int = 0  # body bytes read
     latency_ms: float | None = None

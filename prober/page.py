@@ -117,7 +117,7 @@ def _codec(label: str) -> str | None:
     return name
 
 
-def _decode(body: bytes, content_type: str) -> str:
+def _decode(body: bytes | bytearray, content_type: str) -> str:
     """The body as text: BOM, then content-type charset, then <meta> charset, then UTF-8."""
     codec = None
     for bom, name in _BOMS:

@@ -9,25 +9,43 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import re
 import ssl
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+from aiohttp.helpers import is_ip_address
+from aiohttp.http_exceptions import (
+    BadStatusLine,
+    ContentEncodingError,
+    ContentLengthError,
+    HttpProcessingError,
+)
 from multidict import CIMultiDict
+from yarl import URL
 
 from prober import __version__
 from prober.classify import classify
 from prober.model import Classification, Observation, Phases, ProbeResult, Reason, Verdict, utcnow
-from prober.vantage import PhaseClock, VantageClient, VantagePool, VantageUnavailableError, start_tls_record
+from prober.redirect import MAX_REDIRECTS, RedirectRefusedError
+from prober.vantage import (
+    PhaseClock,
+    VantageClient,
+    VantagePool,
+    VantageUnavailableError,
+    maybe_local,
+    no_route,
+    start_probe_record,
+)
 
 if TYPE_CHECKING:
     from prober.config import Check
     from prober.signatures import Signature
 
-MAX_REDIRECTS = 10
 # Errors of this machine, not of the target: never counted against the target.
 _LOCAL_EXHAUSTION = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _CHUNK = 64 * 1024
@@ -62,7 +80,7 @@ def request_headers(check: Check) -> CIMultiDict[str]:
 async def observe(client: VantageClient, check: Check) -> Observation:
     """Send one request for `check` through `client` and record what came back, bounded by its timeout."""
     clock = PhaseClock()
-    tls = start_tls_record()
+    tls = start_probe_record(check.follow_redirects, client.classify, _host(check.url))
     started = time.perf_counter()
     url = check.display_url
 
@@ -91,8 +109,8 @@ async def observe(client: VantageClient, check: Check) -> Observation:
                 headers=request_headers(check),
                 data=check.body,
                 json=check.json_body,
-                allow_redirects=check.follow_redirects,
-                max_redirects=MAX_REDIRECTS,
+                allow_redirects=bool(check.follow_redirects),
+                max_redirects=MAX_REDIRECTS + 1,  # aiohttp gives up on reaching it: 10 are followed
                 proxy=client.http_proxy,
                 trace_request_ctx=clock,
             ) as resp:
@@ -115,9 +133,9 @@ async def observe(client: VantageClient, check: Check) -> Observation:
                     cert_days=None if not_after is None else (not_after - time.time()) / 86400,
                 )
     except TimeoutError:
-        if clock.resolving and client.vantage.resolver:
+        servers = client.resolver_servers
+        if clock.resolving and servers is not None:
             # The vantage's DNS server is silent; c-ares would say so too, had the deadline been longer.
-            servers = ", ".join(client.vantage.resolver)
             return failed(Reason.VANTAGE, f"resolver {servers} did not answer within {check.timeout:g}s")
         stage = _stage(clock, tls)
         return failed(Reason.TIMEOUT, f"no complete response within {check.timeout:g}s ({stage})")
@@ -126,6 +144,14 @@ async def observe(client: VantageClient, check: Check) -> Observation:
         looped = len(set(hops)) < len(hops)
         what = "redirect loop" if looped else f"more than {MAX_REDIRECTS} redirects"
         return failed(Reason.REDIRECT, f"{what}: {' -> '.join(hops[:4])}{' ...' if len(hops) > 4 else ''}")
+    except RedirectRefusedError as exc:
+        return failed(Reason.REDIRECT, str(exc))
+    except aiohttp.NonHttpUrlRedirectClientError as exc:
+        # file://, ftp://, data:...: a target must not hide an outage behind a URL we cannot fetch.
+        scheme = str(exc).partition(":")[0][:20]
+        return failed(Reason.REDIRECT, f"redirect to a {scheme}: URL; only http and https are followed")
+    except aiohttp.InvalidUrlRedirectClientError:
+        return failed(Reason.REDIRECT, "redirect to an invalid URL")
     except aiohttp.ClientHttpProxyError as exc:
         if exc.status in (502, 503, 504):  # the proxy could not reach the target
             return failed(
@@ -141,40 +167,45 @@ async def observe(client: VantageClient, check: Check) -> Observation:
     except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError, ssl.SSLError) as exc:
         return failed(Reason.TLS, _tls_message(exc))
     except aiohttp.ClientConnectorError as exc:
-        if exc.os_error.errno in _LOCAL_EXHAUSTION:
-            return failed(Reason.INTERNAL, f"the prober ran out of resources: {_os_message(exc)}")
-        if client.vantage.source_address and (
-            exc.os_error.errno in (errno.EADDRNOTAVAIL, errno.EINVAL)
-            # An IPv6 source for an IPv4-only target or the reverse (aiohappyeyeballs' and asyncio's words).
-            or (exc.os_error.errno is None and "no matching local address" in str(exc.os_error))
-        ):
-            return failed(Reason.VANTAGE, f"source address {client.vantage.source_address} unusable")
-        return failed(Reason.CONNECT, f"cannot connect to {exc.host}:{exc.port}: {_os_message(exc)}")
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-        return failed(Reason.CONNECT, f"connection lost: {exc}")
-    except (aiohttp.ClientResponseError, aiohttp.ClientPayloadError) as exc:
-        return failed(Reason.HTTP_STATUS, f"malformed HTTP response: {_short(exc)}")
+        return failed(*_connect_failure(exc, client, tls.addresses))
+    except aiohttp.ServerDisconnectedError:
+        return failed(Reason.CONNECT, "connection closed by the target before a complete response")
+    except aiohttp.ClientOSError as exc:
+        return failed(Reason.CONNECT, f"connection lost: {_os_message(exc)}")
+    except aiohttp.ClientPayloadError as exc:
+        return failed(*_payload_failure(exc))
+    except aiohttp.ClientResponseError as exc:
+        return failed(*_protocol_failure(exc))
+    except aiohttp.ClientConnectionError as exc:
+        # "Cannot write to closing transport": the target reset or closed the connection while the
+        # request was being written (a banner-and-close server, a reset under load). Its fault.
+        return failed(Reason.CONNECT, f"connection lost while sending the request: {_short(exc, 120)}")
     except aiohttp.InvalidURL as exc:
         return failed(Reason.INTERNAL, f"invalid URL: {exc}")
     except Exception as exc:  # a probe is data: whatever went wrong is recorded, never raised
         return _socks_failure(exc, failed) or failed(Reason.INTERNAL, f"{type(exc).__name__}: {_short(exc)}")
 
 
-async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
-    """Read at most `limit` bytes of the body; report whether there was more."""
-    parts: list[bytes] = []
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytearray, bool]:
+    """Read at most `limit` bytes of the body into one buffer; report whether there was more.
+
+    The buffer is sized by Content-Length when there is one (capped at `limit`) and grows in place
+    otherwise: a body costs its own size, not the chunks and their joined copy (twice as much).
+    """
+    buf = bytearray(min(limit, resp.content_length or 0))
     size = 0
     while size < limit:
         chunk = await resp.content.read(min(_CHUNK, limit - size))
         if not chunk:
-            return b"".join(parts), False
-        parts.append(chunk)
+            break
+        buf[size : size + len(chunk)] = chunk  # within the preallocated bytes, or appended past them
         size += len(chunk)
-    truncated = not resp.content.at_eof()
+    del buf[size:]  # a Content-Length that promised more than came
+    truncated = size >= limit and not resp.content.at_eof()
     if truncated:
         # Unread data must not be drained: closing drops the connection (it is never reused).
         resp.close()
-    return b"".join(parts), truncated
+    return buf, truncated
 
 
 def _stage(clock: PhaseClock, tls: Any) -> str:
@@ -189,8 +220,105 @@ def _stage(clock: PhaseClock, tls: Any) -> str:
     return "connecting"
 
 
-def _os_message(exc: aiohttp.ClientConnectorError) -> str:
-    os_error = exc.os_error
+def _host(url: str) -> str | None:
+    try:
+        return URL(url).host
+    except ValueError:
+        return None
+
+
+def _connect_failure(
+    exc: aiohttp.ClientConnectorError, client: VantageClient, addresses: Sequence[str]
+) -> tuple[Reason, str]:
+    """A connection that could not be made: the target's fault, or this machine's."""
+    code = exc.os_error.errno
+    source = client.vantage.source_address
+    if code in _LOCAL_EXHAUSTION:
+        return Reason.INTERNAL, f"the prober ran out of resources: {_os_message(exc)}"
+    if code == errno.EADDRNOTAVAIL or (
+        source
+        and (
+            code == errno.EINVAL
+            # An IPv6 source for an IPv4-only target or the reverse (aiohappyeyeballs' and asyncio's words).
+            or (code is None and "no matching local address" in str(exc.os_error))
+        )
+    ):
+        # No local address can carry the connection: the source address is not on this machine,
+        # or (without one) the local ports are exhausted.
+        what = f"source address {source} unusable" if source else "no local address usable"
+        return Reason.VANTAGE, f"{what}: {_os_message(exc)}"
+    if code == errno.EPERM:  # only a firewall on this machine refuses a connection so
+        return Reason.VANTAGE, f"this machine's firewall refused the connection to {exc.host}:{exc.port}"
+    if maybe_local(code):
+        if is_ip_address(exc.host):
+            addresses = [exc.host]
+        unroutable = no_route(addresses, source)
+        if unroutable is not None:
+            return Reason.VANTAGE, f"no route from this machine: {unroutable}"
+    return Reason.CONNECT, f"cannot connect to {exc.host}:{exc.port}: {_os_message(exc)}"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and the exceptions it was raised from, nearest first (aiohttp wraps its parser's)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 8 and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _protocol_failure(exc: aiohttp.ClientResponseError) -> tuple[Reason, str]:
+    """A response that could not be parsed. The target's bytes are never quoted: a redirect may have
+    led to an internal service, and whatever it said must not reach the status page."""
+    chain = _causes(exc)
+    if any(isinstance(e, BadStatusLine) for e in chain):
+        # An SSH banner, a Redis error, TLS spoken to plain HTTP: the port does not serve HTTP.
+        return Reason.CONNECT, "not an HTTP response: the first line is not an HTTP status line"
+    return Reason.HTTP_STATUS, f"malformed HTTP response: {_parser_complaint(chain)}"
+
+
+def _payload_failure(exc: aiohttp.ClientPayloadError) -> tuple[Reason, str]:
+    """A body that ended early (the connection was closed or reset mid-body) or could not be decoded."""
+    chain = _causes(exc)
+    # aiohttp raises "Response payload is not completed" only when the connection ends mid-body.
+    if str(exc).startswith("Response payload is not completed") or any(
+        isinstance(e, ContentLengthError) for e in chain
+    ):
+        got = re.search(r"received (\d+) of (\d+) bytes", str(exc))
+        detail = f" after {got[1]} of {got[2]} bytes" if got else ""
+        return Reason.CONNECT, f"connection lost in the middle of the body{detail}"
+    if any(isinstance(e, ContentEncodingError) for e in chain):
+        return Reason.HTTP_STATUS, "malformed body: it cannot be decoded as its Content-Encoding says"
+    return Reason.HTTP_STATUS, f"malformed body: {_parser_complaint(chain)}"
+
+
+_SAFE_COMPLAINT = re.compile(r"[A-Za-z][A-Za-z ,-]{0,60}")
+_COMPLAINTS = {
+    "LineTooLong": "a line is too long",
+    "InvalidHeader": "an invalid header",
+    "TransferEncodingError": "invalid chunked encoding",
+}
+
+
+def _parser_complaint(chain: Sequence[BaseException]) -> str:
+    """What aiohttp's parser objected to, without the bytes it quotes."""
+    for e in chain:
+        if isinstance(e, HttpProcessingError):
+            # llhttp's messages are a fixed description, then the offending bytes on later lines; a
+            # one-line message (the pure-Python parser) may be nothing but the target's bytes.
+            first, newline, _ = str(e.message).partition("\n")
+            first = first.strip().rstrip(":")
+            if newline and _SAFE_COMPLAINT.fullmatch(first):
+                return first[0].lower() + first[1:]
+            for cls in type(e).__mro__:
+                if cls.__name__ in _COMPLAINTS:
+                    return _COMPLAINTS[cls.__name__]
+    return "invalid HTTP syntax"
+
+
+def _os_message(exc: aiohttp.ClientConnectorError | aiohttp.ClientOSError) -> str:
+    os_error = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
     if os_error.errno:  # "Connection refused" says more than asyncio's "Connect call failed"
         return os.strerror(os_error.errno)
     return os_error.strerror or str(os_error) or type(os_error).__name__
@@ -279,6 +407,9 @@ async def probe_everywhere(
 ) -> list[ProbeResult]:
     """Probe `check` once from each of its vantages concurrently; results in vantage order.
 
+    A transport failure from a vantage with `canaries:` is checked against them (`prober.canary`):
+    if they fail too, the result is the vantage's (unknown/vantage), not the target's.
+
     `may_start` is asked when a probe gets its slot in `limit`: if it says no (the probe would
     start too late and stretch the check's interval; the prober is stopping), the probe is not
     made. An overloaded prober then sheds probes instead of queueing ever more of them. Probes
@@ -287,11 +418,17 @@ async def probe_everywhere(
     """
 
     async def one(vantage: str) -> ProbeResult | None:
+        client = pool.get(vantage)
         if limit is None:
-            return await probe_check(pool.get(vantage), check, signatures, redact)
-        async with limit:
-            if may_start is not None and not may_start():
-                return None
-            return await probe_check(pool.get(vantage), check, signatures, redact)
+            result = await probe_check(client, check, signatures, redact)
+        else:
+            async with limit:
+                if may_start is not None and not may_start():
+                    return None
+                result = await probe_check(client, check, signatures, redact)
+        if client.canaries is None:
+            return result
+        # Outside the limit: a round of canaries is shared by every check failing at that time.
+        return await client.canaries.explain(result, partial(observe, client), redact)
 
     return [r for r in await asyncio.gather(*(one(v) for v in check.vantages)) if r is not None]

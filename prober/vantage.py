@@ -4,42 +4,62 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import errno
+import os
+import socket
 import ssl
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
+from aiohttp.helpers import is_ip_address
+from yarl import URL
+
+from prober.canary import Canaries
+from prober.redirect import AddressClassifier, FollowRedirects, RedirectGuard, address_class
 
 if TYPE_CHECKING:
     from prober.config import Vantage
 
-# The TLS handshake of the probe running in the current task is recorded here: aiohttp has
-# no trace signal between TCP and TLS, and `resp.connection` is gone once a small body is read.
-_TLS_RECORD: contextvars.ContextVar[TlsRecord | None] = contextvars.ContextVar("tls_record", default=None)
+# What the probe running in the current task learns below aiohttp's API is recorded here: the
+# TLS handshake (aiohttp has no trace signal between TCP and TLS, and `resp.connection` is gone
+# once a small body is read), the addresses its names resolved to, and its redirects.
+_RECORD: contextvars.ContextVar[ProbeRecord | None] = contextvars.ContextVar("probe_record", default=None)
 
-# Resolver errors that mean the vantage's DNS server did not answer, not that the name is bad.
-_RESOLVER_DOWN_CODES = frozenset({11, 12})  # ARES_ECONNREFUSED, ARES_ETIMEOUT
+# c-ares statuses that mean the DNS server could not be used, not that the name is bad: the
+# vantage's fault. NXDOMAIN (4), SERVFAIL (3) and an empty answer (1) are the target's.
+_RESOLVER_DOWN = {
+    5: "does not implement the query",  # ARES_ENOTIMP
+    6: "refused to answer",  # ARES_EREFUSED: we may not use it (access list), not a fault of the name
+    11: "could not be contacted",  # ARES_ECONNREFUSED: "Could not contact DNS servers"; no route too
+    12: "did not answer",  # ARES_ETIMEOUT
+}
+# connect() errors that may come from this machine (no route out, a local firewall) or from afar
+# (an ICMP unreachable from the target's network): a route lookup tells them apart.
+_MAYBE_LOCAL = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EACCES})
 
 
 @dataclass(slots=True)
-class TlsRecord:
-    """Handshake timing and certificate expiry of one probe, filled by `_TimedSSLObject`."""
+class ProbeRecord:
+    """What one probe saw below aiohttp: TLS handshake timing and expiry, resolved addresses, redirects."""
 
     started: float | None = None
     finished: float | None = None
     handshake_ms: float = 0.0  # summed over redirect hops
     not_after: float | None = None  # epoch seconds of the leaf certificate's expiry
+    addresses: list[str] = field(default_factory=list)  # what the current hop's name resolved to
+    guard: RedirectGuard | None = None  # None when redirects are not followed
 
 
 class _TimedSSLObject(ssl.SSLObject):
     """An SSLObject that times its handshake and reads the peer certificate's expiry."""
 
     def do_handshake(self) -> None:
-        record = _TLS_RECORD.get()
+        record = _RECORD.get()
         if record is not None and record.started is None:
             record.started = time.perf_counter()
         super().do_handshake()  # raises SSLWantReadError until the handshake is complete
@@ -53,11 +73,39 @@ class _TimedSSLObject(ssl.SSLObject):
                 record.not_after = ssl.cert_time_to_seconds(str(cert["notAfter"]))
 
 
-def start_tls_record() -> TlsRecord:
-    """Begin recording TLS handshakes for the probe running in the current task."""
-    record = TlsRecord()
-    _TLS_RECORD.set(record)
+def start_probe_record(follow: FollowRedirects, classify: AddressClassifier, host: str | None) -> ProbeRecord:
+    """Begin recording what the probe running in the current task sees, `host` being its URL's."""
+    guard = RedirectGuard(follow, classify, host) if follow else None
+    record = ProbeRecord(guard=guard)
+    _RECORD.set(record)
     return record
+
+
+def no_route(addresses: Sequence[str], source_address: str | None) -> str | None:
+    """Why this machine has no route to any of `addresses`, or None if it has one to some.
+
+    A UDP connect() only looks the route up (no packet is sent), so it fails the same way a TCP
+    connect did when the fault is here (no route out, an unreachable or prohibit route, a source
+    address that cannot be used) and succeeds when the refusal came from the network beyond.
+    """
+    reasons: list[str] = []
+    for address in addresses:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as sock:
+                if source_address:
+                    sock.bind((source_address, 0))
+                sock.connect((address, 9))
+        except OSError as exc:
+            reasons.append(f"{address}: {os.strerror(exc.errno) if exc.errno else exc}")
+            continue
+        return None
+    return "; ".join(reasons) if reasons else None
+
+
+def maybe_local(code: int | None) -> bool:
+    """Whether a connect() error may be this machine's (a route lookup decides) rather than the target's."""
+    return code in _MAYBE_LOCAL
 
 
 def make_ssl_context() -> ssl.SSLContext:
@@ -72,13 +120,22 @@ class VantageUnavailableError(OSError):
 
 
 class _VantageResolver(AbstractResolver):
-    """aiohttp's aiodns resolver, telling a silent DNS server apart from a name that does not exist."""
+    """aiohttp's aiodns resolver, telling a DNS server that cannot be used apart from a bad name.
 
-    def __init__(self, nameservers: tuple[str, ...], source_address: str | None = None) -> None:
+    Every vantage has one: without `resolver:` it asks the system's DNS servers (resolv.conf), and a
+    machine whose resolver is unreachable (no network at all) is then the vantage's fault too.
+    """
+
+    def __init__(self, nameservers: tuple[str, ...] | None, source_address: str | None, system: bool) -> None:
         # Queries leave from the vantage's source address too: it may select the vantage's network.
         extra: dict[str, Any] = {"local_ip": source_address} if source_address else {}
-        self._inner = aiohttp.AsyncResolver(nameservers=list(nameservers), timeout=1.5, tries=2, **extra)
-        self._servers = ", ".join(nameservers)
+        if nameservers:
+            extra["nameservers"] = list(nameservers)
+        if not system:  # the system's servers keep the system's timeout and attempts (resolv.conf)
+            extra.update(timeout=1.5, tries=2)
+        self._inner = aiohttp.AsyncResolver(**extra)
+        self._nameservers = nameservers
+        self._system = system
         # c-ares answers from its own thread; a lookup abandoned by a probe's deadline is kept here
         # until c-ares is done with it, so closing can wait for it rather than leave a callback
         # aimed at a loop that may be closed by then.
@@ -89,15 +146,27 @@ class _VantageResolver(AbstractResolver):
         self._lookups.add(lookup)
         lookup.add_done_callback(self._lookups.discard)
         try:
-            return await asyncio.shield(lookup)
+            hosts = await asyncio.shield(lookup)
         except asyncio.CancelledError:
             lookup.add_done_callback(_retrieve)  # its outcome no longer matters to anyone
             raise
         except OSError as exc:
             code = getattr(exc.__cause__, "args", (None,))[0]
-            if code in _RESOLVER_DOWN_CODES:
-                raise VantageUnavailableError(f"resolver {self._servers} did not answer") from exc
+            if code in _RESOLVER_DOWN:
+                raise VantageUnavailableError(f"resolver {self.servers} {_RESOLVER_DOWN[code]}") from exc
             raise
+        record = _RECORD.get()
+        if record is not None:
+            record.addresses = [h["host"] for h in hosts]
+            if record.guard is not None:
+                record.guard.resolved(host, record.addresses)  # may refuse a redirect's address
+        return hosts
+
+    @property
+    def servers(self) -> str:
+        """The DNS servers asked, as shown in errors."""
+        servers = ", ".join(self._nameservers or self._inner._resolver.nameservers) or "-"
+        return f"{servers} (the system's)" if self._system else servers
 
     async def close(self) -> None:
         await self._inner.close()  # cancels pending lookups: c-ares reports them cancelled, soon
@@ -113,8 +182,16 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
 class VantageClient:
     """One vantage's connector and session, made inside the running loop and reused across probes."""
 
-    def __init__(self, vantage: Vantage) -> None:
+    def __init__(
+        self,
+        vantage: Vantage,
+        system_resolver: tuple[str, ...] | None = None,
+        classify: AddressClassifier = address_class,
+    ) -> None:
         self.vantage = vantage
+        self.system_resolver = system_resolver  # None: resolv.conf's servers (tests name others)
+        self.classify = classify  # what counts as an internal address, for the redirect policy
+        self.canaries = Canaries(vantage.canaries) if vantage.canaries else None
         self.ssl_context = make_ssl_context()
         self._session: aiohttp.ClientSession | None = None
         self._resolver: _VantageResolver | None = None  # the connector does not close what it is given
@@ -159,9 +236,13 @@ class VantageClient:
         }
         if v.source_address:
             kwargs["local_addr"] = (v.source_address, 0)
-        if v.resolver:
-            self._resolver = kwargs["resolver"] = _VantageResolver(tuple(v.resolver), v.source_address)
-        if v.proxy and v.proxy.startswith(("socks4://", "socks5://")):
+        socks = bool(v.proxy and v.proxy.startswith(("socks4://", "socks5://")))
+        if v.resolver or not socks:  # without a resolver, SOCKS5 sends names to the proxy
+            system = not v.resolver
+            servers = self.system_resolver if system else v.resolver
+            self._resolver = kwargs["resolver"] = _VantageResolver(servers, v.source_address, system)
+        if socks:
+            assert v.proxy is not None
             connector = _socks_connector(v.proxy, rdns=not v.resolver, **kwargs)
             if self._resolver is not None:
                 # aiohttp-socks swaps in a resolver that passes names through (to the proxy, or to the
@@ -170,8 +251,15 @@ class VantageClient:
             return connector
         return aiohttp.TCPConnector(**kwargs)
 
+    @property
+    def resolver_servers(self) -> str | None:
+        """The DNS servers this vantage asks, as shown in errors; None when a proxy resolves names."""
+        return None if self._resolver is None else self._resolver.servers
+
     async def close(self) -> None:
         """Close the session and its connector."""
+        if self.canaries is not None:
+            await self.canaries.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -267,6 +355,26 @@ async def _on_headers_sent(_s: Any, ctx: Any, _p: Any) -> None:
     ctx.trace_request_ctx._headers_sent = time.perf_counter()
 
 
+async def _on_redirect(_s: Any, _ctx: Any, params: aiohttp.TraceRequestRedirectParams) -> None:
+    # Called before aiohttp follows a redirect: the next hop's host is known, its address not yet.
+    record = _RECORD.get()
+    if record is None or record.guard is None:
+        return
+    location = params.response.headers.get("Location")
+    try:
+        target = URL(location) if location else None
+    except ValueError:
+        return  # aiohttp refuses it next, as an invalid redirect
+    if target is not None and target.scheme not in ("http", "https", ""):
+        return  # and this one as a redirect to another scheme
+    host = target.host if target is not None and target.absolute else None
+    try:
+        record.guard.redirected(params.url.host or "", host, is_ip_address(host))
+    except BaseException:
+        params.response.close()  # aiohttp would have released it on following
+        raise
+
+
 async def _on_request_end(_s: Any, ctx: Any, _p: Any) -> None:
     clock: PhaseClock = ctx.trace_request_ctx
     clock.ttfb_ms = _add(clock.ttfb_ms, (time.perf_counter() - clock._headers_sent) * 1000)
@@ -280,6 +388,7 @@ def _trace_config() -> aiohttp.TraceConfig:
     trace.on_connection_create_end.append(_on_create_end)
     trace.on_request_headers_sent.append(_on_headers_sent)
     trace.on_request_end.append(_on_request_end)
+    trace.on_request_redirect.append(_on_redirect)
     trace.freeze()
     return trace
 
@@ -298,8 +407,13 @@ _TRACE = _trace_config()
 class VantagePool:
     """The clients of every vantage of a configuration, kept across reloads where unchanged."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, system_resolver: tuple[str, ...] | None = None, classify: AddressClassifier = address_class
+    ) -> None:
         self._clients: dict[str, VantageClient] = {}
+        # For tests: other servers than resolv.conf's for vantages without a resolver (pycares'
+        # `resolvconf_path` frees its string before c-ares reads it), other address classes.
+        self._options = (system_resolver, classify)
 
     def get(self, name: str) -> VantageClient:
         """The client of vantage `name`."""
@@ -313,7 +427,7 @@ class VantagePool:
                 del self._clients[name]
         for name, vantage in vantages.items():
             if name not in self._clients:
-                self._clients[name] = VantageClient(vantage)
+                self._clients[name] = VantageClient(vantage, *self._options)
 
     async def close(self) -> None:
         """Close every client."""

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
+import socket
 import ssl
+import struct
 import textwrap
+import threading
+import tracemalloc
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -12,9 +19,9 @@ import trustme
 from aiohttp import web
 from conftest import DnsServer, Target, start_app, target_app
 
-from prober.config import Config, parse_config
+from prober.config import Config, ConfigError, parse_config
 from prober.model import ProbeResult, Reason, Surface, Verdict
-from prober.probe import USER_AGENTS, probe_check, probe_everywhere
+from prober.probe import USER_AGENTS, observe, probe_check, probe_everywhere
 from prober.signatures import Signature
 from prober.vantage import VantagePool
 
@@ -259,3 +266,139 @@ async def test_secrets_never_reach_the_result(target: Target, closed_port: int) 
     result = await probe(config_for(check, env={"TOKEN": "s3cr3t-value"}))
     assert "s3cr3t-value" not in repr(result)
     assert "${TOKEN}" in result.url
+
+
+# -- the target breaking the connection: always its `connect`, never our `internal` -------------------
+
+
+def _raw_server(behaviour: str) -> tuple[socket.socket, threading.Thread]:
+    """A TCP server in a thread, so it answers while the prober's loop is busy: `reset` resets each
+    connection as soon as it is accepted, `banner` sends an SSH banner then resets, `redis` answers a
+    Redis error then closes, `midbody` sends headers and 10 of 100,000 body bytes then resets."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1024)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # the listener was closed: the test is over
+                return
+            with conn:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                if behaviour == "banner":
+                    conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n")
+                elif behaviour == "redis":
+                    conn.settimeout(2)
+                    with contextlib.suppress(OSError):
+                        conn.recv(4096)
+                    conn.sendall(
+                        b"-ERR unknown command 'GET', with args beginning with: 'internal-secret'\r\n"
+                    )
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 0, 0))
+                elif behaviour == "midbody":
+                    conn.settimeout(2)
+                    with contextlib.suppress(OSError):
+                        conn.recv(4096)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 10)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+def _probe_many(port: int, n: int, loop: str) -> list[ProbeResult]:
+    checks = "".join(f"  - {{name: c{i}, url: 'http://127.0.0.1:{port}/', timeout: 5s}}\n" for i in range(n))
+    config = parse_config("checks:\n" + checks, env={})
+
+    async def run() -> list[ProbeResult]:
+        pool = VantagePool()
+        await pool.sync(config.vantages)
+        try:
+            batches = await asyncio.gather(*(probe_everywhere(pool, c, ()) for c in config.checks))
+        finally:
+            await pool.close()
+        return [r for batch in batches for r in batch]
+
+    if loop == "uvloop":  # what `prober run` and `prober once` use when it is installed
+        import uvloop
+
+        return uvloop.run(run())
+    return asyncio.run(run())
+
+
+_LOOPS = [
+    "asyncio",
+    pytest.param("uvloop", marks=pytest.mark.skipif(find_spec("uvloop") is None, reason="no uvloop")),
+]
+
+
+@pytest.mark.parametrize("loop", _LOOPS)
+@pytest.mark.parametrize("behaviour", ["reset", "banner", "redis", "midbody"])
+def test_a_target_breaking_the_connection_is_down_connect_under_load(behaviour: str, loop: str) -> None:
+    # 300 probes at once: the target often resets while the request is still being written, which
+    # aiohttp reports as "Cannot write to closing transport" (41-75% unknown/internal before).
+    listener, thread = _raw_server(behaviour)
+    try:
+        results = _probe_many(listener.getsockname()[1], 300, loop)
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not)
+        listener.close()
+        thread.join(5)
+    assert len(results) == 300
+    outcomes = {(r.verdict, r.reason) for r in results}
+    assert outcomes == {(Verdict.DOWN, Reason.CONNECT)}, {(r.verdict, r.reason, r.error) for r in results}
+    for r in results:  # what the target said is never echoed: it may be an internal service's
+        assert "SSH-2.0" not in (r.error or "") and "internal-secret" not in (r.error or "")
+    if behaviour == "redis":  # (a banner is often lost to the reset that follows it)
+        assert any("not an HTTP response" in (r.error or "") for r in results)
+    if behaviour == "midbody":
+        assert any("middle of the body" in (r.error or "") for r in results)
+
+
+# -- max_body: bounded, and a body costs its own size ---------------------------------------------------
+
+
+def test_max_body_is_bounded_in_the_configuration() -> None:
+    with pytest.raises(ConfigError) as info:
+        config_for("name: b\nurl: http://127.0.0.1/\nmax_body: 65MiB", "defaults: {max_body: 10GiB}\n")
+    found = {(i.line, i.col, i.message) for i in info.value.issues}
+    assert found == {
+        (1, 22, '"10GiB" is too large: it must be at most 64MiB'),
+        (5, 15, '"65MiB" is too large: it must be at most 64MiB'),
+    }
+    assert config_for("name: b\nurl: http://127.0.0.1/\nmax_body: 64MiB").checks[0].max_body == 64 << 20
+
+
+@pytest.mark.parametrize("length", ["content-length", "chunked"])
+async def test_the_body_is_read_into_one_buffer(length: str) -> None:
+    # Before: chunks in a list, then joined: twice the body at once (and the classifier's copies on top).
+    size = 16 << 20
+    piece = b"x" * 65536
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        if length == "content-length":
+            resp.content_length = size
+        await resp.prepare(request)
+        for _ in range(size // len(piece)):
+            await resp.write(piece)  # waits for the client: the server's buffers stay small
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/", big)
+    runner, port = await start_app(app)
+    pool = VantagePool()
+    config = config_for(f"name: b\nurl: http://127.0.0.1:{port}/\nmax_body: 16MiB\ntimeout: 30s")
+    await pool.sync(config.vantages)
+    tracemalloc.start()
+    try:
+        obs = await observe(pool.get("local"), config.checks[0])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        await pool.close()
+        await runner.cleanup()
+    assert obs.bytes == size and not obs.truncated, obs.error
+    assert peak < 1.4 * size, f"reading {size} bytes peaked at {peak / size:.2f}x"

@@ -13,8 +13,13 @@ import asyncio
 import datetime as dt
 import errno
 import gc
+import json
+import shutil
 import socket
+import sqlite3
 import ssl
+import subprocess
+import sys
 import textwrap
 import time
 import warnings
@@ -630,6 +635,143 @@ async def test_silent_resolver_is_the_vantages_fault(
     assert peer_server.peers == []
     # Closing the vantage ended its abandoned lookup: no c-ares callback outlives the pool.
     assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+class RcodeZone(PeerZone):
+    """Answers by the name's first label: nx… NXDOMAIN, servfail… SERVFAIL, refused… REFUSED."""
+
+    def resolve(self, request, handler):  # type: ignore[no-untyped-def]
+        from dnslib import RCODE
+
+        label = str(request.q.qname).split(".", 1)[0]
+        for prefix, rcode in (
+            ("nx", RCODE.NXDOMAIN),
+            ("servfail", RCODE.SERVFAIL),
+            ("refused", RCODE.REFUSED),
+        ):
+            if label.startswith(prefix):
+                self.queries.append(label)
+                reply = request.reply()
+                reply.header.rcode = rcode
+                return reply
+        return super().resolve(request, handler)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected", "says"),
+    [
+        ("nx", (Verdict.DOWN, Reason.DNS), "cannot resolve nx.test"),
+        ("servfail", (Verdict.DOWN, Reason.DNS), "cannot resolve servfail.test"),
+        # A resolver that refuses us (an access list) says nothing about the name.
+        ("refused", VANTAGE, "refused to answer"),
+        ("app", UP, ""),
+    ],
+)
+async def test_a_resolver_that_answers_judges_the_name(
+    name: str, expected: tuple[Verdict, Reason | None], says: str, peer_server: PeerServer
+) -> None:
+    from dnslib.server import DNSLogger, DNSServer
+
+    zone = RcodeZone({"app.test": "127.0.0.1"})
+    server = DNSServer(zone, port=0, address="127.0.0.1", logger=DNSLogger("-request,-reply,-recv,-send"))
+    server.start_thread()
+    try:
+        cfg = config(f"""
+            vantages:
+              lab: {{resolver: ["127.0.0.1:{server.server.server_address[1]}"]}}
+            checks:
+              - {{name: app, url: "http://{name}.test:{peer_server.port}/"}}
+            """)
+        result = await probe_one(cfg)
+    finally:
+        server.stop()
+        server.server.server_close()
+    assert outcome(result) == expected, result
+    assert says in (result.error or "")
+
+
+async def test_a_resolver_nobody_listens_on_is_the_vantages_fault(closed_udp_port: int) -> None:
+    cfg = config(f"""
+        vantages:
+          lab: {{resolver: ["127.0.0.1:{closed_udp_port}"]}}
+        checks:
+          - {{name: app, url: "http://app.test/"}}
+        """)
+    result = await probe_one(cfg)
+    assert outcome(result) == VANTAGE, result
+    assert f"127.0.0.1:{closed_udp_port} could not be contacted" in (result.error or "")
+
+
+@pytest.fixture
+def closed_udp_port() -> int:
+    """A UDP port on 127.0.0.1 where nothing listens: a query there is refused (ICMP port unreachable)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("server", ["closed", "silent", "answering"])
+async def test_the_system_resolver_unreachable_is_the_vantages_fault(
+    server: str,
+    closed_udp_port: int,
+    silent_resolver: str,
+    start_zone: Callable[[dict[str, str]], tuple[str, PeerZone]],
+) -> None:
+    # The `local` vantage asks the system's DNS servers (resolv.conf's; here, test servers in their
+    # place: the test below uses the real resolv.conf). Unreachable ("Could not contact DNS servers",
+    # before: down/dns for every check) or silent is the vantage's fault; a server that answers
+    # NXDOMAIN still judges the name.
+    address = {"closed": f"127.0.0.1:{closed_udp_port}", "silent": silent_resolver}.get(server)
+    if address is None:
+        address, _ = start_zone({})
+    cfg = config("checks: [{name: app, url: 'http://app.test/', timeout: 2s}]")
+    pool = VantagePool(system_resolver=(address,))
+    await pool.sync(cfg.vantages)
+    try:
+        (result,) = await probe_everywhere(pool, cfg.checks[0], ())
+    finally:
+        await pool.close()
+    if server == "answering":
+        assert outcome(result) == (Verdict.DOWN, Reason.DNS), result
+    else:
+        assert outcome(result) == VANTAGE, result
+        assert "(the system's)" in (result.error or "")
+
+
+def _can_unshare() -> bool:
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return False
+    probe = subprocess.run([unshare, "-rn", "true"], capture_output=True, timeout=10, check=False)
+    return probe.returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _can_unshare(), reason="needs unprivileged user and network namespaces (unshare -rn)")
+def test_a_machine_without_network_opens_no_incident(tmp_path: Path) -> None:
+    # `prober once` in a fresh network namespace: no interface is up, so the system's resolver
+    # cannot be contacted and no address has a route. Before: every check down/dns or down/connect,
+    # incidents opened (confirm: 1), exit 1. Nothing leaves the namespace.
+    config_path = tmp_path / "checks.yaml"
+    config_path.write_text(
+        textwrap.dedent("""
+        defaults: {confirm: 1, timeout: 3s}
+        checks:
+          - {name: by-name, url: "http://www.example.com/"}
+          - {name: by-address, url: "http://192.0.2.10/"}
+          - {name: loopback, url: "http://127.0.0.1:9/"}
+        """)
+    )
+    db = tmp_path / "p.db"
+    cmd = ["unshare", "-rn", sys.executable, "-m", "prober", "once", "-c", str(config_path), "--db", str(db)]
+    done = subprocess.run([*cmd, "--json"], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    results = {r["check"]: r for r in map(json.loads, done.stdout.splitlines())}
+    assert {(r["verdict"], r["reason"]) for r in results.values()} == {("unknown", "vantage")}, results
+    assert "could not be contacted" in results["by-name"]["error"]
+    assert "no route from this machine" in results["by-address"]["error"]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from incidents").fetchone() == (0,)
 
 
 async def test_source_address_and_resolver_together(

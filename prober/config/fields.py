@@ -19,6 +19,7 @@ from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 from prober.config.limits import MAX_COUNT, MAX_DURATION, MAX_RETENTION
 from prober.config.model import Quorum, Selection
 from prober.config.units import _DURATION_SCHEMA, _SIZE_SCHEMA, _at_least, _at_most, _duration, _size
+from prober.redirect import FollowRedirects
 
 NAME_PATTERN = "^[a-z0-9][a-z0-9._-]*$"
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -108,6 +109,12 @@ def _method(value: Any) -> str:
     if not isinstance(value, str) or value.upper() not in METHODS:
         raise ValueError(f"is not an HTTP method ({', '.join(METHODS)})")
     return value.upper()
+
+
+def _follow(value: Any) -> FollowRedirects:
+    if isinstance(value, bool) or value == "any":
+        return value  # type: ignore[no-any-return]
+    raise ValueError('is not true or false, or "any" (follow redirects into internal networks too)')
 
 
 def _quorum(value: Any) -> Quorum:
@@ -243,9 +250,18 @@ OptTimeout = Annotated[float | None, _Parsed(_timeout, _DURATION_SCHEMA, optiona
 OptDuration = Annotated[
     float | None, _Parsed(_at_most(MAX_DURATION, "365d", _duration), _DURATION_SCHEMA, optional=True)
 ]
-MaxBody = Annotated[int, _Parsed(_at_least(1, "1B", _size), _SIZE_SCHEMA)]
-OptMaxBody = Annotated[int | None, _Parsed(_at_least(1, "1B", _size), _SIZE_SCHEMA, optional=True)]
+MAX_BODY_LIMIT = 64 * 2**20  # every probe may hold this much in memory; a page is judged on far less
+_bounded_size = _at_most(MAX_BODY_LIMIT, "64MiB", _at_least(1, "1B", _size))
+
+
+def _max_body(value: Any) -> int:
+    return int(_bounded_size(value))
+
+
+MaxBody = Annotated[int, _Parsed(_max_body, _SIZE_SCHEMA)]
+OptMaxBody = Annotated[int | None, _Parsed(_max_body, _SIZE_SCHEMA, optional=True)]
 QuorumField = Annotated[Quorum, _Parsed(_quorum, _QUORUM_SCHEMA)]
 OptQuorum = Annotated[Quorum | None, _Parsed(_quorum, _QUORUM_SCHEMA, optional=True)]
+FollowField = Annotated[FollowRedirects, _Parsed(_follow, {"anyOf": [{"type": "boolean"}, {"const": "any"}]})]
 Count = Annotated[int, Field(ge=1, le=MAX_COUNT)]
 OptCount = Annotated[int | None, Field(ge=1, le=MAX_COUNT)]

@@ -131,6 +131,7 @@ def _build(spec: _ConfigSpec, tree: _Tree) -> Config:
             source_address=v.source_address if v else None,
             proxy=v.proxy if v else None,
             resolver=tuple(v.resolver) if v and v.resolver else None,
+            canaries=tuple(v.canaries) if v and v.canaries else (),
         )
         for name, v in (spec.vantages or {"local": None}).items()
     }

@@ -8,6 +8,7 @@ from typing import Any, Literal, TypeVar
 
 from prober.config.redaction import Redactor
 from prober.model import Surface
+from prober.redirect import FollowRedirects
 from prober.signatures import Signature, builtin_signatures
 
 Quorum = int | Literal["majority", "all"]
@@ -53,6 +54,7 @@ class Vantage:
     source_address: str | None = None
     proxy: str | None = None
     resolver: tuple[str, ...] | None = None
+    canaries: tuple[str, ...] = ()  # URLs that are always up, probed when a check fails from here
 
     def __post_init__(self) -> None:
         if not self.region:
@@ -96,7 +98,7 @@ class Check:
     headers: Mapping[str, str] = field(default_factory=dict)
     body: str | None = None
     json_body: Any = None
-    follow_redirects: bool = True
+    follow_redirects: FollowRedirects = True  # "any": into internal networks too
     interval: float = 60.0
     timeout: float = 10.0
     vantages: tuple[str, ...] = ("local",)

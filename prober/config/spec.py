@@ -16,6 +16,7 @@ from prober.config.fields import (
     METHODS,
     Count,
     Duration,
+    FollowField,
     Interval,
     MaxBody,
     Name,
@@ -97,6 +98,12 @@ class _VantageSpec(_Spec):
     resolver: list[Annotated[str, _Parsed(_resolver, _STRING)]] | None = Field(
         default=None, min_length=1, description='DNS servers to ask, "IP" or "IP:PORT".'
     )
+    canaries: list[Annotated[str, _Parsed(_url, _STRING)]] | None = Field(
+        default=None,
+        min_length=1,
+        description="URLs that are always up: when a check fails from this vantage and they fail "
+        "too, the vantage is offline and the result is unknown/vantage.",
+    )
 
 
 class _SignatureSpec(_Spec):
@@ -153,7 +160,11 @@ class _CheckSpec(_Spec):
     body: Annotated[Any, _Parsed(_body, _BODY_SCHEMA)] = Field(
         default=None, description="Request body: a string, or json: {...}."
     )
-    follow_redirects: bool = Field(default=True, description="Follow redirects.")
+    follow_redirects: FollowField = Field(
+        default=True,
+        description="Follow redirects (at most 10, http and https only); true refuses a redirect from a "
+        'public address to an internal one, "any" follows it.',
+    )
     interval: OptInterval = Field(default=None, description="Overrides defaults.interval.")
     timeout: OptTimeout = Field(default=None, description="Overrides defaults.timeout.")
     vantages: list[str] | None = Field(default=None, min_length=1, description="Overrides defaults.vantages.")
