@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prober.config import Config, ConfigError, load_config
-from prober.model import Incident, ProbeResult, Verdict, utcnow
+from prober.model import Incident, ProberError, ProbeResult, Verdict, utcnow
 from prober.pace import Lateness, LoopWatch, report_store
 from prober.probe import probe_everywhere
 from prober.schedule import Plan, Schedule, planned_time
@@ -206,6 +206,10 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
+class ApplyError(ProberError):
+    """A configuration that loaded but cannot be run (a number the runtime cannot hold, say)."""
+
+
 @dataclass(frozen=True)
 class Prepared:
     """A configuration with everything made that running it needs, before anything is changed."""
@@ -334,15 +338,20 @@ class Daemon:
 
         Whatever can fail (signatures, state policies, vantages of each check, triggers) fails here.
         """
-        for check in config.checks:
-            policy_of(check)
-            regions_of(config, check)
-        return Prepared(
-            config=config,
-            checks={c.name: c for c in config.checks},
-            signatures={c.name: config.signatures_for(c) for c in config.checks},
-            schedule=self.schedule.plan({c.name: c.interval for c in config.checks}),
-        )
+        try:
+            for check in config.checks:
+                policy_of(check)
+                regions_of(config, check)
+            return Prepared(
+                config=config,
+                checks={c.name: c for c in config.checks},
+                signatures={c.name: config.signatures_for(c) for c in config.checks},
+                schedule=self.schedule.plan({c.name: c.interval for c in config.checks}),
+            )
+        except ProberError:
+            raise
+        except Exception as exc:
+            raise ApplyError(f"{self.config_path}: cannot be run: {_why(exc)}") from exc
 
     async def _apply(self, prepared: Prepared, *, restore: bool = False) -> None:
         config = prepared.config
@@ -449,10 +458,12 @@ class Daemon:
         # refuses writes then, what could not be saved is counted and said, and the process exits.
         with contextlib.suppress(StoreError):
             await self.store.aclose(max(2.0, STOP_BUDGET - (time.monotonic() - started)))
-        health = self.store.health()
-        if health.unsaved or health.backlog or health.dropped:
-            log.error("stopping: %d results could not be saved (%s), %d were dropped earlier because "
-                      "%d were queued already", health.unsaved + health.backlog, health.last_error,
-                      health.dropped, health.max_backlog)  # fmt: skip
+        health = self.store.health()  # the store said how many it gave up on; not what it left behind
+        if health.backlog:
+            log.error("stopping: %d results could not be saved: the writer did not finish (%s)",
+                      health.backlog, health.last_error)  # fmt: skip
+        if health.dropped:
+            log.error("%d results were dropped while %d were waiting for the database", health.dropped,
+                      health.max_backlog)  # fmt: skip
         log.info("stopped after %.1fs: %d probes, %d results written", time.monotonic() - started,
                  self.probes, health.written)  # fmt: skip

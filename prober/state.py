@@ -15,6 +15,7 @@ from typing import Literal
 from prober.model import STATE_SEVERITY, Incident, ProbeResult, Reason, State, Verdict
 
 OUTAGES = frozenset({State.PARTIAL_OUTAGE, State.MAJOR_OUTAGE})
+MAX_STREAK = 2**63 - 2  # a restart reads back confirm + 1 results per vantage: a 64-bit SQLite integer
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class Policy:
     def __post_init__(self) -> None:
         if self.confirm < 1 or self.recover < 1:
             raise ValueError(f"confirm and recover must be at least 1, not {self.confirm}, {self.recover}")
+        if max(self.confirm, self.recover) > MAX_STREAK:
+            raise ValueError(f"confirm and recover must be at most {MAX_STREAK}, what SQLite can count")
         if isinstance(self.quorum, int) and self.quorum < 1:
             raise ValueError(f"quorum must be at least 1, not {self.quorum}")
         if isinstance(self.quorum, str) and self.quorum not in ("majority", "all"):

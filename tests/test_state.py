@@ -107,7 +107,16 @@ def test_quorum_count(quorum: int | str, n: int, expected: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"confirm": 0}, {"recover": 0}, {"quorum": 0}, {"quorum": "most"}], ids=str
+    "kwargs",
+    [
+        {"confirm": 0},
+        {"recover": 0},
+        {"quorum": 0},
+        {"quorum": "most"},
+        {"confirm": 2**63},
+        {"recover": 2**63},
+    ],
+    ids=str,
 )
 def test_policy_rejects_nonsense(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):

@@ -409,7 +409,8 @@ class Store:
                 log.warning("cannot write %s: %s; keeping them queued and retrying", what, error)
             if not transient:
                 return False
-            if self._deadline is not None and time.monotonic() >= self._deadline:
+            # Closing: wait for a lock or for space up to the deadline, but not for a deleted file.
+            if self._deadline is not None and (time.monotonic() >= self._deadline or problem is not None):
                 self._abandoned = True
                 log.error("stopping: the database still refuses writes (%s)", error)
                 break
