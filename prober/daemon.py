@@ -305,14 +305,19 @@ class Daemon:
     async def reload(self) -> bool:
         """Re-read the configuration and apply it, all or nothing: if it cannot be read or applied, it
         is refused with a logged reason and the running configuration goes on untouched."""
+        refused = None
         try:
             config = await asyncio.get_running_loop().run_in_executor(None, load_config, self.config_path)
             prepared = self._prepare(config)
         except ConfigError as exc:
-            log.error("reload refused, keeping the running configuration:\n%s", exc)
-            return False
+            refused = f"\n{exc}"
         except Exception as exc:  # RecursionError, MemoryError, OverflowError...: the file's fault
-            log.error("reload refused, keeping the running configuration: %s", _why(exc))
+            refused = f" {_why(exc)}"
+            # Its traceback holds the frames that held what exhausted the memory: let them go before
+            # anything else (logging included) needs memory again.
+            exc.__traceback__ = None
+        if refused is not None:
+            log.error("reload refused, keeping the running configuration:%s", refused)
             return False
         old = {c.name: c for c in self.config.checks}
         new = {c.name: c for c in config.checks}

@@ -399,6 +399,8 @@ class Store:
                 error, transient = describe(self.path, exc), True
             except sqlite3.Error as exc:
                 error, transient = describe(self.path, exc), False
+            except MemoryError:  # another thread's doing, most likely (a huge file being loaded): it passes
+                error, transient = "out of memory", True
             except Exception as exc:  # a bug (in a batch hook, say) must not end the writer thread
                 log.exception("writing %s failed", what)
                 error, transient = f"{type(exc).__name__}: {exc}", False
