@@ -211,6 +211,7 @@ def test_a_locked_database_keeps_results_and_incidents_in_order_and_says_so(tmp_
 def test_the_backlog_is_bounded_and_what_is_dropped_is_counted(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="prober.store")  # whatever another test set the root to
     path = tmp_path / "p.db"
     store = Store(path, flush_interval=0.05, max_backlog=50).open()
     blocker = exclusive_lock(path)
@@ -230,6 +231,7 @@ def test_the_backlog_is_bounded_and_what_is_dropped_is_counted(
 def test_close_gives_up_on_a_locked_database_within_its_deadline_and_counts_the_loss(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="prober.store")  # whatever another test set the root to
     path = tmp_path / "p.db"
     store = Store(path, flush_interval=0.05).open()
     blocker = exclusive_lock(path)
