@@ -166,7 +166,15 @@ def results_table(results: Sequence[ProbeResult]) -> str:
 @db_option
 @click.option("--http", "http", default=None, metavar="HOST:PORT", help="Also serve the status page and API.")
 @click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
-def run(config_path: Path, db_path: Path, http: str | None, quiet: bool) -> None:
+@click.option(
+    "--max-backlog",
+    type=click.IntRange(1000, 10_000_000),
+    default=200_000,
+    show_default=True,
+    envvar="PROBER_MAX_BACKLOG",
+    help="Results kept in memory while the database refuses writes; beyond it they are dropped and counted.",
+)
+def run(config_path: Path, db_path: Path, http: str | None, quiet: bool, max_backlog: int) -> None:
     """Probe on schedule until SIGTERM or SIGINT; SIGHUP reloads the configuration."""
     setup_logging(logging.WARNING if quiet else logging.INFO)
     config = read_config(config_path)  # fail fast with exit 2, before anything starts
@@ -174,7 +182,7 @@ def run(config_path: Path, db_path: Path, http: str | None, quiet: bool) -> None
     from prober.daemon import Daemon
 
     async def go() -> int:
-        return await Daemon(config_path, db_path, http=http, config=config).run()
+        return await Daemon(config_path, db_path, http=http, config=config, max_backlog=max_backlog).run()
 
     try:
         code = run_async(go())

@@ -3,30 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import gc
 import logging
 import signal
 import time
-from collections import deque
-from collections.abc import Sequence
-from dataclasses import replace
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prober.config import Config, ConfigError, load_config
-from prober.model import Incident, ProberError, ProbeResult, Reason, Verdict, utcnow
+from prober.model import Incident, ProberError, ProbeResult, Verdict, utcnow
+from prober.pace import Lateness, LoopWatch, report_store
 from prober.probe import probe_everywhere
-from prober.schedule import Schedule, planned_time
+from prober.schedule import Plan, Schedule, planned_time
 from prober.state import CheckTracker, Event, Policy
-from prober.store import Store, StoreError
+from prober.store import DEFAULT_MAX_BACKLOG, Store, StoreError
 from prober.store.read import open_incidents, recent_results, results
 from prober.store.rollup import prune_store
 from prober.vantage import VantagePool
 from prober.web import create_app, start_server
-from prober.web.live import LiveState
+from prober.web.live import Health, LiveState
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -36,8 +37,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("prober")
 
-LATE = 1.0  # seconds: a probe that starts later than this is counted (and reported) as late
 STOP_DEADLINE = 5.0  # seconds in-flight probes get to finish at shutdown
+# Seconds from SIGTERM until the store gives up on writes that keep failing: with the last attempt
+# and the exit, well within systemd's default TimeoutStopSec of 20 s (after which it sends SIGKILL).
+STOP_BUDGET = 15.0
+WEB_STOP_DEADLINE = 3.0
 MAX_IN_FLIGHT = 2000  # probes at once, across all checks
 
 
@@ -52,13 +56,18 @@ def regions_of(config: Config, check: Check) -> dict[str, str]:
 
 
 class Monitor:
-    """Turns probe results into state: per-check trackers, incidents written through the store."""
+    """Turns probe results into state: per-check trackers, incidents written through the store.
+
+    Nothing here waits for the database: results and incident changes are queued to the writer in
+    order, and the id of a new incident reaches its tracker when the writer has it.
+    """
 
     def __init__(self, store: Store, live: LiveState | None = None) -> None:
         self.store = store
         self.live = live
         self.trackers: dict[str, CheckTracker] = {}
         self._last_verdict: dict[tuple[str, str], Verdict] = {}
+        self._published: dict[str, int] = {}  # check -> tracker revision the live view last got
 
     def configure(self, config: Config, *, restore: bool = False) -> None:
         """Match the trackers to `config`; with `restore`, rebuild them from the database."""
@@ -67,6 +76,8 @@ class Monitor:
             del self.trackers[name]
         for key in [k for k in self._last_verdict if k[0] not in wanted]:
             del self._last_verdict[key]  # a check removed by a reload
+        for name in set(self._published) - set(wanted):
+            del self._published[name]
         recent: dict[str, list[ProbeResult]] = {}
         opened: dict[str, Incident] = {}
         if restore:
@@ -93,12 +104,15 @@ class Monitor:
                     tracker.restore(recent.get(name, []), opened.get(name))
                     self._publish_state(tracker)
             else:
+                # A reload can open or resolve an incident (a lower `confirm`, a down vantage removed):
+                # saved like any other change.
                 for event in tracker.reconfigure(regions_of(config, check), policy_of(check)):
-                    self._record(event)
+                    self._persist(event)
                 self._publish_state(tracker)
         self._publish_incidents()
 
     def _publish_state(self, tracker: CheckTracker) -> None:
+        self._published[tracker.check] = tracker.revision
         if self.live is not None:
             self.live.set_state(tracker.check, tracker.state, tracker.statuses())
 
@@ -106,8 +120,8 @@ class Monitor:
         if self.live is not None:
             self.live.set_open_incidents(t.open_incident for t in self.trackers.values() if t.open_incident)
 
-    async def observe(self, results: Sequence[ProbeResult]) -> None:
-        """Store results and feed them to their check's tracker, logging changes."""
+    def observe(self, results: Sequence[ProbeResult]) -> None:
+        """Queue results for the store and feed them to their check's tracker, logging changes."""
         for result in sorted(results, key=lambda r: r.ts):
             self.store.add(result)
             if self.live is not None:
@@ -116,8 +130,15 @@ class Monitor:
             tracker = self.trackers.get(result.check)
             if tracker is None:
                 continue
-            for event in tracker.observe(result):
-                await self._persist(event)
+            events = tracker.observe(result)
+            for event in events:
+                self._persist(event)
+            # Any vantage's confirmed status that changed reaches the live view, whether or not the
+            # check's state did (a second vantage confirming an outage, one of three recovering).
+            if tracker.revision != self._published.get(tracker.check):
+                self._publish_state(tracker)
+            if any(e.kind != "state" and e.incident is not None for e in events):
+                self._publish_incidents()
 
     def _log_verdict(self, result: ProbeResult) -> None:
         key = (result.check, result.vantage)
@@ -132,15 +153,30 @@ class Monitor:
         log.log(level, "%s from %s (%s): %s -> %s %s", result.check, result.vantage, result.region,
                 previous or "new", result.verdict, detail)  # fmt: skip
 
-    async def _persist(self, event: Event) -> None:
+    def _persist(self, event: Event) -> None:
         self._record(event)
         if event.kind == "state":
             self._publish_state(self.trackers[event.check])
         if event.incident is None or event.kind == "state":
             return
-        incident_id = await asyncio.wrap_future(self.store.save_incident(event.incident))
+        saved = self.store.save_incident(event.incident)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # configured in a thread: later saves still find the row by check and start
+            return
         if event.kind == "opened":
-            self.trackers[event.check].assign_id(incident_id)
+            key = (event.check, event.incident.started_at)
+            saved.add_done_callback(lambda f: _call_soon(loop, self._assign_id, key, f))
+
+    def _assign_id(self, key: tuple[str, datetime], saved: concurrent.futures.Future[int]) -> None:
+        """The writer saved a new incident: its tracker learns the id, if that incident is still open."""
+        if saved.cancelled() or saved.exception() is not None:
+            return  # the store logged why
+        tracker = self.trackers.get(key[0])
+        incident = None if tracker is None else tracker.open_incident
+        if tracker is None or incident is None or incident.started_at != key[1] or incident.id is not None:
+            return  # resolved (or removed) meanwhile: the writer matched its later saves by check and start
+        tracker.assign_id(saved.result())
         self._publish_incidents()
 
     def _record(self, event: Event) -> None:
@@ -153,70 +189,10 @@ class Monitor:
                         i.reason, ", ".join(i.regions) or "-")  # fmt: skip
 
 
-class LoopWatch:
-    """How late the event loop wakes up: the prober's own overload, told apart from the target's."""
-
-    PERIOD = 0.05
-
-    def __init__(self) -> None:
-        self._samples: deque[tuple[float, float]] = deque(maxlen=4000)  # (epoch, lag): 200 s
-
-    async def run(self) -> None:
-        """Sample the loop's lag until cancelled."""
-        while True:
-            started = time.monotonic()
-            await asyncio.sleep(self.PERIOD)
-            self._samples.append((time.time(), time.monotonic() - started - self.PERIOD))
-
-    def worst_since(self, since: float) -> float:
-        """The longest stall (seconds) seen since the epoch time `since`."""
-        worst = 0.0
-        for at, lag in reversed(self._samples):
-            if at < since:
-                break
-            worst = max(worst, lag)
-        return worst
-
-    def excuse(self, result: ProbeResult, timeout: float) -> ProbeResult:
-        """A timeout during which the prober itself stalled is its own fault: unknown, not down."""
-        if result.verdict != Verdict.DOWN or result.reason != Reason.TIMEOUT:
-            return result
-        stall = self.worst_since(result.ts.timestamp())
-        if stall < timeout / 4:
-            return result
-        error = f"prober overloaded: its event loop stalled {stall * 1000:.0f} ms during the probe"
-        return replace(
-            result, verdict=Verdict.UNKNOWN, reason=Reason.INTERNAL, error=f"{error}: {result.error}"
-        )
-
-
-class Lateness:
-    """How far behind schedule check runs start; summarised in the log once a minute."""
-
-    def __init__(self) -> None:
-        self.late = 0  # runs that started more than a quarter of their interval late
-        self.skipped = 0  # probes not made: they could not start within half their interval
-        self.worst = 0.0
-        self._reported = (0, 0, 0)
-
-    def record(self, late: float, interval: float, skipped: int = 0) -> None:
-        """Count one run whose probes started `late` seconds after its planned time; `skipped` of
-        them could not start within half the interval and were not made."""
-        self.worst = max(self.worst, late)
-        if late > min(LATE, interval / 4):
-            self.late += 1
-        self.skipped += skipped
-
-    def report(self, schedule: Schedule) -> None:
-        """Log a warning if runs were late or skipped since the last report."""
-        now = (self.late, schedule.missed + self.skipped, schedule.overlapped)
-        late, missed, overlapped = (a - b for a, b in zip(now, self._reported, strict=True))
-        self._reported = now
-        if late or missed or overlapped:
-            log.warning("behind schedule: %d runs started late (worst %.2fs), %d skipped as too late, "
-                        "%d skipped because the previous run was still going", late, self.worst,
-                        missed, overlapped)  # fmt: skip
-        self.worst = 0.0
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: object) -> None:
+    """Run `fn(*args)` on `loop` from another thread, unless the loop is gone (the daemon stopped)."""
+    with contextlib.suppress(RuntimeError):  # closed
+        loop.call_soon_threadsafe(fn, *args)
 
 
 def freeze_heap() -> None:
@@ -230,19 +206,46 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
+class ApplyError(ProberError):
+    """A configuration that loaded but cannot be run (a number the runtime cannot hold, say)."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A configuration with everything made that running it needs, before anything is changed."""
+
+    config: Config
+    checks: dict[str, Check]
+    signatures: dict[str, tuple[Signature, ...]]
+    schedule: Plan
+
+
+def _why(exc: BaseException) -> str:
+    """An exception in one line, its type included (a MemoryError says nothing else)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
 class Daemon:
     """`prober run`: probes on schedule until told to stop; reloads on SIGHUP."""
 
     def __init__(
-        self, config_path: Path, db_path: Path, http: str | None = None, config: Config | None = None
+        self,
+        config_path: Path,
+        db_path: Path,
+        http: str | None = None,
+        config: Config | None = None,
+        *,
+        max_backlog: int = DEFAULT_MAX_BACKLOG,
     ) -> None:
         self.config_path = config_path
         self.http = http
         self.db_path = db_path
         self.config: Config = config if config is not None else load_config(config_path)
-        self.store = Store(db_path)
+        self.store = Store(db_path, max_backlog=max_backlog)
         self.pool = VantagePool()
         self.live = LiveState(self.config)
+        self.live.set_health(self.health)
         self.monitor = Monitor(self.store, self.live)
         self._web: web.AppRunner | None = None
         self.schedule = Schedule(self._run_check)
@@ -262,7 +265,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.store.open)
         try:
-            await self._apply(self.config, restore=True)
+            await self._apply(self._prepare(self.config), restore=True)
             if self.http is not None:
                 app = create_app(self.db_path, config=self.config, live=self.live)
                 self._web = await start_server(app, self.http)
@@ -289,7 +292,10 @@ class Daemon:
                     waiter.cancel()
                 if self._reload.is_set() and not self._stop.is_set():
                     self._reload.clear()
-                    await self.reload()
+                    try:
+                        await self.reload()
+                    except Exception:  # whatever a reload does wrong, the daemon goes on
+                        log.exception("reload failed")
         finally:
             await self.shutdown()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -297,30 +303,66 @@ class Daemon:
         return 0
 
     async def reload(self) -> bool:
-        """Re-read the configuration; an invalid file is refused and the running one kept."""
+        """Re-read the configuration and apply it, all or nothing: if it cannot be read or applied, it
+        is refused with a logged reason and the running configuration goes on untouched."""
+        refused = None
         try:
             config = await asyncio.get_running_loop().run_in_executor(None, load_config, self.config_path)
+            prepared = self._prepare(config)
         except ConfigError as exc:
-            log.error("reload refused, keeping the running configuration:\n%s", exc)
-            return False
-        except ProberError as exc:
-            log.error("reload refused, keeping the running configuration: %s", exc)
+            refused = f"\n{exc}"
+        except Exception as exc:  # RecursionError, MemoryError, OverflowError...: the file's fault
+            refused = f" {_why(exc)}"
+            # Its traceback holds the frames that held what exhausted the memory: let them go before
+            # anything else (logging included) needs memory again.
+            exc.__traceback__ = None
+        if refused is not None:
+            log.error("reload refused, keeping the running configuration:%s", refused)
             return False
         old = {c.name: c for c in self.config.checks}
         new = {c.name: c for c in config.checks}
         changed = sorted(n for n in set(old) & set(new) if old[n] != new[n])
+        running = self.config
         gc.unfreeze()  # the old configuration may now be garbage in reference cycles
-        await self._apply(config)
-        freeze_heap()
+        try:
+            await self._apply(prepared)
+        except Exception as exc:
+            log.exception("reload refused: applying it failed (%s); going back to the running configuration",
+                          _why(exc))  # fmt: skip
+            await self._apply(self._prepare(running))
+            return False
+        finally:
+            freeze_heap()
         log.info("configuration reloaded: %d checks (added %s, removed %s, changed %s)", len(new),
                  sorted(set(new) - set(old)) or "none", sorted(set(old) - set(new)) or "none",
                  changed or "none")  # fmt: skip
         return True
 
-    async def _apply(self, config: Config, *, restore: bool = False) -> None:
+    def _prepare(self, config: Config) -> Prepared:
+        """Everything `config` needs to run, made and tried without touching what runs now.
+
+        Whatever can fail (signatures, state policies, vantages of each check, triggers) fails here.
+        """
+        try:
+            for check in config.checks:
+                policy_of(check)
+                regions_of(config, check)
+            return Prepared(
+                config=config,
+                checks={c.name: c for c in config.checks},
+                signatures={c.name: config.signatures_for(c) for c in config.checks},
+                schedule=self.schedule.plan({c.name: c.interval for c in config.checks}),
+            )
+        except ProberError:
+            raise
+        except Exception as exc:
+            raise ApplyError(f"{self.config_path}: cannot be run: {_why(exc)}") from exc
+
+    async def _apply(self, prepared: Prepared, *, restore: bool = False) -> None:
+        config = prepared.config
         await self.pool.sync(config.vantages)
-        self._checks = {c.name: c for c in config.checks}
-        self._signatures = {c.name: config.signatures_for(c) for c in config.checks}
+        self._checks = prepared.checks
+        self._signatures = prepared.signatures
         if restore:
             await asyncio.get_running_loop().run_in_executor(
                 None, lambda: self.monitor.configure(config, restore=True)
@@ -328,7 +370,12 @@ class Daemon:
         else:
             self.monitor.configure(config)
         self.config = config
-        self.schedule.sync({c.name: c.interval for c in config.checks})
+        self.schedule.apply(prepared.schedule)
+
+    def health(self) -> Health:
+        """The daemon's own health: the store's figures and the probes it could not make."""
+        skipped = self.lateness.skipped + self.schedule.missed + self.schedule.overlapped
+        return Health(store=self.store.health(), probes=self.probes, probes_skipped=skipped)
 
     async def _run_check(self, name: str) -> None:
         check = self._checks.get(name)
@@ -352,7 +399,7 @@ class Daemon:
             late = max((r.ts.timestamp() for r in results), default=time.time()) - planned
             self.lateness.record(late, check.interval, skipped=len(check.vantages) - len(results))
             self.probes += len(results)
-            await self.monitor.observe(results)
+            self.monitor.observe(results)
         except asyncio.CancelledError:
             raise
         except Exception:  # a fault in one run is logged; scheduling goes on
@@ -361,9 +408,11 @@ class Daemon:
             self._in_flight.discard(task)
 
     async def _every_minute(self) -> None:
+        dropped = 0
         while True:
             await asyncio.sleep(60)
             self.lateness.report(self.schedule)
+            dropped = report_store(self.store.health(), dropped)
 
     async def _prune_hourly(self) -> None:
         # Raw results older than `retention` go, a chunk at a time through the writer, so probes
@@ -406,8 +455,20 @@ class Daemon:
             )
         await self.pool.close()
         if self._web is not None:
-            await self._web.cleanup()
+            try:
+                await asyncio.wait_for(self._web.cleanup(), WEB_STOP_DEADLINE)
+            except TimeoutError:
+                log.warning("stopping: the web server did not stop within %.0fs", WEB_STOP_DEADLINE)
+        # The store gets what is left of the budget to write its backlog; if the database still
+        # refuses writes then, what could not be saved is counted and said, and the process exits.
         with contextlib.suppress(StoreError):
-            await self.store.aclose()
+            await self.store.aclose(max(2.0, STOP_BUDGET - (time.monotonic() - started)))
+        health = self.store.health()  # the store said how many it gave up on; not what it left behind
+        if health.backlog:
+            log.error("stopping: %d results could not be saved: the writer did not finish (%s)",
+                      health.backlog, health.last_error)  # fmt: skip
+        if health.dropped:
+            log.error("%d results were dropped while %d were waiting for the database", health.dropped,
+                      health.max_backlog)  # fmt: skip
         log.info("stopped after %.1fs: %d probes, %d results written", time.monotonic() - started,
-                 self.probes, self.store.written)  # fmt: skip
+                 self.probes, health.written)  # fmt: skip

@@ -35,7 +35,7 @@ async def probe_once(
             selected = [replace(c, vantages=tuple(v for v in c.vantages if v in vantages)) for c in selected]
         runs = [probe_everywhere(pool, c, config.signatures_for(c), config.redact, limit) for c in selected]
         results = [r for batch in await asyncio.gather(*runs) for r in batch]
-        await monitor.observe(results)
+        monitor.observe(results)
         await store.flush()
         return results
     finally:

@@ -15,6 +15,7 @@ from typing import Literal
 from prober.model import STATE_SEVERITY, Incident, ProbeResult, Reason, State, Verdict
 
 OUTAGES = frozenset({State.PARTIAL_OUTAGE, State.MAJOR_OUTAGE})
+MAX_STREAK = 2**63 - 2  # a restart reads back confirm + 1 results per vantage: a 64-bit SQLite integer
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class Policy:
     def __post_init__(self) -> None:
         if self.confirm < 1 or self.recover < 1:
             raise ValueError(f"confirm and recover must be at least 1, not {self.confirm}, {self.recover}")
+        if max(self.confirm, self.recover) > MAX_STREAK:
+            raise ValueError(f"confirm and recover must be at most {MAX_STREAK}, what SQLite can count")
         if isinstance(self.quorum, int) and self.quorum < 1:
             raise ValueError(f"quorum must be at least 1, not {self.quorum}")
         if isinstance(self.quorum, str) and self.quorum not in ("majority", "all"):
@@ -117,6 +120,9 @@ class CheckTracker:
         self.check = check
         self.policy = policy
         self._vantages = {name: _Vantage(region) for name, region in vantages.items()}
+        # Bumped whenever a vantage's confirmed status changes, even when the check's state does not
+        # (a second vantage confirming a major outage): what shows per-vantage status must follow it.
+        self.revision = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -154,7 +160,10 @@ class CheckTracker:
         self._last_ts = result.ts if self._last_ts is None else max(self._last_ts, result.ts)
         if result.verdict is Verdict.UNKNOWN:  # never counts for or against, never breaks a run
             return []
+        before = vantage.status
         recovered_at = vantage.feed(result, self.policy)
+        if vantage.status is not before:
+            self.revision += 1
         if result.verdict is Verdict.DOWN and self._incident is not None:
             self._count(result)
         return self._transition(result.ts, result.vantage, recovered_at)
@@ -168,6 +177,7 @@ class CheckTracker:
         for name, region in vantages.items():
             self._vantages[name].region = region
         self.policy = policy
+        self.revision += 1  # vantages added or removed: the per-vantage view changed
         # Runs already under way are judged by the new policy: a lower `confirm` can confirm one now.
         recoveries = [t for v in self._vantages.values() if (t := v.settle(policy)) is not None]
         ts = at or self._last_ts
@@ -190,6 +200,7 @@ class CheckTracker:
         self._reset()
         for result in sorted(recent, key=lambda r: r.ts):
             self.observe(result)
+        self.revision += 1
         replayed, self._incident = self._incident, open_incident
         if replayed is not None and open_incident is not None:
             self._incident = self._merge(open_incident, replayed.state, set(replayed.vantages))

@@ -6,8 +6,8 @@ import asyncio
 import time
 from datetime import UTC, datetime
 
-from prober.daemon import Lateness, LoopWatch
 from prober.model import ProbeResult, Reason, Surface, Verdict
+from prober.pace import Lateness, LoopWatch
 from prober.schedule import Schedule, phase, planned_time
 
 

@@ -107,7 +107,16 @@ def test_quorum_count(quorum: int | str, n: int, expected: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"confirm": 0}, {"recover": 0}, {"quorum": 0}, {"quorum": "most"}], ids=str
+    "kwargs",
+    [
+        {"confirm": 0},
+        {"recover": 0},
+        {"quorum": 0},
+        {"quorum": "most"},
+        {"confirm": 2**63},
+        {"recover": 2**63},
+    ],
+    ids=str,
 )
 def test_policy_rejects_nonsense(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
@@ -220,6 +229,25 @@ def test_incident_lifecycle() -> None:
         regions=("JP", "US"),
     )
     assert tracker.open_incident is None and tracker.state is State.OPERATIONAL
+
+
+def test_revision_follows_every_vantage_status_change_even_without_a_state_change() -> None:
+    """A third vantage confirming a major outage, or one of three recovering, changes no state: the
+    revision still moves, so a live view of per-vantage statuses knows to follow."""
+    tracker = CheckTracker("x-web", REGIONS, Policy())
+    feed(tracker, [result(0, v, "u") for v in REGIONS])
+    feed(tracker, [result(m, v, "d") for m in (1, 2) for v in ("us-east", "tokyo")])
+    assert tracker.state is State.MAJOR_OUTAGE
+    seen = tracker.revision
+    feed(tracker, [result(3, "london", "d")])  # not confirmed yet: nothing changed
+    assert tracker.revision == seen
+    events = feed(tracker, [result(4, "london", "d")])
+    assert [e.kind for e in events] == ["updated"] and tracker.vantage_status("london") is Verdict.DOWN
+    assert tracker.revision > seen
+    seen = tracker.revision
+    events = feed(tracker, [result(m, "london", "u") for m in (5, 6)])  # one of three recovers
+    assert [e.kind for e in events] == [] and tracker.state is State.MAJOR_OUTAGE
+    assert tracker.revision > seen
 
 
 def test_started_at_is_the_earliest_run_of_the_vantages_that_opened_it() -> None:

@@ -7,6 +7,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -141,3 +142,144 @@ def test_writes_from_many_threads_are_all_kept(tmp_path: Path) -> None:
         for t in threads:
             t.join()
     assert count(path) == 800
+
+
+def until(condition: Callable[[], bool], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def exclusive_lock(path: Path) -> sqlite3.Connection:
+    """Another connection holding the database with BEGIN EXCLUSIVE (as a backup tool or a migration)."""
+    blocker = sqlite3.connect(path, timeout=0, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    return blocker
+
+
+def outage(state: State = State.PARTIAL_OUTAGE, resolved: datetime | None = None) -> Incident:
+    return Incident(
+        check="web", state=state, reason=Reason.ERROR_PAGE, signature=None, started_at=T0,
+        detected_at=T0 + timedelta(minutes=1), resolved_at=resolved, vantages=("us",), regions=("US",),
+    )  # fmt: skip
+
+
+def test_an_incident_saved_again_before_its_id_is_known_updates_its_row(tmp_path: Path) -> None:
+    """The daemon does not wait for the id of a new incident: its next saves come without one."""
+    with Store(tmp_path / "p.db") as store:
+        saved = [
+            store.save_incident(outage()),
+            store.save_incident(outage(State.MAJOR_OUTAGE)),
+            store.save_incident(outage(State.MAJOR_OUTAGE, resolved=T0 + timedelta(minutes=9))),
+        ]
+        later = store.save_incident(replace(outage(), started_at=T0 + timedelta(hours=1)))  # another one
+        ids = {f.result(timeout=10) for f in saved}
+        assert len(ids) == 1 and later.result(timeout=10) not in ids
+        back = store.submit(lambda db: q.incidents(db, check="web")).result()
+    assert [(i.state, i.resolved_at) for i in back] == [
+        (State.MAJOR_OUTAGE, T0 + timedelta(minutes=9)),
+        (State.PARTIAL_OUTAGE, None),
+    ]
+
+
+def test_a_locked_database_keeps_results_and_incidents_in_order_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    store = Store(path, flush_interval=0.05).open()
+    blocker = exclusive_lock(path)
+    try:
+        for i in range(10):
+            store.add(result(i, verdict=Verdict.DOWN))
+        started = time.monotonic()
+        saved = store.save_incident(outage())  # queued, never awaited by whoever saves it
+        assert time.monotonic() - started < 0.1
+        until(lambda: not store.health().ok, 10, "the writer to notice the lock")
+        health = store.health()
+        assert health.backlog == 10 and health.write_errors >= 1 and health.failing_since is not None
+        assert health.last_error is not None and "locked" in health.last_error
+        assert not saved.done()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert saved.result(timeout=10) >= 1
+    until(lambda: store.health().ok and store.backlog == 0, 10, "the backlog to be written")
+    store.close()
+    assert count(path) == 10 and store.health().unsaved == 0
+
+
+def test_the_backlog_is_bounded_and_what_is_dropped_is_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="prober.store")  # whatever another test set the root to
+    path = tmp_path / "p.db"
+    store = Store(path, flush_interval=0.05, max_backlog=50).open()
+    blocker = exclusive_lock(path)
+    try:
+        kept = [store.add(result(i)) for i in range(80)]
+        assert kept == [True] * 50 + [False] * 30
+        health = store.health()
+        assert (health.backlog, health.dropped, health.max_backlog) == (50, 30, 50)
+        assert "results dropped" in caplog.text
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    store.close()
+    assert count(path) == 50
+
+
+def test_close_gives_up_on_a_locked_database_within_its_deadline_and_counts_the_loss(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="prober.store")  # whatever another test set the root to
+    path = tmp_path / "p.db"
+    store = Store(path, flush_interval=0.05).open()
+    blocker = exclusive_lock(path)
+    try:
+        for i in range(25):
+            store.add(result(i))
+        started = time.monotonic()
+        store.close(timeout=1.0)
+        assert time.monotonic() - started < 4.0  # the deadline, one last attempt, the join
+        health = store.health()
+        assert health.unsaved + health.backlog == 25 and health.written == 0
+        assert "25 results could not be saved" in caplog.text
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert count(path) == 0
+
+
+def test_a_full_disk_is_a_write_failure(tmp_path: Path) -> None:
+    """SQLITE_FULL, made honestly: the writer's connection may not grow the file past its size now."""
+    path = tmp_path / "p.db"
+    store = Store(path, flush_interval=0.05).open()
+    pages = store.submit(lambda db: db.execute("PRAGMA page_count").fetchone()[0]).result()
+    store.submit(lambda db: db.execute(f"PRAGMA max_page_count = {pages}")).result()
+    for i in range(2000):
+        store.add(result(i))
+    until(lambda: not store.health().ok, 10, "the writes to fail")
+    health = store.health()
+    assert health.last_error is not None and "full" in health.last_error, health
+    assert health.backlog == 2000 and health.written == 0
+    store.close(timeout=0.5)
+    assert store.health().unsaved + store.health().backlog == 2000
+
+
+def test_a_deleted_database_file_is_a_failure_not_a_silent_loss(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    store = Store(path, flush_interval=0.05).open()
+    store.add(result(0))
+    store.submit(lambda db: None).result()
+    assert store.health().ok and store.written == 1
+    path.unlink()  # the connection still writes into the unlinked file: everything would be lost
+    assert store.health().file_problem is not None and "deleted" in store.health().file_problem
+    assert not store.health().ok
+    for i in range(1, 6):
+        store.add(result(i))
+    until(lambda: store.health().write_errors > 0, 10, "the writer to refuse the deleted file")
+    assert store.health().backlog == 5 and store.written == 1
+    path.write_bytes(b"")  # another file at the same path is not the database either
+    assert "replaced" in (store.health().file_problem or "")
+    store.close(timeout=0.5)
+    assert store.health().unsaved + store.health().backlog == 5

@@ -12,18 +12,21 @@ import concurrent.futures
 import json
 import logging
 import operator
+import os
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlite_utils
 
-from prober.model import Incident, ProberError, ProbeResult, iso
+from prober.model import Incident, ProberError, ProbeResult, iso, utcnow
+from prober.store.incidents import INCIDENT_COLUMNS, incident_row, replace_incidents, write_incident
 from prober.store.rollup import update_rollups
 from prober.store.schema import SCHEMA_VERSION, migrate
 
@@ -82,19 +85,74 @@ class _Call:
     future: concurrent.futures.Future[Any]
 
 
+@dataclass(slots=True)
+class _SaveIncident:
+    incident: Incident
+    future: concurrent.futures.Future[int]
+
+
 _STOP = object()
+DEFAULT_MAX_BACKLOG = 200_000  # results held while writes fail: over 3 minutes at 1,000/s, about 130 MiB
+WRITER_BUSY_TIMEOUT = 1.0  # seconds one write waits for a lock before the writer's own retry takes over
+CLOSE_TIMEOUT = 30.0  # seconds `close` keeps trying to write what is queued, by default
+DROP_LOG_EVERY = 60.0  # seconds between two log lines about dropped results
+
+
+@dataclass(frozen=True, slots=True)
+class StoreHealth:
+    """What the writer says about itself, for /healthz, /metrics and the log."""
+
+    backlog: int  # results queued, not yet committed
+    max_backlog: int
+    written: int  # results committed since the store opened
+    dropped: int  # results refused because the backlog was full
+    unsaved: int  # results given up on (a write that cannot succeed, or the close deadline)
+    write_errors: int  # failed write attempts
+    last_error: str | None
+    failing_since: datetime | None  # the first failed attempt of the current run of failures
+    file_problem: str | None  # the database file was deleted or replaced under the open connection
+
+    @property
+    def ok(self) -> bool:
+        """Whether writes succeed."""
+        return self.failing_since is None and self.file_problem is None
 
 
 class Store:
-    """The single writer thread and its queue."""
+    """The single writer thread and its queue.
 
-    def __init__(self, path: str | Path, *, batch_size: int = 1000, flush_interval: float = 0.25) -> None:
+    The queue of results is bounded (`max_backlog`): while the database refuses writes (locked, disk
+    full, file deleted) results wait in memory, and once the bound is reached new ones are dropped
+    and counted rather than held until the process runs out of memory. Incidents are never dropped.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        batch_size: int = 1000,
+        flush_interval: float = 0.25,
+        max_backlog: int = DEFAULT_MAX_BACKLOG,
+    ) -> None:
         self.path = Path(path)
         self.batch_size = batch_size
         self.flush_interval = flush_interval
+        self.max_backlog = max_backlog
         self.written = 0  # rows committed, for metrics and tests
+        self.dropped = 0
+        self.unsaved = 0
+        self.write_errors = 0
+        self.last_error: str | None = None
+        self.failing_since: datetime | None = None
+        self._backlog = 0  # results added and not yet written or given up on
+        self._count_lock = threading.Lock()  # `add` may be called from several threads
+        self._drops_logged = (0, 0.0)  # (dropped, monotonic time) at the last log line about drops
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file opened
+        self._incident_ids: dict[tuple[str, datetime], int] = {}  # open incidents saved without an id
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._wake = threading.Event()  # a call or the stop marker is waiting: write now
+        self._deadline: float | None = None  # monotonic time after which failing writes are given up
+        self._abandoned = False  # past the deadline with writes failing: the rest is counted, not tried
         self._thread: threading.Thread | None = None
         self._opened: concurrent.futures.Future[None] = concurrent.futures.Future()
         # Rollups are kept in the same transaction as the results they count.
@@ -109,18 +167,26 @@ class Store:
         self._opened.result()
         return self
 
-    def close(self, timeout: float | None = None) -> None:
-        """Write everything queued, then stop the thread (blocking)."""
+    def close(self, timeout: float | None = CLOSE_TIMEOUT) -> None:
+        """Write everything queued, then stop the thread (blocking).
+
+        While writes keep failing, the writer gives up `timeout` seconds from now (None: never) and
+        counts what it could not save in `unsaved`; `backlog` is what is still queued if it had to
+        be left behind.
+        """
         if self._thread is None:
             return
+        if timeout is not None:
+            self._deadline = time.monotonic() + timeout
         self._queue.put(_STOP)
         self._wake.set()
-        self._thread.join(timeout)
+        # One more attempt may be under way when the deadline passes: it takes a busy timeout at most.
+        self._thread.join(None if timeout is None else timeout + WRITER_BUSY_TIMEOUT + 1.0)
         self._thread = None
 
-    async def aclose(self) -> None:
+    async def aclose(self, within: float | None = CLOSE_TIMEOUT) -> None:
         """`close` without blocking the event loop."""
-        await asyncio.get_running_loop().run_in_executor(None, self.close)
+        await asyncio.get_running_loop().run_in_executor(None, self.close, within)
 
     def __enter__(self) -> Store:
         return self.open()
@@ -130,9 +196,56 @@ class Store:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def add(self, result: ProbeResult) -> None:
-        """Queue one result for writing; never blocks, and does not wake the writer (see `_loop`)."""
-        self._queue.put(result)
+    def add(self, result: ProbeResult) -> bool:
+        """Queue one result for writing; never blocks, and does not wake the writer (see `_loop`).
+
+        Returns False, and counts the result as dropped, when the backlog is full.
+        """
+        with self._count_lock:
+            if self._backlog >= self.max_backlog:
+                self.dropped += 1
+                dropped = self.dropped
+            else:
+                self._backlog += 1
+                dropped = 0
+        if not dropped:
+            self._queue.put(result)
+            return True
+        last, at = self._drops_logged
+        if dropped == 1 or time.monotonic() - at >= DROP_LOG_EVERY:
+            self._drops_logged = (dropped, time.monotonic())
+            log.error("results dropped: %d queued already (%s); %d more dropped, %d in all", self.max_backlog,
+                      self.last_error or "the writer is behind", dropped - last, dropped)  # fmt: skip
+        return False
+
+    @property
+    def backlog(self) -> int:
+        """Results queued and not yet written (or given up on)."""
+        return self._backlog
+
+    def health(self) -> StoreHealth:
+        """The writer's figures now, and whether the path still names the open file (a stat: cheap)."""
+        return StoreHealth(
+            backlog=self._backlog, max_backlog=self.max_backlog, written=self.written, dropped=self.dropped,
+            unsaved=self.unsaved, write_errors=self.write_errors, last_error=self.last_error,
+            failing_since=self.failing_since, file_problem=self.file_problem(),
+        )  # fmt: skip
+
+    def file_problem(self) -> str | None:
+        """Why the path no longer names the database file opened (deleted, replaced), or None."""
+        if self._identity is None:
+            return None
+        if self._thread is not None and not self._thread.is_alive():  # not closed, yet gone
+            return f"{self.path}: the writer thread stopped; nothing is written any more"
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return f"{self.path}: the database file was deleted while prober had it open"
+        except OSError as exc:
+            return f"{self.path}: cannot check the database file ({exc.strerror or exc})"
+        if (st.st_dev, st.st_ino) != self._identity:
+            return f"{self.path}: the database file was replaced by another file while prober had it open"
+        return None
 
     def add_batch_hook(self, hook: Callable[[sqlite_utils.Database, list[ProbeResult]], None]) -> None:
         """Run `hook(db, results)` in the writer thread inside each batch's transaction."""
@@ -154,17 +267,27 @@ class Store:
         await self.call(lambda db: None)
 
     def save_incident(self, incident: Incident) -> concurrent.futures.Future[int]:
-        """Insert or update an incident; the future gives its id."""
-        return self.submit(lambda db: write_incident(db, incident))
+        """Insert or update an incident after the results queued before it; the future gives its id.
+
+        Nobody needs to wait for it: an incident saved again without its id (it was not known yet)
+        updates the row saved first for the same check and start. A failing write is retried like
+        results are.
+        """
+        future: concurrent.futures.Future[int] = concurrent.futures.Future()
+        self._queue.put(_SaveIncident(incident, future))
+        self._wake.set()
+        return future
 
     # -- the thread ------------------------------------------------------------------------------
 
     def _run(self) -> None:
         try:
-            db = connect(self.path)
+            db = connect(self.path, timeout=WRITER_BUSY_TIMEOUT)
             migrate(db)
-        except (ProberError, sqlite3.Error) as exc:
-            message = str(exc) if isinstance(exc, ProberError) else describe(self.path, exc)
+            st = os.stat(self.path)
+            self._identity = (st.st_dev, st.st_ino)
+        except (ProberError, sqlite3.Error, OSError) as exc:
+            message = describe(self.path, exc) if isinstance(exc, sqlite3.Error) else str(exc)
             self._opened.set_exception(StoreError(message))
             return
         self._opened.set_result(None)
@@ -182,67 +305,134 @@ class Store:
         while not stopping:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
-            batch: list[ProbeResult] = []
-            while not stopping:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                elif isinstance(item, _Call):
-                    if batch:  # the results queued before a call are written before it runs
-                        self._write(db, batch, give_up=False)
-                        batch = []
-                    self._run_call(db, item)
-                else:
-                    batch.append(item)
-                    if len(batch) >= self.batch_size:
-                        self._write(db, batch, give_up=False)
-                        batch = []
-            if batch:
-                self._write(db, batch, give_up=stopping)
-        # Whatever was queued after the stop marker is written too: nothing queued is lost.
-        leftovers: list[ProbeResult] = []
+            stopping = self._drain(db)
+        self._drain(db)  # whatever was queued after the stop marker is written too
+        if self.unsaved:
+            log.error("%d results could not be saved (%s)", self.unsaved, self.last_error)
+
+    def _drain(self, db: sqlite_utils.Database) -> bool:
+        """Write what is queued now, in order; whether the stop marker was among it."""
+        batch: list[ProbeResult] = []
+        stopping = False
         while True:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if isinstance(item, _Call):
-                self._run_call(db, item)
-            elif item is not _STOP:
-                leftovers.append(item)
-        if leftovers:
-            self._write(db, leftovers, give_up=True)
+            if item is _STOP:
+                stopping = True
+            elif isinstance(item, ProbeResult):
+                batch.append(item)
+                if len(batch) >= self.batch_size:
+                    self._write(db, batch)
+                    batch = []
+            else:  # the results queued before a call or an incident are written before it
+                if batch:
+                    self._write(db, batch)
+                    batch = []
+                if isinstance(item, _Call):
+                    self._run_call(db, item)
+                else:
+                    self._save_incident(db, item)
+        if batch:
+            self._write(db, batch)
+        return stopping
 
-    def _write(self, db: sqlite_utils.Database, batch: list[ProbeResult], *, give_up: bool) -> None:
+    def _write(self, db: sqlite_utils.Database, batch: list[ProbeResult]) -> None:
         rows = [_ROW(r.to_row()) for r in batch]
+
+        def insert() -> None:
+            with db.conn:
+                db.conn.executemany(_INSERT, rows)
+                for hook in self._batch_hooks:
+                    hook(db, batch)
+
+        written = self._commit(insert, f"{len(rows)} results")
+        with self._count_lock:
+            self._backlog -= len(rows)
+        if written:
+            self.written += len(rows)
+            return
+        self.unsaved += len(rows)
+        if not self._abandoned:  # past the close deadline, `_loop` sums them up in one line
+            first, last = min(r.ts for r in batch), max(r.ts for r in batch)
+            log.error("gave up on %d results from %s to %s", len(rows), iso(first), iso(last))
+
+    def _save_incident(self, db: sqlite_utils.Database, item: _SaveIncident) -> None:
+        if not item.future.set_running_or_notify_cancel():
+            return
+        incident = item.incident
+        key = (incident.check, incident.started_at)
+        if incident.id is None and key in self._incident_ids:
+            incident = replace(incident, id=self._incident_ids[key])
+        saved: list[int] = []
+        what = f"the incident of {incident.check}"
+        if not self._commit(lambda: saved.append(write_incident(db, incident)), what):
+            log.error("gave up on saving an incident: %s", json.dumps(incident_row(incident)))
+            item.future.set_exception(StoreError(f"{what} was not saved: {self.last_error}"))
+            return
+        if incident.resolved_at is None:
+            self._incident_ids[key] = saved[0]
+        else:
+            self._incident_ids.pop(key, None)  # final: nothing will update it without its id
+        item.future.set_result(saved[0])
+
+    def _commit(self, work: Callable[[], None], what: str) -> bool:
+        """Run `work` (one transaction) until it succeeds; False if it had to be given up.
+
+        Transient failures (locked, busy, disk full, I/O) are retried with a growing pause; the
+        database file deleted or replaced under the connection counts as a failure (what would be
+        written into the unlinked file is lost). Past the close deadline, or for an error that no
+        retry can fix (a corrupt file), the work is given up.
+        """
         delay = 0.05
-        attempts = 0
-        while True:
+        while not self._abandoned:
+            problem = self.file_problem()
             try:
-                with db.conn:
-                    db.conn.executemany(_INSERT, rows)
-                    for hook in self._batch_hooks:
-                        hook(db, batch)
-                self.written += len(rows)
-                return
+                if problem is None:
+                    work()
+                    self._recovered()
+                    return True
+                error = problem
+                transient = True
             except sqlite3.OperationalError as exc:
-                attempts += 1
-                # Locked or busy: keep the batch and try again rather than lose results.
-                log.warning(
-                    "cannot write %d results (attempt %d): %s", len(rows), attempts, describe(self.path, exc)
-                )
-                if give_up and attempts >= 20:
-                    log.error("giving up on %d results after %d attempts", len(rows), attempts)
-                    dump_results(batch)
-                    return
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                error, transient = describe(self.path, exc), True
+            except sqlite3.Error as exc:
+                error, transient = describe(self.path, exc), False
+            except MemoryError:  # another thread's doing, most likely (a huge file being loaded): it passes
+                error, transient = "out of memory", True
+            except Exception as exc:  # a bug (in a batch hook, say) must not end the writer thread
+                log.exception("writing %s failed", what)
+                error, transient = f"{type(exc).__name__}: {exc}", False
+            self.write_errors += 1
+            self.last_error = error
+            if self.failing_since is None:
+                self.failing_since = utcnow()
+                log.warning("cannot write %s: %s; keeping them queued and retrying", what, error)
+            if not transient:
+                return False
+            # Closing: wait for a lock or for space up to the deadline, but not for a deleted file.
+            if self._deadline is not None and (time.monotonic() >= self._deadline or problem is not None):
+                self._abandoned = True
+                log.error("stopping: the database still refuses writes (%s)", error)
+                break
+            if self._deadline is not None:
+                delay = min(delay, max(0.0, self._deadline - time.monotonic()))
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        return False
+
+    def _recovered(self) -> None:
+        if self.failing_since is not None:
+            log.warning("the database takes writes again, after failing for %.0fs (%d results queued)",
+                        (utcnow() - self.failing_since).total_seconds(), self._backlog)  # fmt: skip
+            self.failing_since = None
 
     def _run_call(self, db: sqlite_utils.Database, call: _Call) -> None:
         if not call.future.set_running_or_notify_cancel():
+            return
+        if self._abandoned:
+            call.future.set_exception(StoreError(f"{self.path}: closed while writes were failing"))
             return
         try:
             call.future.set_result(call.fn(db))
@@ -250,82 +440,13 @@ class Store:
             call.future.set_exception(exc)
 
 
-def dump_results(results: Iterable[ProbeResult]) -> None:
-    """Last resort when the database refuses writes at shutdown: log every result as JSON."""
-    for result in results:
-        log.error("unsaved result: %s", json.dumps(result.to_json()))
-
-
-INCIDENT_COLUMNS = ("check_name", "state", "reason", "signature", "started_at", "detected_at",
-                    "resolved_at", "vantages", "regions")  # fmt: skip
-
-
-def incident_row(incident: Incident) -> dict[str, Any]:
-    """The `incidents` row of an incident, without its id."""
-    return {
-        "check_name": incident.check,
-        "state": str(incident.state),
-        "reason": None if incident.reason is None else str(incident.reason),
-        "signature": incident.signature,
-        "started_at": iso(incident.started_at),
-        "detected_at": iso(incident.detected_at),
-        "resolved_at": None if incident.resolved_at is None else iso(incident.resolved_at),
-        "vantages": json.dumps(list(incident.vantages)),
-        "regions": json.dumps(list(incident.regions)),
-    }
-
-
-def write_incident(db: sqlite_utils.Database, incident: Incident) -> int:
-    """Insert an incident (id None) or update it in place; returns its id."""
-    row = incident_row(incident)
-    with db.conn:
-        if incident.id is None:
-            cursor = db.conn.execute(
-                f"INSERT INTO incidents ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                tuple(row.values()),
-            )
-            return int(cursor.lastrowid or 0)
-        db.conn.execute(
-            f"UPDATE incidents SET {', '.join(f'{k} = ?' for k in row)} WHERE id = ?",
-            (*row.values(), incident.id),
-        )
-        return incident.id
-
-
-def replace_incidents(
-    db: sqlite_utils.Database, checks: Iterable[str], rebuilt: Iterable[Incident]
-) -> dict[str, int]:
-    """Replace the incidents of `checks` by `rebuilt`, in one transaction; counts of what changed.
-
-    An incident rebuilt with the same check and start as a stored one keeps the stored id, so links to
-    it stay valid. Incidents of other checks are left alone. Returns {"kept_ids", "new", "removed"}.
-    """
-    names = sorted(set(checks))
-    marks = ", ".join("?" * len(names))
-    columns = ("id", *INCIDENT_COLUMNS)
-    insert = f"INSERT INTO incidents ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-    with db.conn:  # one transaction: readers see the old incidents or the new ones, never a mix
-        old = db.execute(
-            f"SELECT check_name, started_at, id FROM incidents WHERE check_name IN ({marks})", names
-        )
-        ids = {(check, started): incident_id for check, started, incident_id in old.fetchall()}
-        db.conn.execute(f"DELETE FROM incidents WHERE check_name IN ({marks})", names)
-        kept: list[tuple[Any, ...]] = []
-        new: list[tuple[Any, ...]] = []
-        for incident in rebuilt:
-            row = incident_row(incident)
-            incident_id = ids.pop((row["check_name"], row["started_at"]), None)
-            (new if incident_id is None else kept).append((incident_id, *row.values()))
-        # Kept ids first: a fresh id never takes one that is still in use.
-        db.conn.executemany(insert, kept)
-        db.conn.executemany(insert, new)
-    return {"kept_ids": len(kept), "new": len(new), "removed": len(ids)}
-
-
 __all__ = [
+    "DEFAULT_MAX_BACKLOG",
+    "INCIDENT_COLUMNS",
     "SCHEMA_VERSION",
     "Store",
     "StoreError",
+    "StoreHealth",
     "connect",
     "incident_row",
     "replace_incidents",

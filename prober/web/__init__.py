@@ -356,14 +356,40 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """/healthz: the server answers, and says whether the database can be read."""
+    """/healthz: whether the database can be read and, in a daemon, written; 503 if not.
+
+    A daemon adds its store's figures (backlog, write failures, dropped results) and skipped probes.
+    """
     s = request.app[STATE]
     try:
         await s.reader.run(lambda db: db.execute("SELECT 1").fetchone())
         database = "ok"
     except (StoreError, sqlite3.Error) as exc:
         database = f"error: {exc}"
-    return _json({"status": "ok", "database": database, "live": s.live is not None, "time": iso(utcnow())})
+    body: dict[str, Any] = {"status": "ok", "database": database, "live": s.live is not None}
+    source = None if s.live is None else s.live.health
+    if source is not None:
+        health = await asyncio.get_running_loop().run_in_executor(None, source)  # it stats the file
+        store = health.store
+        if not store.ok and database == "ok":
+            database = body["database"] = f"error: {store.file_problem or store.last_error}"
+        body["store"] = {
+            "writable": store.ok,
+            "backlog": store.backlog,
+            "max_backlog": store.max_backlog,
+            "written": store.written,
+            "write_errors": store.write_errors,
+            "last_error": store.last_error,
+            "failing_since": None if store.failing_since is None else iso(store.failing_since),
+            "file_problem": store.file_problem,
+            "dropped": store.dropped,
+            "unsaved": store.unsaved,
+        }
+        body["probes"] = {"made": health.probes, "skipped": health.probes_skipped}
+    if database != "ok":
+        body["status"] = "failing"
+    body["time"] = iso(utcnow())
+    return _json(body, status=200 if database == "ok" else 503)
 
 
 # -- the app -------------------------------------------------------------------------------------------

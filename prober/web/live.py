@@ -11,8 +11,10 @@ from collections.abc import Callable, Iterable, Mapping
 
 from prober.config import Config
 from prober.model import Incident, ProbeResult, State, Verdict
-from prober.web.metrics import ProberMetrics
+from prober.web.metrics import Health, ProberMetrics
 from prober.web.view import LiveStates
+
+__all__ = ["Health", "LiveState"]
 
 
 class LiveState:
@@ -23,6 +25,7 @@ class LiveState:
         self.metrics = ProberMetrics()
         self._states: dict[str, tuple[State, Mapping[str, Verdict] | None]] = {}
         self._listeners: list[Callable[[], None]] = []
+        self.health: Callable[[], Health] | None = None
         if config is not None:
             self.metrics.configure(config)
 
@@ -34,6 +37,11 @@ class LiveState:
         for check in set(self._states) - names:
             del self._states[check]
         self._notify()
+
+    def set_health(self, health: Callable[[], Health]) -> None:
+        """Where /healthz and /metrics read the daemon's own health (quick: called on the loop)."""
+        self.health = health
+        self.metrics.health = health
 
     def observe(self, result: ProbeResult) -> None:
         """A probe result was recorded."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from prober.model import Incident, ProbeResult, State, Surface, Verdict, utcnow
+from prober.store import StoreHealth
 
 if TYPE_CHECKING:
     from prober.config import Config
@@ -31,6 +33,15 @@ PROBE_LABELS = ("check", "vantage", "region", "surface")
 CHECK_LABELS = ("check", "surface")
 PHASES = ("resolve", "connect", "tls", "processing", "transfer")  # the blackbox exporter's phases
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """A running daemon's own health: its store, and the probes it made or could not make."""
+
+    store: StoreHealth
+    probes: int  # probes made since the daemon started
+    probes_skipped: int  # runs and probes not made: too late to start, or the previous run still going
 
 
 class ProberMetrics:
@@ -50,6 +61,7 @@ class ProberMetrics:
         self._states: dict[str, State] = {}
         self._open: dict[str, int] = {}
         self._surfaces: dict[str, str] = {}  # check -> surface, for the check-level labels
+        self.health: Callable[[], Health] | None = None  # a daemon's; `prober serve` has none
         self.registry.register(_Collector(self))
 
     # -- what the daemon calls ------------------------------------------------------------------------
@@ -163,6 +175,8 @@ class ProberMetrics:
         )
         for check, n in list(self._open.items()):
             open_incidents.add_metric([check, self._surface(check, None)], n)
+        if self.health is not None:
+            yield from _health_families(self.health())
         yield from (
             success,
             verdict,
@@ -207,6 +221,42 @@ class _Collector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         return self._metrics.families()
+
+
+def _health_families(health: Health) -> Iterator[Metric]:
+    """The daemon's own figures: whether the database takes writes, what waits, what was lost."""
+    store = health.store
+    failing_since = 0 if store.failing_since is None else store.failing_since.timestamp()
+    gauges = (
+        ("prober_store_writable", "1 if the database takes writes, 0 while they fail", int(store.ok)),
+        ("prober_store_backlog", "Results waiting to be written", store.backlog),
+        (
+            "prober_store_backlog_limit",
+            "Results that may wait before more are dropped",
+            store.max_backlog,
+        ),
+        (
+            "prober_store_failing_since_seconds",
+            "When writes started failing (Unix time), else 0",
+            failing_since,
+        ),
+    )
+    counters = (
+        ("prober_store_write_errors", "Failed attempts to write to the database", store.write_errors),
+        ("prober_results_written", "Results written to the database", store.written),
+        ("prober_results_dropped", "Results dropped because the backlog was full", store.dropped),
+        ("prober_results_unsaved", "Results given up on: the database refused them", store.unsaved),
+        ("prober_probes", "Probes made by this daemon", health.probes),
+        (
+            "prober_probes_skipped",
+            "Probes not made: too late, or still running",
+            health.probes_skipped,
+        ),
+    )
+    for name, text, value in gauges:
+        yield GaugeMetricFamily(name, text, value=value)
+    for name, text, value in counters:
+        yield CounterMetricFamily(name, text, value=value)
 
 
 def _labels(result: ProbeResult) -> list[str]:
