@@ -368,8 +368,10 @@ def _html_zones(doc: str, xml: bool = False) -> tuple[dict[str, list[str]], bool
     if page.long:
         _skim(doc[pos : pos + _SKIM_WINDOW], page)
     zones = {"title": [page.title] if page.title else [], "heading": page.headings[:_MAX_HEADINGS]}
-    if not page.long and page.lines:
-        zones["text"] = ["\n".join(page.lines)]
+    if not page.long and (page.lines or page.shown):
+        # Preformatted text is what the page shows ("502 Bad Gateway" in a thread) unless it is
+        # all the page says (Express: <pre>Internal Server Error</pre>, a traceback).
+        zones["text"] = ["\n".join(page.lines or page.shown)]
     return zones, not page.long and page.said <= SAYS_LITTLE and not page.content
 
 
@@ -380,6 +382,8 @@ class _Page:
         self.xml, self.long, self.title = xml, False, ""
         self.headings: list[str] = []
         self.lines: list[str] = []
+        self.shown: list[str] = []  # lines of <pre> blocks
+        self.pre = 0  # how many <pre> elements are open
         self.block: list[str] = []
         self.heading: list[str] | None = None
         self.level, self.seen_heading, self.said, self.tags, self.quoted = 0, False, 0, 0, 0
@@ -446,13 +450,16 @@ class _Page:
                 self.content = self.content or self.rows > _MAX_ROWS_SAID
             elif name in _QUOTING and (name != "a" or closing or "href" in attrs.lower()):
                 self.quoted = max(self.quoted - 1, 0) if closing else self.quoted + 1
+            elif name == "pre":
+                self.flush()
+                self.pre = max(self.pre - 1, 0) if closing else self.pre + 1
         return None
 
     def flush(self) -> None:
         if self.block and not self.long:  # a long page's text is not looked at
             line = _clean("".join(self.block))
             if line:
-                self.lines.append(line)
+                (self.shown if self.pre else self.lines).append(line)
         self.block.clear()
 
     def end_heading(self) -> None:
