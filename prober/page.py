@@ -20,6 +20,12 @@ SHORT_TEXT = 2000  # characters a page says itself (not links): past that its te
 # that says more (a reference page, a thread, a product, an article) is not an error page just
 # because its title or heading reads like one; only a platform's own signature can tell.
 SAYS_LITTLE = 600
+# A short page can still be a content page that an error page is not: its message is its main
+# content, while a song, a product, an article or a reference table has a structure of its own.
+# Past this many visible headings (h1-h6) or table rows, or with media or structured data naming
+# content (`_CONTENT_TYPES`), a page does not say little whatever its length.
+_MAX_HEADINGS_SAID = 4
+_MAX_ROWS_SAID = 4
 _MAX_TAGS = 1500  # elements read one by one; past that a page is long, and skimmed
 _SKIM_WINDOW = 32768  # characters of a long page skimmed for h1 headings after the scan stops
 _MAX_HEADINGS = 32
@@ -161,7 +167,9 @@ def short(text: str, limit: int) -> str:
 
 # --- JSON error fields ------------------------------------------------------------------------
 
-_JSON_HINT = re.compile(r'"(?:errors?|error\w+|message|status|success|ok|fault|title|detail|type)"\s*:')
+_JSON_HINT = re.compile(
+    r'"(?:errors?|error\w+|message|status|success|ok|fault|title|detail|type|\w*(?:code|Code|msg|Msg))"\s*:'
+)
 _ERROR_OBJECT_KEYS = frozenset({"title", "description", "code", "link", "status"})
 _STATUS_LINE = re.compile(r"5\d\d [A-Za-z]")  # an error object titled with a 5xx status line
 _MESSAGE_KEYS = ("message", "detail", "title", "description", "error_description", "msg", "reason", "error")
@@ -181,6 +189,43 @@ def _message(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
+# A code-and-message envelope, common in Chinese, Korean and Japanese APIs: {"code": 500, "msg":
+# "系统繁忙", "data": null}, {"resultCode": "E429", "resultMessage": "..."}. It fails when its code
+# is not a success code, no data came back, and its message does not say success; then it reads
+# "envelope: <code>" and "message: <msg>". Business codes next to data ({"code": 10001, "data":
+# {...}}) and {"code": 0, "msg": "success"} are healthy.
+_CODE_KEYS = ("code", "errcode", "errCode", "err_code", "error_code", "errorCode", "resultCode",
+              "result_code", "retcode", "retCode", "ret", "status_code", "statusCode")  # fmt: skip
+_MSG_KEYS = ("msg", "message", "errmsg", "errMsg", "err_msg", "error_msg", "errorMsg", "resultMessage",
+             "resultMsg", "result_msg", "retmsg", "desc")  # fmt: skip
+_SUCCESS_CODES = frozenset({"0", "00", "000", "0000", "00000", "000000", "200", "ok", "success", "succeed",
+                            "succeeded", "true", "s", "y", "none", "null", ""})  # fmt: skip
+_SUCCESS_MSG = re.compile(
+    r"(?:ok|success(?:ful(?:ly)?)?|succeeded|done|sucesso|éxito|exito|succès|erfolg(?:reich)?|[^\n]{0,8}"
+    r"(?:成功|正常|성공|정상)[^\n]{0,8})\W*",
+    re.IGNORECASE,
+)
+
+
+def _envelope(obj: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The lines of a failing code-and-message envelope, or none (see `_CODE_KEYS`)."""
+    key = next((k for k in _CODE_KEYS if k in obj), None)
+    if key is None or obj.get("data") not in (None, "", [], {}) or obj.get("success") is True:
+        return []
+    code = obj[key]
+    if (
+        isinstance(code, bool)
+        or not isinstance(code, int | str)
+        or str(code).strip().lower() in _SUCCESS_CODES
+    ):
+        return []
+    msg = next((obj[k] for k in _MSG_KEYS if isinstance(obj.get(k), str) and obj[k]), None)
+    if msg is None or _SUCCESS_MSG.fullmatch(msg.strip()):
+        return []
+    found: list[tuple[str, Any]] = [("envelope", str(code))]
+    return found if msg == obj.get("message") else [*found, ("message", msg)]  # "message" is read anyway
+
+
 def _json_lines(doc: Any) -> list[str]:
     """The error fields of a JSON body, as "label: message" lines (see prober.signatures)."""
     if isinstance(doc, dict):
@@ -194,8 +239,10 @@ def _json_lines(doc: Any) -> list[str]:
         errors = obj.get("errors")
         if errors:  # a non-empty errors list (or object): JSON:API, GraphQL, Twitter v1.1
             label = "errors"
-            if "data" in obj:
-                label = "graphql-errors" if not obj["data"] else "graphql-partial-errors"
+            if "data" in obj:  # data whose every field is null came back empty: not partial
+                data = obj["data"]
+                empty = not data or (isinstance(data, dict) and all(v is None for v in data.values()))
+                label = "graphql-errors" if empty else "graphql-partial-errors"
             items = errors if isinstance(errors, list) else [errors]
             found.extend((label, item) for item in items[:5])
         for key in ("error", "errorMessage", "error_message", "errorMsg"):
@@ -212,6 +259,7 @@ def _json_lines(doc: Any) -> list[str]:
                 found.append((key, "false"))
         if isinstance(obj.get("message"), str) and obj["message"]:
             found.append(("message", obj["message"]))
+        found.extend(_envelope(obj))
         title = obj.get("title")
         if isinstance(title, str) and (
             (isinstance(obj.get("type"), str) and "status" in obj)  # RFC 9457 problem details
@@ -249,6 +297,26 @@ _WIDE = re.compile("[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff]")  # CJK, kana, Ha
 _HIDING_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
 _HIDING_CLASSES = frozenset({"hidden", "d-none", "is-hidden", "visually-hidden", "sr-only", "invisible"})
 _HIDING_RULE = re.compile(r"(?:^|\})\s*\.(-?[_a-zA-Z][\w-]*)\s*\{[^{}]{0,200}?display\s*:\s*none")
+# Structured data that names what a page is (Open Graph og:type, JSON-LD or microdata types): a
+# song, a product, an article, a video, a question. Generic types (WebSite, WebPage,
+# Organization, BreadcrumbList) say nothing: an error page's template carries them too.
+_CONTENT_TYPES = (
+    r"article|newsarticle|blogposting|techarticle|scholarlyarticle|report|product(?:\.\w+)?|offer|"
+    r"music\.\w+|musicrecording|musicalbum|musiccomposition|musicplaylist|video\.\w+|videoobject|"
+    r"movie|tvepisode|tvseries|book|books\.\w+|audiobook|podcastepisode|recipe|qapage|faqpage|question|"
+    r"discussionforumposting|socialmediaposting|event|course|softwareapplication|review|howto|dataset|"
+    r"profile|profilepage|place|restaurant(?:\.\w+)?|localbusiness|itemlist|collectionpage|creativework"
+)
+_OG_CONTENT = re.compile(
+    rf"""(?:property|name)\s*=\s*["']?og:type["']?[^<>]*?content\s*=\s*["']?(?:{_CONTENT_TYPES})["'\s/>]"""
+    rf"""|content\s*=\s*["']?(?:{_CONTENT_TYPES})["']?\s+(?:property|name)\s*=\s*["']?og:type""",
+    re.IGNORECASE,
+)
+_LD_CONTENT = re.compile(
+    rf'"@type"\s*:\s*\[?\s*"(?:https?://schema\.org/)?(?:{_CONTENT_TYPES})"', re.IGNORECASE
+)
+_ITEMTYPE = re.compile(rf"""itemtype\s*=\s*["']?https?://schema\.org/(?:{_CONTENT_TYPES})\b""", re.IGNORECASE)
+_MEDIA = frozenset({"audio", "video"})
 _TAGS = re.compile(r"<[^<>]*>?")
 _LINK = re.compile(r"<a\b[^<>]*>.*?</a\s*>", re.IGNORECASE | re.DOTALL)
 
@@ -300,9 +368,11 @@ def _html_zones(doc: str, xml: bool = False) -> tuple[dict[str, list[str]], bool
     if page.long:
         _skim(doc[pos : pos + _SKIM_WINDOW], page)
     zones = {"title": [page.title] if page.title else [], "heading": page.headings[:_MAX_HEADINGS]}
-    if not page.long and page.lines:
-        zones["text"] = ["\n".join(page.lines)]
-    return zones, not page.long and page.said <= SAYS_LITTLE
+    if not page.long and (page.lines or page.shown):
+        # Preformatted text is what the page shows ("502 Bad Gateway" in a thread) unless it is
+        # all the page says (Express: <pre>Internal Server Error</pre>, a traceback).
+        zones["text"] = ["\n".join(page.lines or page.shown)]
+    return zones, not page.long and page.said <= SAYS_LITTLE and not page.content
 
 
 class _Page:
@@ -312,12 +382,16 @@ class _Page:
         self.xml, self.long, self.title = xml, False, ""
         self.headings: list[str] = []
         self.lines: list[str] = []
+        self.shown: list[str] = []  # lines of <pre> blocks
+        self.pre = 0  # how many <pre> elements are open
         self.block: list[str] = []
         self.heading: list[str] | None = None
         self.level, self.seen_heading, self.said, self.tags, self.quoted = 0, False, 0, 0, 0
         self.hidden: str | None = None  # the name of the hidden element we are in
         self.depth = 0  # how many elements of that name are open inside it
         self.hiding: set[str] = set()  # classes the page's own <style> hides, as .x{display:none}
+        self.content = False  # structured data, media, many headings or rows: a content page
+        self.headings_said, self.rows = 0, 0
 
     def data(self, text: str) -> None:
         # Links ("Try again", menus, search results) and quotations are not what the page says.
@@ -343,6 +417,8 @@ class _Page:
         if not closing and (name in _RAW or name == "title"):
             close_m = _end_of(name).search(doc, m.end())
             inner = doc[m.end() : close_m.start() if close_m else len(doc)]
+            if name == "script" and "ld+json" in attrs and _LD_CONTENT.search(inner, 0, 4096):
+                self.content = True
             if name == "title" and not self.title and self.hidden is None:
                 self.title = _clean(inner[:1000])
             elif name == "style" and "none" in inner:  # utility classes that hide: .r-hvic4v{display:none}
@@ -350,6 +426,8 @@ class _Page:
                 self.hiding = set(sorted(self.hiding)[:64]) if len(self.hiding) > 64 else self.hiding
             return close_m.end() if close_m else len(doc)
         self.long = self.long or self.tags > _MAX_TAGS  # no error page has that many elements
+        if attrs and not closing and ("og:type" in attrs or "itemtype" in attrs):
+            self.content = self.content or bool(_OG_CONTENT.search(attrs) or _ITEMTYPE.search(attrs))
         if self.hidden is not None:
             if name == self.hidden:
                 self.depth += -1 if closing else 1
@@ -365,15 +443,23 @@ class _Page:
                 self.end_heading()
                 if not closing:
                     self.heading, self.level = [], _HEADING[name]
+            elif name in _MEDIA:
+                self.content = True
+            elif name == "tr" and not closing:
+                self.rows += 1
+                self.content = self.content or self.rows > _MAX_ROWS_SAID
             elif name in _QUOTING and (name != "a" or closing or "href" in attrs.lower()):
                 self.quoted = max(self.quoted - 1, 0) if closing else self.quoted + 1
+            elif name == "pre":
+                self.flush()
+                self.pre = max(self.pre - 1, 0) if closing else self.pre + 1
         return None
 
     def flush(self) -> None:
         if self.block and not self.long:  # a long page's text is not looked at
             line = _clean("".join(self.block))
             if line:
-                self.lines.append(line)
+                (self.shown if self.pre else self.lines).append(line)
         self.block.clear()
 
     def end_heading(self) -> None:
@@ -382,6 +468,8 @@ class _Page:
             text = _clean("".join(self.heading)[:2000])[:500]  # a heading is short
             if text and self.level <= 3 and (self.level == 1 or not self.seen_heading):
                 self.headings.append(text)
+            self.headings_said += bool(text)
+            self.content = self.content or self.headings_said > _MAX_HEADINGS_SAID
             self.seen_heading = self.seen_heading or (bool(text) and self.level <= 3)
             self.heading = None
 

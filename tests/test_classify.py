@@ -1078,3 +1078,117 @@ def test_classify_is_total(
         assert result.verdict in Verdict
         assert not (result.error or "").startswith("classifier:")
         assert (result.reason is None) == (result.verdict == Verdict.UP)
+
+
+# --- what an error page is, beside how much it says --------------------------------------------
+
+
+SWW_H1 = "<h1>Something went wrong</h1>"
+
+
+def _short(body: str, head: str = "") -> str:
+    return f"<html><head><title>Acme</title>{head}</head><body>{body}</body></html>"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (_short("<h1>Something went wrong</h1>", '<meta property="og:type" content="music.song">'), UP),
+        (_short("<h1>Something went wrong</h1>", '<meta property="og:type" content="website">'), SWW),
+        (_short(SWW_H1 + '<script type="application/ld+json">{"@type": "Product"}</script>'), UP),
+        (_short(SWW_H1 + '<script type="application/ld+json">{"@type": "WebSite"}</script>'), SWW),
+        (_short('<div itemscope itemtype="https://schema.org/Book"><h1>Something went wrong</h1></div>'), UP),
+        (_short("<h1>Something went wrong</h1><video src=v.mp4></video>"), UP),
+        (_short("<h1>Something went wrong</h1>" + "<h2>x</h2>" * 4), UP),
+        (_short("<h1>Something went wrong</h1>" + "<h2>x</h2>" * 3), SWW),
+        (_short("<table>" + "<tr><td>503</td><td>Service Unavailable</td></tr>" * 5 + "</table>"), UP),
+        (_short("<table><tr><td>503</td><td>Service Unavailable</td></tr></table>"), EP("laravel-5xx")),
+        (_short("<p>Since Monday:</p><pre>502 Bad Gateway</pre><p>any idea?</p>"), UP),
+        (_short("<pre>Internal Server Error</pre>"), EP("http-5xx-page")),
+    ],
+    ids=[
+        "og-song",
+        "og-website-is-no-content",
+        "json-ld-product",
+        "json-ld-website",
+        "microdata-book",
+        "video",
+        "five-headings",
+        "four-headings",
+        "reference-table",
+        "laravel-whole-page",
+        "pre-quoted-in-a-thread",
+        "pre-is-the-page",
+    ],
+)
+def test_content_pages_are_not_error_pages(body: str, expected: tuple[Any, ...]) -> None:
+    assert judge(obs(body)) == expected
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        ({"code": 500, "msg": "boom", "data": None}, EP("json-code-error")),
+        ({"code": "E500", "message": "boom"}, EP("json-code-error")),
+        ({"code": 429, "msg": "slow down", "data": None}, RL),
+        ({"resultCode": "E429", "resultMsg": "x"}, RL),
+        ({"error_code": "RATE_LIMIT", "message": "x"}, RL),
+        ({"code": 0, "msg": "boom", "data": None}, UP),
+        ({"code": "00000", "msg": "ok"}, UP),
+        ({"code": 200, "msg": "success", "data": None}, UP),
+        ({"code": 3, "msg": "SUCCESS"}, UP),
+        ({"code": 3, "msg": "查询成功", "data": None}, UP),
+        ({"code": 10001, "msg": "boom", "data": {"id": 1}}, UP),
+        ({"code": 500, "msg": "boom", "success": True}, UP),
+        ({"code": 500, "data": None}, UP),
+        ({"data": {"a": None, "b": None}, "errors": [{"message": "x"}]}, EP("graphql-errors")),
+        ({"data": {"a": 1, "b": None}, "errors": [{"message": "x"}]}, EP("graphql-partial", "degraded")),
+    ],
+    ids=[
+        "code-500",
+        "code-string",
+        "code-429",
+        "code-e429",
+        "code-rate-limit",
+        "code-0",
+        "code-zeros",
+        "code-200",
+        "message-success",
+        "message-chenggong",
+        "business-code-with-data",
+        "success-true",
+        "no-message",
+        "graphql-all-null",
+        "graphql-partial",
+    ],
+)
+def test_code_envelopes(doc: Any, expected: tuple[Any, ...]) -> None:
+    assert judge(obs(json.dumps(doc, ensure_ascii=False), content_type="application/json")) == expected
+
+
+@pytest.mark.parametrize(
+    ("zone", "text", "expected"),
+    [
+        ("h1", "HTTP Error 503 - what it means", UP),
+        ("h1", "HTTP Status 500 – Internal Server Error", EP("java-server-5xx")),
+        ("h1", "HTTP Error 500.19 - Internal Server Error when you open an IIS page", UP),
+        ("h1", "HTTP Error 500.30 - ASP.NET Core app failed to start", EP("iis-error")),
+        (
+            "h1",
+            "An unhandled exception occurred while processing the request.",
+            EP("aspnetcore-developer-exception"),
+        ),
+        ("title", "GlassFish Server Open Source Edition 5.1.0 - Error report", EP("java-ee-error-report")),
+        ("title", "KeyError at POST /cart", EP("debug-exception-page")),
+    ],
+    ids=["help-heading", "tomcat", "iis-docs-heading", "iis-500-30", "aspnetcore", "glassfish", "phoenix"],
+)
+def test_platform_titles_on_long_pages(zone: str, text: str, expected: tuple[Any, ...]) -> None:
+    # A long page is judged by its title and main headings: only a platform's exact line counts.
+    body = f"<html><head><title>{text if zone == 'title' else 'Docs'}</title></head><body>"
+    body += (
+        f"<h1>{text if zone == 'h1' else 'Docs'}</h1>"
+        + "<p>words and more words</p>" * 200
+        + "</body></html>"
+    )
+    assert judge(obs(body)) == expected

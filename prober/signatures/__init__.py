@@ -60,7 +60,7 @@ _SORRY = (
     "oeps|helaas|fout",  # nl
     "عذر(?:ًا|اً|ا)|عفو(?:ًا|اً|ا)|نأسف|خطأ",  # ar
     "क्षमा करें|माफ़ करें|उफ़|त्रुटि",  # hi
-    "maaf|aduh|galat",  # id
+    "mohon maaf|maaf|aduh|galat",  # id
     "rất tiếc|xin lỗi|lỗi|ôi",  # vi
     "ขออภัย|ขอโทษ|อ๊ะ|ข้อผิดพลาด",  # th
 )
