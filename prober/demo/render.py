@@ -36,8 +36,8 @@ def findings(run: DemoRun) -> Findings:
     """Read the run's database and gather what the demo shows."""
     db = connect(run.db_path, readonly=True)
     try:
-        until = run.ended_at
-        report = rep.collect(db, run.started_at, until, run.ended_at)
+        since, until = run.since, run.until
+        report = rep.collect(db, since, until, run.ended_at)
         web = [i for i in report.incidents if i.check in WEB]
         window = None
         if web:
@@ -45,12 +45,12 @@ def findings(run: DemoRun) -> Findings:
                 min(i.started_at for i in web),
                 max(i.resolved_at or run.ended_at for i in web),
             )
-        claims = _counts(read.verdict_counts(db, run.started_at, until, "status-page"))
+        claims = _counts(read.verdict_counts(db, since, until, "status-page"))
         during = _counts(read.verdict_counts(db, *window, "status-page")) if window else rep.Counts()
         down = [
             r
             for check in WEB
-            for r in read.results(db, check=check, since=run.started_at, until=until)
+            for r in read.results(db, check=check, since=since, until=until)
             if r.verdict == "down" and r.signature
         ]
     finally:
@@ -198,6 +198,7 @@ def findings_json(f: Findings) -> dict[str, Any]:
         "db": str(run.db_path),
         "started_at": iso(run.started_at),
         "ended_at": iso(run.ended_at),
+        "measured": dict(zip(("since", "until"), run.window(), strict=True)),
         "interval_s": run.tick,
         "probes": f.report.total().probes,
         "interrupted": run.interrupted,

@@ -31,16 +31,19 @@ from prober.demo.script import (
     Window,
     config_yaml,
 )
-from prober.model import STATE_SEVERITY, ProberError, State, Verdict, iso, utcnow
-from prober.store import connect, rollup
+from prober.model import STATE_SEVERITY, ProberError, State, Verdict, iso, parse_iso, utcnow
+from prober.store import connect
 
 
 @dataclass
 class DemoRun:
     """What happened during a demo run: enough to build its report.
 
-    [started_at, ended_at) is the run's window, to the millisecond (the precision of the times
-    stored), so that its ISO text (`window`) names exactly the results every figure counts.
+    The script runs over [started_at, ended_at). The daemon measures a little longer: it probes from
+    the moment it is set up, a moment before the script's clock starts, and may finish a probe as it
+    is told to stop. [since, until) holds every result of the run, to the millisecond (the precision
+    of the times stored), so that its ISO text (`window`) names exactly the results that the demo's
+    figures, the report it suggests and the status page all count.
     """
 
     db_path: Path
@@ -48,6 +51,8 @@ class DemoRun:
     started_at: datetime  # wall clock at tick 0
     ended_at: datetime  # the end of the script, or when it was interrupted
     interrupted: bool
+    since: datetime  # the first result of the run, or started_at
+    until: datetime  # just after the last result of the run, or ended_at
     script: Sequence[Window] = SCRIPT
 
     def at(self, tick: float) -> datetime:
@@ -56,7 +61,7 @@ class DemoRun:
 
     def window(self) -> tuple[str, str]:
         """The run's window as the ISO text `prober report --since/--until` and the API take."""
-        return iso(self.started_at), iso(self.ended_at)
+        return iso(self.since), iso(self.until)
 
     def report_args(self) -> list[str]:
         """The arguments of the `prober report` that counts exactly the results of this run."""
@@ -90,27 +95,16 @@ def check_loopback() -> None:
                 ) from exc
 
 
-def keep_the_run(path: Path, since: datetime, until: datetime) -> int:
-    """Delete the results outside [since, until) and count the rollups again; returns how many went.
-
-    The daemon probes from the moment it is set up, a moment before the script's clock starts, and
-    may start a probe as it is told to stop: those results are no part of the replay. Left in the
-    database they are counted by the status page (which counts the last 24 hours and 90 days, not
-    the run), and its figures would not be the demo's.
-    """
-    db = connect(path)
+def measured_window(path: Path, started_at: datetime, ended_at: datetime) -> tuple[datetime, datetime]:
+    """[since, until) holding the script's span and every result in the run's database."""
+    db = connect(path, readonly=True)
     try:
-        with db.conn:  # one transaction: the rollups never disagree with the results
-            gone = db.execute(
-                "DELETE FROM results WHERE ts < ? OR ts >= ?", (iso(since), iso(until))
-            ).rowcount
-            if gone:
-                for table in ("rollup_hourly", "rollup_daily", "latest_results"):
-                    db.execute(f"DELETE FROM {table}")
-                rollup.backfill(db)
+        first, last = db.execute("SELECT min(ts), max(ts) FROM results").fetchone()
     finally:
         db.conn.close()
-    return int(gone)
+    since = min(started_at, parse_iso(first)) if first else started_at
+    until = max(ended_at, parse_iso(last) + timedelta(milliseconds=1)) if last else ended_at
+    return _to_ms(since), _to_ms(until)
 
 
 def prepare_db(path: Path) -> None:
@@ -200,9 +194,9 @@ async def run_demo(db_path: Path, duration: float = DEFAULT_DURATION, log: TextI
         await runner.cleanup()
     started_at = _to_ms(datetime.fromtimestamp(origin, UTC))
     ended_at = _to_ms(min(utcnow() if interrupted else started_at + timedelta(seconds=duration), utcnow()))
-    keep_the_run(db_path, started_at, ended_at)
+    since, until = measured_window(db_path, started_at, ended_at)
     return DemoRun(db_path=db_path, tick=tick, started_at=started_at, ended_at=ended_at,
-                   interrupted=interrupted)  # fmt: skip
+                   interrupted=interrupted, since=since, until=until)  # fmt: skip
 
 
 def _to_ms(ts: datetime) -> datetime:
