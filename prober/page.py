@@ -26,6 +26,7 @@ SAYS_LITTLE = 600
 # content (`_CONTENT_TYPES`), a page does not say little whatever its length.
 _MAX_HEADINGS_SAID = 4
 _MAX_ROWS_SAID = 4
+_MAX_LINKED_HEADINGS = 3  # headings that are links: a list of results or cards (see `_Page`)
 _MAX_TAGS = 1500  # elements read one by one; past that a page is long, and skimmed
 _SKIM_WINDOW = 32768  # characters of a long page skimmed for h1 headings after the scan stops
 _MAX_HEADINGS = 32
@@ -347,7 +348,7 @@ def _is_hidden(attrs: str, hiding: frozenset[str] | set[str] = _HIDING_CLASSES) 
 
 def _html_zones(doc: str, xml: bool = False) -> tuple[dict[str, list[str]], bool]:
     """The zones of an HTML (or XML) document, and whether it says little (`SAYS_LITTLE`)."""
-    page = _Page(xml)
+    page = _Page(xml, has_main=not xml and any(m in doc for m in _MAIN_MARKS))
     pos, n = 0, len(doc)
     while pos < n and not page.long:
         for m in _TOKEN.finditer(doc, pos):
@@ -378,8 +379,13 @@ def _html_zones(doc: str, xml: bool = False) -> tuple[dict[str, list[str]], bool
 class _Page:
     """What the scan of an HTML document has found so far; fed text runs and tags in order."""
 
-    def __init__(self, xml: bool) -> None:
+    def __init__(self, xml: bool, has_main: bool = False) -> None:
         self.xml, self.long, self.title = xml, False, ""
+        # What counts (text said, headings, rows) is the main content: inside <main> when the
+        # page has one, never in site chrome (`_chrome`). `chrome` is the chrome element we are in.
+        self.has_main, self.in_main, self.main_name, self.main_depth = has_main, False, "", 0
+        self.chrome: str | None = None
+        self.chrome_depth, self.sectioning, self.total = 0, 0, 0
         self.headings: list[str] = []
         self.lines: list[str] = []
         self.shown: list[str] = []  # lines of <pre> blocks
@@ -392,17 +398,24 @@ class _Page:
         self.hiding: set[str] = set()  # classes the page's own <style> hides, as .x{display:none}
         self.content = False  # structured data, media, many headings or rows: a content page
         self.headings_said, self.rows = 0, 0
+        # Headings that are links: results of a search, cards of a listing. An error page links
+        # to a way out ("Try again", "Home"), never to a list of titled pages.
+        self.linked, self.linked_headings = False, 0
 
     def data(self, text: str) -> None:
         # Links ("Try again", menus, search results) and quotations are not what the page says.
         if self.hidden is None and self.quoted == 0:
-            self.said += len(text) - text.count(" ") - text.count("\n")
+            said = len(text) - text.count(" ") - text.count("\n")
             if not text.isascii():  # a Chinese, Japanese or Korean character says about a word
-                self.said += 2 * len(_WIDE.findall(text))
+                said += 2 * len(_WIDE.findall(text))
+            self.total += said
+            if self.counts:
+                self.said += said
             self.block.append(text)
             if self.heading is not None:
                 self.heading.append(text)
-            self.long = self.long or self.said > SHORT_TEXT
+            # Chrome is read too (a platform's footer names it), within a bound of its own.
+            self.long = self.long or self.said > SHORT_TEXT or self.total > SHORT_TEXT * 3
 
     def tag(self, doc: str, m: re.Match[str]) -> int | None:
         """Take one tag into account; return where to resume when its content is skipped."""
@@ -437,23 +450,49 @@ class _Page:
         ):
             self.hidden, self.depth = name, 1
         else:
+            self.landmark(name, closing, attrs)
             if self.xml or name in _BLOCK:  # in XML every element is its own line
                 self.flush()
             if name in _HEADING:
                 self.end_heading()
                 if not closing:
-                    self.heading, self.level = [], _HEADING[name]
+                    self.heading, self.level, self.linked = [], _HEADING[name], self.quoted > 0
             elif name in _MEDIA:
                 self.content = True
-            elif name == "tr" and not closing:
+            elif name == "tr" and not closing and self.counts:
                 self.rows += 1
                 self.content = self.content or self.rows > _MAX_ROWS_SAID
             elif name in _QUOTING and (name != "a" or closing or "href" in attrs.lower()):
                 self.quoted = max(self.quoted - 1, 0) if closing else self.quoted + 1
+                self.linked = self.linked or (self.heading is not None and name == "a")
             elif name == "pre":
                 self.flush()
                 self.pre = max(self.pre - 1, 0) if closing else self.pre + 1
         return None
+
+    @property
+    def counts(self) -> bool:
+        """Whether what is read now is the page's main content (see `_chrome`)."""
+        return self.chrome is None and (self.in_main or not self.has_main)
+
+    def landmark(self, name: str, closing: bool, attrs: str) -> None:
+        """Follow <main> and site chrome: where the scan is, before the element is read."""
+        if self.chrome is not None:
+            if name == self.chrome:
+                self.chrome_depth += -1 if closing else 1
+                self.chrome = None if self.chrome_depth == 0 else self.chrome
+            return
+        if name in _SECTIONING:
+            self.sectioning = max(self.sectioning - 1, 0) if closing else self.sectioning + 1
+        if self.in_main:
+            if name == self.main_name:
+                self.main_depth += -1 if closing else 1
+                self.in_main = self.main_depth > 0
+        elif not closing and (name == "main" or (attrs and _ROLE_MAIN.search(attrs))):
+            self.in_main, self.main_name, self.main_depth = True, name, 1
+            return
+        if not closing and name not in _VOID and _chrome(name, attrs, self.sectioning):
+            self.chrome, self.chrome_depth = name, 1
 
     def flush(self) -> None:
         if self.block and not self.long:  # a long page's text is not looked at
@@ -466,12 +505,43 @@ class _Page:
         """Close the heading being read: every h1, and the first h1-h3, are main headings."""
         if self.heading is not None:
             text = _clean("".join(self.heading)[:2000])[:500]  # a heading is short
-            if text and self.level <= 3 and (self.level == 1 or not self.seen_heading):
+            main = self.counts  # a footer's column headings are chrome, not what the page says
+            if text and self.level <= 3 and (self.level == 1 or (main and not self.seen_heading)):
                 self.headings.append(text)
-            self.headings_said += bool(text)
-            self.content = self.content or self.headings_said > _MAX_HEADINGS_SAID
-            self.seen_heading = self.seen_heading or (bool(text) and self.level <= 3)
+            self.headings_said += bool(text) and main
+            self.linked_headings += self.linked and main
+            self.content = (
+                self.content
+                or self.headings_said > _MAX_HEADINGS_SAID
+                or self.linked_headings >= _MAX_LINKED_HEADINGS
+            )
+            self.seen_heading = self.seen_heading or (bool(text) and main and self.level <= 3)
             self.heading = None
+
+
+# Site chrome: what every page of a site shows around its main content (header, navigation,
+# sidebars, footer with its columns of links, cookie banner). A branded error page has all of it;
+# its message is the main content, and so is a healthy page's article. <header> and <footer>
+# inside an article or section belong to it (HTML's banner and contentinfo rules).
+_MAIN_MARKS = ("<main", "<MAIN", 'role="main"', "role='main'", "role=main")
+_ROLE_MAIN = re.compile(r"""\brole\s*=\s*["']?main\b""", re.IGNORECASE)
+_SECTIONING = frozenset({"article", "section", "main"})
+_CHROME_TAGS = frozenset({"nav", "aside"})
+_CHROME_ROLES = re.compile(
+    r"""\brole\s*=\s*["']?(?:banner|contentinfo|navigation|complementary|search)\b"""
+    r"""|\b(?:id|class)\s*=\s*["']?[^"'<>]{0,80}?(?:cookie|consent|gdpr|onetrust)""",
+    re.IGNORECASE,
+)
+
+
+def _chrome(name: str, attrs: str, sectioning: int) -> bool:
+    """Whether an element that starts here is site chrome (see `_CHROME_TAGS`, `_CHROME_ROLES`)."""
+    if name in _CHROME_TAGS or (name in ("header", "footer") and sectioning == 0):
+        return True
+    low = attrs.lower() if attrs else ""
+    return (
+        "role" in low or "cookie" in low or "consent" in low or "gdpr" in low or "onetrust" in low
+    ) and bool(_CHROME_ROLES.search(attrs))
 
 
 def _skim(doc: str, page: _Page) -> None:
