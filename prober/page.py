@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from prober.envelope import error_fields
 from prober.model import Observation
 
 SHORT_TEXT = 2000  # characters a page says itself (not links): past that its text is not read
@@ -166,13 +167,11 @@ def short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-# --- JSON error fields ------------------------------------------------------------------------
+# --- JSON error fields (found by prober.envelope) -------------------------------------------
 
 _JSON_HINT = re.compile(
-    r'"(?:errors?|error\w+|message|status|success|ok|fault|title|detail|type|\w*(?:code|Code|msg|Msg))"\s*:'
+    r'"(?:errors?|error\w+|message|status|success|ok|fault|title|detail|type|description|Message|ExceptionMessage|\w*(?:code|Code|msg|Msg))"\s*:'
 )
-_ERROR_OBJECT_KEYS = frozenset({"title", "description", "code", "link", "status"})
-_STATUS_LINE = re.compile(r"5\d\d [A-Za-z]")  # an error object titled with a 5xx status line
 _MESSAGE_KEYS = ("message", "detail", "title", "description", "error_description", "msg", "reason", "error")
 
 
@@ -190,86 +189,10 @@ def _message(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
-# A code-and-message envelope, common in Chinese, Korean and Japanese APIs: {"code": 500, "msg":
-# "系统繁忙", "data": null}, {"resultCode": "E429", "resultMessage": "..."}. It fails when its code
-# is not a success code, no data came back, and its message does not say success; then it reads
-# "envelope: <code>" and "message: <msg>". Business codes next to data ({"code": 10001, "data":
-# {...}}) and {"code": 0, "msg": "success"} are healthy.
-_CODE_KEYS = ("code", "errcode", "errCode", "err_code", "error_code", "errorCode", "resultCode",
-              "result_code", "retcode", "retCode", "ret", "status_code", "statusCode")  # fmt: skip
-_MSG_KEYS = ("msg", "message", "errmsg", "errMsg", "err_msg", "error_msg", "errorMsg", "resultMessage",
-             "resultMsg", "result_msg", "retmsg", "desc")  # fmt: skip
-_SUCCESS_CODES = frozenset({"0", "00", "000", "0000", "00000", "000000", "200", "ok", "success", "succeed",
-                            "succeeded", "true", "s", "y", "none", "null", ""})  # fmt: skip
-_SUCCESS_MSG = re.compile(
-    r"(?:ok|success(?:ful(?:ly)?)?|succeeded|done|sucesso|éxito|exito|succès|erfolg(?:reich)?|[^\n]{0,8}"
-    r"(?:成功|正常|성공|정상)[^\n]{0,8})\W*",
-    re.IGNORECASE,
-)
-
-
-def _envelope(obj: dict[str, Any]) -> list[tuple[str, Any]]:
-    """The lines of a failing code-and-message envelope, or none (see `_CODE_KEYS`)."""
-    key = next((k for k in _CODE_KEYS if k in obj), None)
-    if key is None or obj.get("data") not in (None, "", [], {}) or obj.get("success") is True:
-        return []
-    code = obj[key]
-    if (
-        isinstance(code, bool)
-        or not isinstance(code, int | str)
-        or str(code).strip().lower() in _SUCCESS_CODES
-    ):
-        return []
-    msg = next((obj[k] for k in _MSG_KEYS if isinstance(obj.get(k), str) and obj[k]), None)
-    if msg is None or _SUCCESS_MSG.fullmatch(msg.strip()):
-        return []
-    found: list[tuple[str, Any]] = [("envelope", str(code))]
-    return found if msg == obj.get("message") else [*found, ("message", msg)]  # "message" is read anyway
-
-
 def _json_lines(doc: Any) -> list[str]:
     """The error fields of a JSON body, as "label: message" lines (see prober.signatures)."""
-    if isinstance(doc, dict):
-        objects = [doc]
-    elif isinstance(doc, list):  # a batch: look at its first objects
-        objects = [d for d in doc[:10] if isinstance(d, dict)]
-    else:
-        return []
-    found: list[tuple[str, Any]] = []
-    for obj in objects:
-        errors = obj.get("errors")
-        if errors:  # a non-empty errors list (or object): JSON:API, GraphQL, Twitter v1.1
-            label = "errors"
-            if "data" in obj:  # data whose every field is null came back empty: not partial
-                data = obj["data"]
-                empty = not data or (isinstance(data, dict) and all(v is None for v in data.values()))
-                label = "graphql-errors" if empty else "graphql-partial-errors"
-            items = errors if isinstance(errors, list) else [errors]
-            found.extend((label, item) for item in items[:5])
-        for key in ("error", "errorMessage", "error_message", "errorMsg"):
-            if obj.get(key) and obj[key] is not True:
-                found.append(("error", obj[key]))
-            elif obj.get(key) is True:
-                found.append(("error", obj.get("message", "true")))
-        if isinstance(obj.get("fault"), dict) and obj["fault"]:
-            found.append(("error", obj["fault"].get("faultstring", obj["fault"])))
-        if isinstance(obj.get("status"), str | int) and not isinstance(obj.get("status"), bool):
-            found.append(("status", obj["status"]))
-        for key in ("success", "ok"):
-            if obj.get(key) is False:
-                found.append((key, "false"))
-        if isinstance(obj.get("message"), str) and obj["message"]:
-            found.append(("message", obj["message"]))
-        found.extend(_envelope(obj))
-        title = obj.get("title")
-        if isinstance(title, str) and (
-            (isinstance(obj.get("type"), str) and "status" in obj)  # RFC 9457 problem details
-            # an error object of its own (Falcon: {"title": "503 Service Unavailable"}), not a
-            # document titled "500 Internal Server Error explained"
-            or (_STATUS_LINE.match(title) and set(obj) <= _ERROR_OBJECT_KEYS)
-        ):
-            found.append(("problem", title))
-    return [f"{label}: {_clean(short(_message(value), 300))}" for label, value in found[:_MAX_JSON_LINES]]
+    fields = error_fields(doc)[:_MAX_JSON_LINES]
+    return [f"{label}: {_clean(short(_message(value), 300))}" for label, value in fields]
 
 
 # --- HTML -------------------------------------------------------------------------------------
