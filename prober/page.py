@@ -271,7 +271,9 @@ def _is_hidden(attrs: str, hiding: frozenset[str] | set[str] = _HIDING_CLASSES) 
 
 def _html_zones(doc: str, xml: bool = False) -> tuple[dict[str, list[str]], bool]:
     """The zones of an HTML (or XML) document, and whether it says little (`SAYS_LITTLE`)."""
-    page = _Page(xml, has_main=not xml and any(m in doc for m in _MAIN_MARKS))
+    window = min(len(doc), _MAIN_WINDOW)  # where <main> starts on any page: after the head and header
+    has_main = not xml and any(doc.find(mark, 0, window) >= 0 for mark in _MAIN_MARKS)
+    page = _Page(xml, has_main=has_main)
     pos, n = 0, len(doc)
     while pos < n and not page.long:
         for m in _TOKEN.finditer(doc, pos):
@@ -302,6 +304,40 @@ def _html_zones(doc: str, xml: bool = False) -> tuple[dict[str, list[str]], bool
 class _Page:
     """What the scan of an HTML document has found so far; fed text runs and tags in order."""
 
+    __slots__ = (
+        "block",
+        "chrome",
+        "chrome_depth",
+        "content",
+        "counts",
+        "depth",
+        "has_main",
+        "heading",
+        "headings",
+        "headings_said",
+        "hidden",
+        "hiding",
+        "in_main",
+        "level",
+        "lines",
+        "linked",
+        "linked_headings",
+        "long",
+        "main_depth",
+        "main_name",
+        "pre",
+        "quoted",
+        "rows",
+        "said",
+        "sectioning",
+        "seen_heading",
+        "shown",
+        "tags",
+        "title",
+        "total",
+        "xml",
+    )  # fmt: skip
+
     def __init__(self, xml: bool, has_main: bool = False) -> None:
         self.xml, self.long, self.title = xml, False, ""
         # What counts (text said, headings, rows) is the main content: inside <main> when the
@@ -309,6 +345,7 @@ class _Page:
         self.has_main, self.in_main, self.main_name, self.main_depth = has_main, False, "", 0
         self.chrome: str | None = None
         self.chrome_depth, self.sectioning, self.total = 0, 0, 0
+        self.counts = not has_main  # whether what is read now is main content (kept up to date)
         self.headings: list[str] = []
         self.lines: list[str] = []
         self.shown: list[str] = []  # lines of <pre> blocks
@@ -373,7 +410,13 @@ class _Page:
         ):
             self.hidden, self.depth = name, 1
         else:
-            self.landmark(name, closing, attrs)
+            if (
+                name in _LANDMARKS
+                or name == self.chrome
+                or name == self.main_name
+                or (attrs and not closing and ("role" in attrs or "ookie" in attrs or "onsent" in attrs))
+            ):  # the common tag decided without a call
+                self.landmark(name, closing, attrs)
             if self.xml or name in _BLOCK:  # in XML every element is its own line
                 self.flush()
             if name in _HEADING:
@@ -393,13 +436,12 @@ class _Page:
                 self.pre = max(self.pre - 1, 0) if closing else self.pre + 1
         return None
 
-    @property
-    def counts(self) -> bool:
-        """Whether what is read now is the page's main content (see `_chrome`)."""
-        return self.chrome is None and (self.in_main or not self.has_main)
-
     def landmark(self, name: str, closing: bool, attrs: str) -> None:
         """Follow <main> and site chrome: where the scan is, before the element is read."""
+        self._landmark(name, closing, attrs)
+        self.counts = self.chrome is None and (self.in_main or not self.has_main)
+
+    def _landmark(self, name: str, closing: bool, attrs: str) -> None:
         if self.chrome is not None:
             if name == self.chrome:
                 self.chrome_depth += -1 if closing else 1
@@ -446,13 +488,15 @@ class _Page:
 # sidebars, footer with its columns of links, cookie banner). A branded error page has all of it;
 # its message is the main content, and so is a healthy page's article. <header> and <footer>
 # inside an article or section belong to it (HTML's banner and contentinfo rules).
-_MAIN_MARKS = ("<main", "<MAIN", 'role="main"', "role='main'", "role=main")
+_MAIN_MARKS = ("<main", 'role="main"')
+_MAIN_WINDOW = 65536
 _ROLE_MAIN = re.compile(r"""\brole\s*=\s*["']?main\b""", re.IGNORECASE)
 _SECTIONING = frozenset({"article", "section", "main"})
 _CHROME_TAGS = frozenset({"nav", "aside"})
+_LANDMARKS = _SECTIONING | _CHROME_TAGS | {"header", "footer"}
 _CHROME_ROLES = re.compile(
     r"""\brole\s*=\s*["']?(?:banner|contentinfo|navigation|complementary|search)\b"""
-    r"""|\b(?:id|class)\s*=\s*["']?[^"'<>]{0,80}?(?:cookie|consent|gdpr|onetrust)""",
+    r"""|\b(?:id|class)\s*=\s*["']?[^"'<>]{0,80}?(?:cookie|consent)""",
     re.IGNORECASE,
 )
 
@@ -461,10 +505,7 @@ def _chrome(name: str, attrs: str, sectioning: int) -> bool:
     """Whether an element that starts here is site chrome (see `_CHROME_TAGS`, `_CHROME_ROLES`)."""
     if name in _CHROME_TAGS or (name in ("header", "footer") and sectioning == 0):
         return True
-    low = attrs.lower() if attrs else ""
-    return (
-        "role" in low or "cookie" in low or "consent" in low or "gdpr" in low or "onetrust" in low
-    ) and bool(_CHROME_ROLES.search(attrs))
+    return bool(attrs) and _CHROME_ROLES.search(attrs) is not None
 
 
 def _skim(doc: str, page: _Page) -> None:
