@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from prober.envelope import error_fields
 from prober.model import Observation
 
 SHORT_TEXT = 2000  # characters a page says itself (not links): past that its text is not read
@@ -26,6 +27,7 @@ SAYS_LITTLE = 600
 # content (`_CONTENT_TYPES`), a page does not say little whatever its length.
 _MAX_HEADINGS_SAID = 4
 _MAX_ROWS_SAID = 4
+_MAX_LINKED_HEADINGS = 3  # headings that are links: a list of results or cards (see `_Page`)
 _MAX_TAGS = 1500  # elements read one by one; past that a page is long, and skimmed
 _SKIM_WINDOW = 32768  # characters of a long page skimmed for h1 headings after the scan stops
 _MAX_HEADINGS = 32
@@ -165,13 +167,11 @@ def short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-# --- JSON error fields ------------------------------------------------------------------------
+# --- JSON error fields (found by prober.envelope) -------------------------------------------
 
 _JSON_HINT = re.compile(
-    r'"(?:errors?|error\w+|message|status|success|ok|fault|title|detail|type|\w*(?:code|Code|msg|Msg))"\s*:'
+    r'"(?:errors?|error\w+|message|status|success|ok|fault|title|detail|type|description|Message|ExceptionMessage|\w*(?:code|Code|msg|Msg))"\s*:'
 )
-_ERROR_OBJECT_KEYS = frozenset({"title", "description", "code", "link", "status"})
-_STATUS_LINE = re.compile(r"5\d\d [A-Za-z]")  # an error object titled with a 5xx status line
 _MESSAGE_KEYS = ("message", "detail", "title", "description", "error_description", "msg", "reason", "error")
 
 
@@ -189,86 +189,10 @@ def _message(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
-# A code-and-message envelope, common in Chinese, Korean and Japanese APIs: {"code": 500, "msg":
-# "系统繁忙", "data": null}, {"resultCode": "E429", "resultMessage": "..."}. It fails when its code
-# is not a success code, no data came back, and its message does not say success; then it reads
-# "envelope: <code>" and "message: <msg>". Business codes next to data ({"code": 10001, "data":
-# {...}}) and {"code": 0, "msg": "success"} are healthy.
-_CODE_KEYS = ("code", "errcode", "errCode", "err_code", "error_code", "errorCode", "resultCode",
-              "result_code", "retcode", "retCode", "ret", "status_code", "statusCode")  # fmt: skip
-_MSG_KEYS = ("msg", "message", "errmsg", "errMsg", "err_msg", "error_msg", "errorMsg", "resultMessage",
-             "resultMsg", "result_msg", "retmsg", "desc")  # fmt: skip
-_SUCCESS_CODES = frozenset({"0", "00", "000", "0000", "00000", "000000", "200", "ok", "success", "succeed",
-                            "succeeded", "true", "s", "y", "none", "null", ""})  # fmt: skip
-_SUCCESS_MSG = re.compile(
-    r"(?:ok|success(?:ful(?:ly)?)?|succeeded|done|sucesso|éxito|exito|succès|erfolg(?:reich)?|[^\n]{0,8}"
-    r"(?:成功|正常|성공|정상)[^\n]{0,8})\W*",
-    re.IGNORECASE,
-)
-
-
-def _envelope(obj: dict[str, Any]) -> list[tuple[str, Any]]:
-    """The lines of a failing code-and-message envelope, or none (see `_CODE_KEYS`)."""
-    key = next((k for k in _CODE_KEYS if k in obj), None)
-    if key is None or obj.get("data") not in (None, "", [], {}) or obj.get("success") is True:
-        return []
-    code = obj[key]
-    if (
-        isinstance(code, bool)
-        or not isinstance(code, int | str)
-        or str(code).strip().lower() in _SUCCESS_CODES
-    ):
-        return []
-    msg = next((obj[k] for k in _MSG_KEYS if isinstance(obj.get(k), str) and obj[k]), None)
-    if msg is None or _SUCCESS_MSG.fullmatch(msg.strip()):
-        return []
-    found: list[tuple[str, Any]] = [("envelope", str(code))]
-    return found if msg == obj.get("message") else [*found, ("message", msg)]  # "message" is read anyway
-
-
 def _json_lines(doc: Any) -> list[str]:
     """The error fields of a JSON body, as "label: message" lines (see prober.signatures)."""
-    if isinstance(doc, dict):
-        objects = [doc]
-    elif isinstance(doc, list):  # a batch: look at its first objects
-        objects = [d for d in doc[:10] if isinstance(d, dict)]
-    else:
-        return []
-    found: list[tuple[str, Any]] = []
-    for obj in objects:
-        errors = obj.get("errors")
-        if errors:  # a non-empty errors list (or object): JSON:API, GraphQL, Twitter v1.1
-            label = "errors"
-            if "data" in obj:  # data whose every field is null came back empty: not partial
-                data = obj["data"]
-                empty = not data or (isinstance(data, dict) and all(v is None for v in data.values()))
-                label = "graphql-errors" if empty else "graphql-partial-errors"
-            items = errors if isinstance(errors, list) else [errors]
-            found.extend((label, item) for item in items[:5])
-        for key in ("error", "errorMessage", "error_message", "errorMsg"):
-            if obj.get(key) and obj[key] is not True:
-                found.append(("error", obj[key]))
-            elif obj.get(key) is True:
-                found.append(("error", obj.get("message", "true")))
-        if isinstance(obj.get("fault"), dict) and obj["fault"]:
-            found.append(("error", obj["fault"].get("faultstring", obj["fault"])))
-        if isinstance(obj.get("status"), str | int) and not isinstance(obj.get("status"), bool):
-            found.append(("status", obj["status"]))
-        for key in ("success", "ok"):
-            if obj.get(key) is False:
-                found.append((key, "false"))
-        if isinstance(obj.get("message"), str) and obj["message"]:
-            found.append(("message", obj["message"]))
-        found.extend(_envelope(obj))
-        title = obj.get("title")
-        if isinstance(title, str) and (
-            (isinstance(obj.get("type"), str) and "status" in obj)  # RFC 9457 problem details
-            # an error object of its own (Falcon: {"title": "503 Service Unavailable"}), not a
-            # document titled "500 Internal Server Error explained"
-            or (_STATUS_LINE.match(title) and set(obj) <= _ERROR_OBJECT_KEYS)
-        ):
-            found.append(("problem", title))
-    return [f"{label}: {_clean(short(_message(value), 300))}" for label, value in found[:_MAX_JSON_LINES]]
+    fields = error_fields(doc)[:_MAX_JSON_LINES]
+    return [f"{label}: {_clean(short(_message(value), 300))}" for label, value in fields]
 
 
 # --- HTML -------------------------------------------------------------------------------------
@@ -347,7 +271,9 @@ def _is_hidden(attrs: str, hiding: frozenset[str] | set[str] = _HIDING_CLASSES) 
 
 def _html_zones(doc: str, xml: bool = False) -> tuple[dict[str, list[str]], bool]:
     """The zones of an HTML (or XML) document, and whether it says little (`SAYS_LITTLE`)."""
-    page = _Page(xml)
+    window = min(len(doc), _MAIN_WINDOW)  # where <main> starts on any page: after the head and header
+    has_main = not xml and any(doc.find(mark, 0, window) >= 0 for mark in _MAIN_MARKS)
+    page = _Page(xml, has_main=has_main)
     pos, n = 0, len(doc)
     while pos < n and not page.long:
         for m in _TOKEN.finditer(doc, pos):
@@ -378,8 +304,48 @@ def _html_zones(doc: str, xml: bool = False) -> tuple[dict[str, list[str]], bool
 class _Page:
     """What the scan of an HTML document has found so far; fed text runs and tags in order."""
 
-    def __init__(self, xml: bool) -> None:
+    __slots__ = (
+        "block",
+        "chrome",
+        "chrome_depth",
+        "content",
+        "counts",
+        "depth",
+        "has_main",
+        "heading",
+        "headings",
+        "headings_said",
+        "hidden",
+        "hiding",
+        "in_main",
+        "level",
+        "lines",
+        "linked",
+        "linked_headings",
+        "long",
+        "main_depth",
+        "main_name",
+        "pre",
+        "quoted",
+        "rows",
+        "said",
+        "sectioning",
+        "seen_heading",
+        "shown",
+        "tags",
+        "title",
+        "total",
+        "xml",
+    )  # fmt: skip
+
+    def __init__(self, xml: bool, has_main: bool = False) -> None:
         self.xml, self.long, self.title = xml, False, ""
+        # What counts (text said, headings, rows) is the main content: inside <main> when the
+        # page has one, never in site chrome (`_chrome`). `chrome` is the chrome element we are in.
+        self.has_main, self.in_main, self.main_name, self.main_depth = has_main, False, "", 0
+        self.chrome: str | None = None
+        self.chrome_depth, self.sectioning, self.total = 0, 0, 0
+        self.counts = not has_main  # whether what is read now is main content (kept up to date)
         self.headings: list[str] = []
         self.lines: list[str] = []
         self.shown: list[str] = []  # lines of <pre> blocks
@@ -392,17 +358,24 @@ class _Page:
         self.hiding: set[str] = set()  # classes the page's own <style> hides, as .x{display:none}
         self.content = False  # structured data, media, many headings or rows: a content page
         self.headings_said, self.rows = 0, 0
+        # Headings that are links: results of a search, cards of a listing. An error page links
+        # to a way out ("Try again", "Home"), never to a list of titled pages.
+        self.linked, self.linked_headings = False, 0
 
     def data(self, text: str) -> None:
         # Links ("Try again", menus, search results) and quotations are not what the page says.
         if self.hidden is None and self.quoted == 0:
-            self.said += len(text) - text.count(" ") - text.count("\n")
+            said = len(text) - text.count(" ") - text.count("\n")
             if not text.isascii():  # a Chinese, Japanese or Korean character says about a word
-                self.said += 2 * len(_WIDE.findall(text))
+                said += 2 * len(_WIDE.findall(text))
+            self.total += said
+            if self.counts:
+                self.said += said
             self.block.append(text)
             if self.heading is not None:
                 self.heading.append(text)
-            self.long = self.long or self.said > SHORT_TEXT
+            # Chrome is read too (a platform's footer names it), within a bound of its own.
+            self.long = self.long or self.said > SHORT_TEXT or self.total > SHORT_TEXT * 3
 
     def tag(self, doc: str, m: re.Match[str]) -> int | None:
         """Take one tag into account; return where to resume when its content is skipped."""
@@ -437,23 +410,54 @@ class _Page:
         ):
             self.hidden, self.depth = name, 1
         else:
+            if (
+                name in _LANDMARKS
+                or name == self.chrome
+                or name == self.main_name
+                or (attrs and not closing and ("role" in attrs or "ookie" in attrs or "onsent" in attrs))
+            ):  # the common tag decided without a call
+                self.landmark(name, closing, attrs)
             if self.xml or name in _BLOCK:  # in XML every element is its own line
                 self.flush()
             if name in _HEADING:
                 self.end_heading()
                 if not closing:
-                    self.heading, self.level = [], _HEADING[name]
+                    self.heading, self.level, self.linked = [], _HEADING[name], self.quoted > 0
             elif name in _MEDIA:
                 self.content = True
-            elif name == "tr" and not closing:
+            elif name == "tr" and not closing and self.counts:
                 self.rows += 1
                 self.content = self.content or self.rows > _MAX_ROWS_SAID
             elif name in _QUOTING and (name != "a" or closing or "href" in attrs.lower()):
                 self.quoted = max(self.quoted - 1, 0) if closing else self.quoted + 1
+                self.linked = self.linked or (self.heading is not None and name == "a")
             elif name == "pre":
                 self.flush()
                 self.pre = max(self.pre - 1, 0) if closing else self.pre + 1
         return None
+
+    def landmark(self, name: str, closing: bool, attrs: str) -> None:
+        """Follow <main> and site chrome: where the scan is, before the element is read."""
+        self._landmark(name, closing, attrs)
+        self.counts = self.chrome is None and (self.in_main or not self.has_main)
+
+    def _landmark(self, name: str, closing: bool, attrs: str) -> None:
+        if self.chrome is not None:
+            if name == self.chrome:
+                self.chrome_depth += -1 if closing else 1
+                self.chrome = None if self.chrome_depth == 0 else self.chrome
+            return
+        if name in _SECTIONING:
+            self.sectioning = max(self.sectioning - 1, 0) if closing else self.sectioning + 1
+        if self.in_main:
+            if name == self.main_name:
+                self.main_depth += -1 if closing else 1
+                self.in_main = self.main_depth > 0
+        elif not closing and (name == "main" or (attrs and _ROLE_MAIN.search(attrs))):
+            self.in_main, self.main_name, self.main_depth = True, name, 1
+            return
+        if not closing and name not in _VOID and _chrome(name, attrs, self.sectioning):
+            self.chrome, self.chrome_depth = name, 1
 
     def flush(self) -> None:
         if self.block and not self.long:  # a long page's text is not looked at
@@ -466,12 +470,42 @@ class _Page:
         """Close the heading being read: every h1, and the first h1-h3, are main headings."""
         if self.heading is not None:
             text = _clean("".join(self.heading)[:2000])[:500]  # a heading is short
-            if text and self.level <= 3 and (self.level == 1 or not self.seen_heading):
+            main = self.counts  # a footer's column headings are chrome, not what the page says
+            if text and self.level <= 3 and (self.level == 1 or (main and not self.seen_heading)):
                 self.headings.append(text)
-            self.headings_said += bool(text)
-            self.content = self.content or self.headings_said > _MAX_HEADINGS_SAID
-            self.seen_heading = self.seen_heading or (bool(text) and self.level <= 3)
+            self.headings_said += bool(text) and main
+            self.linked_headings += self.linked and main
+            self.content = (
+                self.content
+                or self.headings_said > _MAX_HEADINGS_SAID
+                or self.linked_headings >= _MAX_LINKED_HEADINGS
+            )
+            self.seen_heading = self.seen_heading or (bool(text) and main and self.level <= 3)
             self.heading = None
+
+
+# Site chrome: what every page of a site shows around its main content (header, navigation,
+# sidebars, footer with its columns of links, cookie banner). A branded error page has all of it;
+# its message is the main content, and so is a healthy page's article. <header> and <footer>
+# inside an article or section belong to it (HTML's banner and contentinfo rules).
+_MAIN_MARKS = ("<main", 'role="main"')
+_MAIN_WINDOW = 65536
+_ROLE_MAIN = re.compile(r"""\brole\s*=\s*["']?main\b""", re.IGNORECASE)
+_SECTIONING = frozenset({"article", "section", "main"})
+_CHROME_TAGS = frozenset({"nav", "aside"})
+_LANDMARKS = _SECTIONING | _CHROME_TAGS | {"header", "footer"}
+_CHROME_ROLES = re.compile(
+    r"""\brole\s*=\s*["']?(?:banner|contentinfo|navigation|complementary|search)\b"""
+    r"""|\b(?:id|class)\s*=\s*["']?[^"'<>]{0,80}?(?:cookie|consent)""",
+    re.IGNORECASE,
+)
+
+
+def _chrome(name: str, attrs: str, sectioning: int) -> bool:
+    """Whether an element that starts here is site chrome (see `_CHROME_TAGS`, `_CHROME_ROLES`)."""
+    if name in _CHROME_TAGS or (name in ("header", "footer") and sectioning == 0):
+        return True
+    return bool(attrs) and _CHROME_ROLES.search(attrs) is not None
 
 
 def _skim(doc: str, page: _Page) -> None:

@@ -1192,3 +1192,134 @@ def test_platform_titles_on_long_pages(zone: str, text: str, expected: tuple[Any
         + "</body></html>"
     )
     assert judge(obs(body)) == expected
+
+
+# --- round three: main content, phrases in sentences, vendors, JSON shapes, throttling -------
+
+
+def _chrome_page(main: str, title: str = "Acme", columns: int = 5, tag: str = "h3") -> str:
+    """A page with a real site's chrome around `main`: header, nav, cookie banner, footer columns."""
+    nav = "".join(f'<li><a href="/s{i}">Section {i}</a></li>' for i in range(8))
+    cols = "".join(
+        f"<div><{tag}>Column {c}</{tag}><ul>"
+        + "".join(f'<li><a href="/c{c}/{i}">Link {c}.{i}</a></li>' for i in range(6))
+        + "</ul></div>"
+        for c in range(columns)
+    )
+    return (
+        f"<!doctype html><html><head><title>{title}</title></head><body>"
+        f'<header role="banner"><a href="/">Acme</a><nav><ul>{nav}</ul></nav></header>'
+        f'<main id="main">{main}</main>'
+        f'<footer role="contentinfo">{cols}<p>© 2025 Acme Corporation. All rights reserved. '
+        "Registered office: 1 Example Street, Springfield. Company number 0123456.</p></footer>"
+        '<div id="cookie-consent"><h2>Your privacy</h2><p>We use cookies to improve your experience '
+        "and to measure traffic. You can change your choice at any time in the settings.</p>"
+        "<button>Accept all</button><button>Reject</button></div></body></html>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("main", "expected"),
+    [
+        ("<h1>Something went wrong</h1><p>Please try again in a few minutes.</p>", SWW),
+        ("<h1>Qualcosa è andato storto</h1><p>Riprova tra qualche minuto.</p>", SWW),
+        ("<h1>Trop de requêtes</h1><p>Réessayez dans une minute.</p>", RL),
+        ("<h1>メンテナンス中</h1><p>ご不便をおかけして申し訳ございません。</p>", EP("maintenance")),
+        # A healthy twin: the main content is a listing of results that quote the messages.
+        (
+            "".join(
+                f'<div><a href="/r{i}"><h3>Result {i}</h3></a><p>Oops! Something went wrong.</p></div>'
+                for i in range(4)
+            ),
+            UP,
+        ),
+        # A short article with its chrome: its main content has a structure of its own.
+        ("<article><h1>Something went wrong</h1>" + "<h2>Part</h2><p>Text.</p>" * 5 + "</article>", UP),
+    ],
+    ids=["en", "it", "fr-rate-limit", "ja-maintenance", "results-listing", "article"],
+)
+def test_site_chrome_does_not_make_a_content_page(main: str, expected: tuple[Any, ...]) -> None:
+    # Footer column headings, navigation and a cookie banner are on every page of a site: the
+    # main content decides whether the page says little.
+    assert judge(obs(_chrome_page(main))) == expected
+    assert judge(obs(_chrome_page(main, tag="h4", columns=6))) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("Oops… something went wrong on our side", SWW),
+        ("Sorry, something went wrong. Please try again later.", SWW),
+        ("Whoops! An error occurred, please try again later", SWW),
+        ("¡Uy! Algo ha fallado", SWW),
+        ("Hier ist leider etwas schiefgelaufen.", SWW),
+        ("很抱歉，伺服器發生錯誤", SWW),
+        ("Yah, ada yang salah nih", SWW),
+        ("Xin lỗi, đã có lỗi xảy ra", SWW),
+        ("ขออภัย ระบบขัดข้องชั่วคราว", SWW),
+        ("कुछ गड़बड़ हो गई", SWW),
+        ("We're currently down for scheduled maintenance", EP("maintenance")),
+        ("Wir führen gerade Wartungsarbeiten durch", EP("maintenance")),
+        ("Something went wrong with my order", UP),
+        ("Something went wrong on our end? Read the guide", UP),
+    ],
+)
+def test_phrases_in_a_short_sentence(line: str, expected: tuple[Any, ...]) -> None:
+    assert judge(obs(f"<html><body><h1>{line}</h1><p>Acme</p></body></html>")) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("<h1>Database Error</h1><p>The database has encountered a problem.</p>", EP("database-error")),
+        ("<p>XenForo has experienced an internal SQL error and cannot continue.</p>", EP("database-error")),
+        ("<h1>Erreur</h1><p>Erreur de lecture de la base de données</p>", EP("database-error")),
+        ("<h1>Application error</h1><p>Error reading from database</p>", EP("heroku-application-error")),
+        ("<h1>This function has crashed</h1><p>TypeError at handler</p>", EP("serverless-function-error")),
+        ("<title>Worker threw exception | example.com | Cloudflare</title><h1>Error 1101</h1>"
+         "<p>Worker threw exception</p>", EP("serverless-function-error")),
+        ("<p>Error: could not handle the request</p>", EP("serverless-function-error")),
+        ("<title>Litestar exception page</title><h1>KeyError</h1>", EP("debug-exception-page")),
+        ("<title>Erreur : 500</title><h1>500</h1>", EP("http-5xx-page")),
+        (
+            "<title>Access denied | example.com used Cloudflare to restrict access</title>"
+            "<h1>Error 1015</h1><p>Ray ID: 1234</p><h2>You are being rate limited</h2>"
+            "<p>Cloudflare Ray ID: 1234 • Performance &amp; security by Cloudflare</p>",
+            ("degraded", "rate_limited", "cloudflare-rate-limited"),
+        ),
+    ],
+    ids=["vbulletin", "mybb-like", "moodle-fr", "heroku-first", "netlify", "workers", "cloud-functions",
+         "litestar", "joomla-fr", "cloudflare-1015"],
+)  # fmt: skip
+def test_vendor_error_pages(body: str, expected: tuple[Any, ...]) -> None:
+    assert judge(obs(f"<html><body>{body}</body></html>")) == expected
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        ({"status_code": 503, "detail": "Service Unavailable"}, EP("json-status-error")),
+        ({"statusCode": 500, "error": "Internal Server Error"}, EP("json-error")),
+        ({"Message": "An error has occurred.", "ExceptionMessage": "Timeout"}, SWW),
+        ({"ExceptionMessage": "Timeout expired", "ExceptionType": "SqlException"}, EP("json-error")),
+        ({"fault": "Service temporarily unavailable"}, EP("json-error")),
+        ({"status_code": 200, "detail": "ok", "items": []}, UP),
+        ({"error": {"type": "rate_limit_error", "message": "Slow down a little"}}, RL),
+        ({"error": "Your app sent too many requests per minute"}, RL),
+        ({"ok": False, "error_code": 429, "description": "Flood wait"}, RL),
+        ({"errcode": 45011, "errmsg": "api minute-quota reach limit"}, RL),
+        ({"code": -1015, "msg": "Too many new orders"}, RL),
+        ({"error": {"error_code": 9, "error_msg": "Flood control", "request_params": []}}, RL),
+        ({"error_code": 17, "error_msg": "Open api daily request limit reached", "log_id": 1}, RL),
+        ({"error": "Storage quota exceeded"}, EP("json-error")),
+        ({"error": {"code": 500, "message": "Backend error", "docs": "https://x.example/rate-limits"}},
+         EP("json-error")),
+        ({"data": {"note": "rate limit raised to 100/s"}, "status": "ok"}, UP),
+    ],
+    ids=["litestar-like", "nest-like", "aspnet-webapi", "aspnet-exception", "fault-string", "status-200",
+         "stripe-like", "mid-sentence", "telegram-like", "wechat-45011", "binance-1015", "vk-9", "baidu-17",
+         "storage-quota", "docs-link", "healthy-data"],
+)  # fmt: skip
+def test_json_error_shapes_and_throttling(doc: Any, expected: tuple[Any, ...]) -> None:
+    # A rate-limit signal anywhere in a failing object beats the generic envelope.
+    assert judge(obs(json.dumps(doc), content_type="application/json")) == expected

@@ -45,10 +45,11 @@ FLAGS = re.IGNORECASE | re.MULTILINE
 # see `prober.signatures.match`): "502 Bad Gateway - HTTP | MDN" names a page about the status.
 _LEAD = r"""^[^\w"'«»„「」『』\n]{0,3}(?:(?:errors?|graphql(?:-partial)?-errors|message|status|problem): )?"""
 _SORRY = (
-    "oops|whoops|uh[- ]?oh|oh no|sorry|we'?re sorry|we are sorry|but|error|hmm+|ouch",  # en
-    "oups|d[ée]sol[ée]e?s?|nous sommes d[ée]sol[ée]s|erreur",  # fr
-    "ups|lo sentimos|lo siento|vaya",  # es
-    "hoppla|huch|entschuldigung|leider|fehler",  # de
+    "oops|whoops|uh[- ]?oh|oh (?:no|dear)|sorry|we(?:'?re| are) sorry|"
+    "apologies|but|error|hmm+|ouch|yikes",  # en
+    "oups|a[ïi]e|d[ée]sol[ée]e?s?|nous sommes d[ée]sol[ée]s|erreur",  # fr
+    "ups|uy|lo sentimos|lo siento|vaya|perdón|disculpa(?:s|nos)?",  # es
+    "hoppla|huch|oh nein|ups|entschuldigung|es tut uns leid|leider|fehler",  # de
     "申し訳(?:ありません|ございません)(?:が)?|すみません|エラー",  # ja
     "很?抱歉|对不起|對不起|糟糕|哎呀|错误|錯誤",  # zh-Hans, zh-Hant
     "죄송합니다|이런|앗|오류",  # ko
@@ -60,7 +61,7 @@ _SORRY = (
     "oeps|helaas|fout",  # nl
     "عذر(?:ًا|اً|ا)|عفو(?:ًا|اً|ا)|نأسف|خطأ",  # ar
     "क्षमा करें|माफ़ करें|उफ़|त्रुटि",  # hi
-    "mohon maaf|maaf|aduh|galat",  # id
+    "mohon maaf|maaf|aduh|yah|waduh|ups|galat",  # id
     "rất tiếc|xin lỗi|lỗi|ôi",  # vi
     "ขออภัย|ขอโทษ|อ๊ะ|ข้อผิดพลาด",  # th
 )
@@ -68,7 +69,15 @@ _PREFIX = unicodedata.normalize("NFKC", rf"(?:(?:{'|'.join(_SORRY)})[^\w\n]{{0,4
 # After the phrase: trailing punctuation, or a separator and more (Thai separates sentences with
 # a space); never a question ("Something went wrong? Contact us", "Ein Fehler ist aufgetreten –
 # was nun?" are help pages).
-TAIL = r"(?:[^\w\n?]*$| ?[.!,;…。、।،|·•–—-][^\n]{0,200}(?<!\?)$| (?=[ก-๛])[^\n]{0,200}(?<!\?)$)"
+# A short clause may close the message before that: "Something went wrong on our end", "...
+# please try again later", "Ada yang salah nih", "Une erreur est survenue de notre côté".
+_QUALIFIER = (
+    r"(?: (?:on our (?:end|side)|on our servers?|right now|at the moment|at this time|for now"
+    r"|(?:please )?try again(?: later| in a (?:few minutes|moment|bit))?|de notre côté|por nuestra parte"
+    r"|de nuestro lado|bei uns|auf unserer seite|do nosso lado|da parte nostra|aan onze kant"
+    r"|на нашей стороне|nih|ya|rồi))?"
+)
+TAIL = _QUALIFIER + r"(?:[^\w\n?]*$| ?[.!,;…。、।،|·•–—-][^\n]{0,200}(?<!\?)$| (?=[ก-๛])[^\n]{0,200}(?<!\?)$)"
 STRICT_TAIL = r"(?:[^\w\n?]*$)"
 LINE_TEMPLATE = _LEAD + _PREFIX + "(?:PHRASE)" + TAIL
 
