@@ -189,19 +189,16 @@ async def observe(client: VantageClient, check: Check) -> Observation:
 async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytearray, bool]:
     """Read at most `limit` bytes of the body into one buffer; report whether there was more.
 
-    The buffer is sized by Content-Length when there is one (capped at `limit`) and grows in place
-    otherwise: a body costs its own size, not the chunks and their joined copy (twice as much).
+    The buffer grows as bytes arrive (`+=` on a bytearray is amortised), never by what the target
+    announces: a Content-Length of 64 MiB followed by 10 bytes costs 10 bytes, not 64 MiB per probe.
     """
-    buf = bytearray(min(limit, resp.content_length or 0))
-    size = 0
-    while size < limit:
-        chunk = await resp.content.read(min(_CHUNK, limit - size))
+    buf = bytearray()
+    while len(buf) < limit:
+        chunk = await resp.content.read(min(_CHUNK, limit - len(buf)))
         if not chunk:
             break
-        buf[size : size + len(chunk)] = chunk  # within the preallocated bytes, or appended past them
-        size += len(chunk)
-    del buf[size:]  # a Content-Length that promised more than came
-    truncated = size >= limit and not resp.content.at_eof()
+        buf += chunk
+    truncated = len(buf) >= limit and not resp.content.at_eof()
     if truncated:
         # Unread data must not be drained: closing drops the connection (it is never reused).
         resp.close()

@@ -402,3 +402,30 @@ async def test_the_body_is_read_into_one_buffer(length: str) -> None:
         await runner.cleanup()
     assert obs.bytes == size and not obs.truncated, obs.error
     assert peak < 1.4 * size, f"reading {size} bytes peaked at {peak / size:.2f}x"
+
+
+async def test_memory_follows_the_bytes_received_not_the_announced_length() -> None:
+    # Before: the buffer was preallocated at min(max_body, Content-Length): a target announcing
+    # 64 MiB and sending 10 bytes cost 64 MiB per probe (1.4 GB for 20 probes at once).
+    async def liar(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 67108864\r\n\r\n0123456789")
+        await writer.drain()
+        writer.close()  # 10 bytes of the 64 MiB promised
+
+    server = await asyncio.start_server(liar, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = VantagePool()
+    config = config_for(f"name: b\nurl: http://127.0.0.1:{port}/\nmax_body: 64MiB\ntimeout: 5s")
+    await pool.sync(config.vantages)
+    tracemalloc.start()
+    try:
+        results = await asyncio.gather(*(observe(pool.get("local"), config.checks[0]) for _ in range(5)))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        await pool.close()
+        server.close()
+        await server.wait_closed()
+    assert all(obs.failure == Reason.CONNECT for obs in results), results
+    assert peak < 8 << 20, f"5 probes of a 10-byte body peaked at {peak >> 20} MiB"
