@@ -32,6 +32,7 @@ from prober import __version__
 from prober.classify import classify
 from prober.model import Classification, Observation, Phases, ProbeResult, Reason, Verdict, utcnow
 from prober.redirect import MAX_REDIRECTS, RedirectRefusedError
+from prober.terminal import printable
 from prober.vantage import (
     PhaseClock,
     VantageClient,
@@ -269,10 +270,19 @@ def _protocol_failure(exc: aiohttp.ClientResponseError) -> tuple[Reason, str]:
     """A response that could not be parsed. The target's bytes are never quoted: a redirect may have
     led to an internal service, and whatever it said must not reach the status page."""
     chain = _causes(exc)
-    if any(isinstance(e, BadStatusLine) for e in chain):
+    if any(_bad_status_line(e) for e in chain):
         # An SSH banner, a Redis error, TLS spoken to plain HTTP: the port does not serve HTTP.
         return Reason.CONNECT, "not an HTTP response: the first line is not an HTTP status line"
     return Reason.HTTP_STATUS, f"malformed HTTP response: {_parser_complaint(chain)}"
+
+
+def _bad_status_line(exc: BaseException) -> bool:
+    """Whether the parser refused the first line. aiohttp hands on a copy of its parser's error
+    (an `HttpProcessingError`), and under uvloop the original (`BadStatusLine`) may not be chained
+    to it: llhttp's own words, at the start of the copy's message, say it as well."""
+    if isinstance(exc, BadStatusLine):
+        return True
+    return isinstance(exc, HttpProcessingError) and str(exc.message).lstrip().startswith("Bad status line")
 
 
 def _payload_failure(exc: aiohttp.ClientPayloadError) -> tuple[Reason, str]:
@@ -389,7 +399,9 @@ async def probe_check(
         latency_ms=obs.latency_ms,
         phases=obs.phases,
         bytes=obs.bytes,
-        error=None if error is None else redact(error),
+        # The target chooses some of these words (a Retry-After, a title): no control character
+        # reaches the database, the page or a terminal.
+        error=None if error is None else printable(redact(error)),
         cert_days=obs.cert_days,
     )
 
