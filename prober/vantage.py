@@ -9,7 +9,7 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -53,6 +53,7 @@ class ProbeRecord:
     not_after: float | None = None  # epoch seconds of the leaf certificate's expiry
     addresses: list[str] = field(default_factory=list)  # what the current hop's name resolved to
     guard: RedirectGuard | None = None  # None when redirects are not followed
+    connected: bool = False  # a connection to the target (a tunnel through a SOCKS proxy) was made
 
 
 class _TimedSSLObject(ssl.SSLObject):
@@ -158,8 +159,6 @@ class _VantageResolver(AbstractResolver):
         record = _RECORD.get()
         if record is not None:
             record.addresses = [h["host"] for h in hosts]
-            if record.guard is not None:
-                record.guard.resolved(host, record.addresses)  # may refuse a redirect's address
         return hosts
 
     @property
@@ -249,7 +248,9 @@ class VantageClient:
                 # system resolver without rdns): the vantage's resolver must answer, and be timed.
                 connector._resolver = self._resolver
             return connector
-        return aiohttp.TCPConnector(**kwargs)
+        connector = _ProbeConnector(**kwargs)
+        connector.judged = self.http_proxy is None
+        return connector
 
     @property
     def resolver_servers(self) -> str | None:
@@ -266,6 +267,43 @@ class VantageClient:
         if self._resolver is not None:
             await self._resolver.close()
             self._resolver = None
+
+
+async def _guarded_connect(
+    connect: Callable[..., Awaitable[tuple[asyncio.Transport, Any]]],
+    *args: Any,
+    addr_infos: list[Any],
+    judged: bool,
+    through_proxy: bool = False,
+    **kwargs: Any,
+) -> tuple[asyncio.Transport, Any]:
+    """Connect for the probe running in this task, only to addresses its redirect policy allows.
+
+    `judged`: the addresses are the target's (not an HTTP proxy's). Judged here, on what the
+    connection is really made to, the policy holds however a redirect spelled its host.
+    `through_proxy`: a SOCKS proxy was asked to reach the first address; the peer is the proxy.
+    """
+    record = _RECORD.get()
+    guard = None if record is None or not judged else record.guard
+    if guard is not None and guard.hops:
+        allowed = set(guard.admit([info[4][0] for info in addr_infos]))
+        addr_infos = [info for info in addr_infos if info[4][0] in allowed]
+    transport, protocol = await connect(*args, addr_infos=addr_infos, **kwargs)
+    if record is not None and judged:
+        record.connected = True
+        if guard is not None:
+            peer = None if through_proxy else transport.get_extra_info("peername")
+            guard.connected(peer[0] if peer else addr_infos[0][4][0])
+    return transport, protocol
+
+
+class _ProbeConnector(aiohttp.TCPConnector):
+    """aiohttp's connector, connecting only where the probe's redirect policy allows."""
+
+    judged = True  # False with an HTTP proxy: every connection goes to the proxy
+
+    async def _wrap_create_connection(self, *args: Any, **kwargs: Any) -> tuple[asyncio.Transport, Any]:
+        return await _guarded_connect(super()._wrap_create_connection, *args, judged=self.judged, **kwargs)
 
 
 def _socks_connector(url: str, **kwargs: Any) -> aiohttp.TCPConnector:
@@ -301,6 +339,11 @@ def _socks_connector(url: str, **kwargs: Any) -> aiohttp.TCPConnector:
             transport.set_protocol(protocol)
             protocol.connection_made(transport)
             return transport, protocol
+
+        async def _wrap_create_connection(self, *args: Any, **kwargs: Any) -> tuple[asyncio.Transport, Any]:
+            # The peer is the proxy; the address judged is the one the proxy was asked to reach.
+            connect = super()._wrap_create_connection
+            return await _guarded_connect(connect, *args, judged=True, through_proxy=True, **kwargs)
 
     connector: aiohttp.TCPConnector = BoundProxyConnector.from_url(url, **kwargs)
     return connector
