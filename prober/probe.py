@@ -83,6 +83,7 @@ async def observe(client: VantageClient, check: Check) -> Observation:
     clock = PhaseClock()
     tls = start_probe_record(check.follow_redirects, client.classify, _host(check.url))
     started = time.perf_counter()
+    since = time.monotonic()
     url = check.display_url
 
     def phases() -> Phases:
@@ -136,7 +137,13 @@ async def observe(client: VantageClient, check: Check) -> Observation:
     except TimeoutError:
         servers = client.resolver_servers
         if clock.resolving and servers is not None:
-            # The vantage's DNS server is silent; c-ares would say so too, had the deadline been longer.
+            # Silent for this name: the name's own DNS servers may be dead (the target's outage, as
+            # in 2021), or the vantage's resolver may be: it tells which by answering anything.
+            if await client.resolver_alive(since):
+                return failed(
+                    Reason.DNS,
+                    f"the name did not resolve within {check.timeout:g}s; {servers} answers other names",
+                )
             return failed(Reason.VANTAGE, f"resolver {servers} did not answer within {check.timeout:g}s")
         stage = _stage(clock, tls)
         return failed(Reason.TIMEOUT, f"no complete response within {check.timeout:g}s ({stage})")
