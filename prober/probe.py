@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 # Errors of this machine, not of the target: never counted against the target.
 _LOCAL_EXHAUSTION = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _CHUNK = 64 * 1024
+_NAME_ANSWERED = frozenset({1, 4})  # c-ares: ARES_ENODATA, ARES_ENOTFOUND (NXDOMAIN)
 
 # Realistic clients: a web check is a desktop browser, a mobile check is the mobile app's HTTP stack.
 USER_AGENTS = {
@@ -93,7 +94,7 @@ async def observe(client: VantageClient, check: Check) -> Observation:
             connect = max(connect - tls_ms, 0.0)  # connection_create spans TCP and TLS
         return Phases(clock.dns_ms, connect, tls_ms, clock.ttfb_ms)
 
-    def failed(reason: Reason, error: str, status: int | None = None) -> Observation:
+    def failed(reason: Reason, error: str, status: int | None = None, reached: bool = False) -> Observation:
         return Observation(
             url=url,
             status=status,
@@ -101,6 +102,8 @@ async def observe(client: VantageClient, check: Check) -> Observation:
             phases=phases(),
             failure=reason,
             error=error,
+            # A connection to the target was made (the TLS handshake began on one): a peer answered.
+            reached=reached or tls.connected or tls.started is not None or tls.finished is not None,
         )
 
     try:
@@ -171,11 +174,14 @@ async def observe(client: VantageClient, check: Check) -> Observation:
     except aiohttp.ClientConnectorDNSError as exc:
         if isinstance(exc.os_error, VantageUnavailableError):
             return failed(Reason.VANTAGE, str(exc.os_error))
-        return failed(Reason.DNS, f"cannot resolve {exc.host}: {_os_message(exc)}")
+        # NXDOMAIN or no such record: the name's own servers answered, beyond this machine.
+        said = getattr(exc.os_error.__cause__, "args", (None,))[0] in _NAME_ANSWERED
+        return failed(Reason.DNS, f"cannot resolve {exc.host}: {_os_message(exc)}", reached=said)
     except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError, ssl.SSLError) as exc:
         return failed(Reason.TLS, _tls_message(exc))
     except aiohttp.ClientConnectorError as exc:
-        return failed(*_connect_failure(exc, client, tls.addresses))
+        refused = exc.os_error.errno in (errno.ECONNREFUSED, errno.ECONNRESET) and not client.http_proxy
+        return failed(*_connect_failure(exc, client, tls.addresses), reached=refused)
     except aiohttp.ServerDisconnectedError:
         return failed(Reason.CONNECT, "connection closed by the target before a complete response")
     except aiohttp.ClientOSError as exc:
