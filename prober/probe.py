@@ -106,6 +106,15 @@ async def observe(client: VantageClient, check: Check) -> Observation:
             reached=reached or tls.connected or tls.started is not None or tls.finished is not None,
         )
 
+    def before_tunnel() -> bool:
+        # Through a proxy, nothing of the target's is seen before the tunnel is up (the SOCKS
+        # handshake done, the TLS handshake begun through CONNECT) or, for http:// through an HTTP
+        # proxy, before a status line: a proxy reports what happened to the target in its own
+        # words (407, 502, 504; SOCKS replies 3-5); a reset or garbage instead is the proxy's fault.
+        return bool(client.vantage.proxy) and not (
+            tls.connected or tls.started is not None or tls.finished is not None or clock.ttfb_ms is not None
+        )
+
     try:
         async with asyncio.timeout(check.timeout):
             async with client.session().request(
@@ -182,18 +191,24 @@ async def observe(client: VantageClient, check: Check) -> Observation:
     except aiohttp.ClientConnectorError as exc:
         refused = exc.os_error.errno in (errno.ECONNREFUSED, errno.ECONNRESET) and not client.http_proxy
         return failed(*_connect_failure(exc, client, tls.addresses), reached=refused)
-    except aiohttp.ServerDisconnectedError:
-        return failed(Reason.CONNECT, "connection closed by the target before a complete response")
-    except aiohttp.ClientOSError as exc:
-        return failed(Reason.CONNECT, f"connection lost: {_os_message(exc)}")
-    except aiohttp.ClientPayloadError as exc:
-        return failed(*_payload_failure(exc))
-    except aiohttp.ClientResponseError as exc:
-        return failed(*_protocol_failure(exc))
-    except aiohttp.ClientConnectionError as exc:
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientConnectionError) as exc:
+        if before_tunnel():
+            return failed(
+                Reason.VANTAGE, f"the proxy broke the connection before reaching the target: {exc!r:.120}"
+            )
+        if isinstance(exc, aiohttp.ServerDisconnectedError):
+            return failed(Reason.CONNECT, "connection closed by the target before a complete response")
+        if isinstance(exc, aiohttp.ClientOSError):
+            return failed(Reason.CONNECT, f"connection lost: {_os_message(exc)}")
         # "Cannot write to closing transport": the target reset or closed the connection while the
         # request was being written (a banner-and-close server, a reset under load). Its fault.
         return failed(Reason.CONNECT, f"connection lost while sending the request: {_short(exc, 120)}")
+    except aiohttp.ClientPayloadError as exc:
+        return failed(*_payload_failure(exc))
+    except aiohttp.ClientResponseError as exc:
+        if before_tunnel():
+            return failed(Reason.VANTAGE, "the proxy did not answer in HTTP before reaching the target")
+        return failed(*_protocol_failure(exc))
     except aiohttp.InvalidURL as exc:
         return failed(Reason.INTERNAL, f"invalid URL: {exc}")
     except Exception as exc:  # a probe is data: whatever went wrong is recorded, never raised

@@ -18,6 +18,7 @@ import shutil
 import socket
 import sqlite3
 import ssl
+import struct
 import subprocess
 import sys
 import textwrap
@@ -942,3 +943,36 @@ async def test_a_resolver_silent_for_one_name_is_the_targets_dns(path: str) -> N
         await runner.cleanup()
     assert outcome(result) == (Verdict.DOWN, Reason.DNS), result
     assert "answers other names" in (result.error or "")
+
+
+@pytest.mark.parametrize("scheme", ["http", "socks5"])
+@pytest.mark.parametrize("misbehaviour", ["reset", "banner"])
+@pytest.mark.parametrize("target", ["http", "https"])
+async def test_a_broken_proxy_is_the_vantages_fault(scheme: str, misbehaviour: str, target: str) -> None:
+    # A proxy that accepts, then resets or speaks something else, before any tunnel to the target:
+    # before, down/connect or down/http_status for every target behind it.
+    async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        if misbehaviour == "banner":
+            writer.write(b"SSH-2.0-OpenSSH_9.6\r\n")
+            await writer.drain()
+            writer.close()
+        else:
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+
+    server = await asyncio.start_server(broken, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        cfg = config(f"""
+            vantages:
+              px: {{proxy: "{scheme}://127.0.0.1:{port}"}}
+            checks:
+              - {{name: app, url: "{target}://127.0.0.1:9/", timeout: 3s}}
+            """)
+        result = await probe_one(cfg)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert outcome(result) == VANTAGE, result
