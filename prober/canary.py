@@ -1,10 +1,14 @@
 """Canaries: URLs that are always up, asked whether a vantage still reaches the internet.
 
 When a check fails from a vantage without any HTTP answer (dns, connect, tls, timeout), the
-vantage's canaries are probed. If none of them answers either, the vantage has lost its network,
-not the target its service: the result becomes unknown/vantage, so prober losing its own network
-opens no incident. A canary counts as answering when any HTTP response comes back, whatever its
-status: that is enough to show the network works.
+vantage's canaries are probed. If none of them reaches anything either, the vantage has lost its
+network, not the target its service: the result becomes unknown/vantage, so prober losing its own
+network opens no incident. A canary shows the network works when it reached a peer, whatever the
+peer said: any HTTP response whatever its status, a connection made (then reset, refused TLS or
+never answered), a connection refused or reset, an NXDOMAIN from the name's servers. Only failures
+that show no network leave a canary unanswered: the resolver unreachable or silent, no route, a
+connection attempt that timed out, a local address that cannot be used, a SERVFAIL (what a local
+resolver without upstream says).
 
 The window. A round of canary probes that answered clears a failed result only if it started
 after that probe did: the network worked while the target failed. A round that failed explains the
@@ -23,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 
 from prober.config import Check
 from prober.model import Observation, ProbeResult, Reason, Verdict, utcnow
+from prober.terminal import printable
 
 CANARY_TIMEOUT = 5.0  # seconds; a canary that is always up answers well within it
 FRESH = timedelta(seconds=2)
@@ -40,7 +45,7 @@ class CanaryRound:
     """One round of probes of a vantage's canaries."""
 
     started: datetime
-    answered: bool  # at least one canary got an HTTP response
+    answered: bool  # at least one canary reached a peer
     detail: str  # what each canary got, for the error of the results it explains
 
 
@@ -79,7 +84,10 @@ class Canaries:
             return result
         error = f"vantage offline: its canaries failed too ({canaries.detail}); {result.error or ''}"
         return replace(
-            result, verdict=Verdict.UNKNOWN, reason=Reason.VANTAGE, error=redact(error.rstrip("; "))
+            result,
+            verdict=Verdict.UNKNOWN,
+            reason=Reason.VANTAGE,
+            error=printable(redact(error.rstrip("; "))),  # a canary's error may hold a target's words
         )
 
     async def _round_for(self, since: datetime, observe: Observe) -> CanaryRound:
@@ -103,7 +111,7 @@ class Canaries:
     async def _probe(self, started: datetime, observe: Observe) -> CanaryRound:
         await asyncio.sleep(max((started - utcnow()).total_seconds(), 0))  # MIN_GAP after the last round
         seen = await asyncio.gather(*(observe(check) for check in self.checks))
-        answered = any(obs.status is not None for obs in seen)
+        answered = any(obs.status is not None or obs.reached for obs in seen)
         detail = "; ".join(
             f"{check.url}: {obs.status if obs.status is not None else obs.failure} {obs.error or ''}".strip()
             for check, obs in zip(self.checks, seen, strict=True)

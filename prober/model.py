@@ -111,6 +111,9 @@ class Observation:
     cert_days: float | None = None  # days until the leaf certificate expires
     failure: Reason | None = None  # transport-level failure: no response to judge
     error: str | None = None
+    # A failure that shows this machine's network works all the same: a peer refused or reset the
+    # connection, a connection was made (then failed), the name's own servers said NXDOMAIN.
+    reached: bool = False
 
     @property
     def content_type(self) -> str:

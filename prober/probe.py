@@ -32,6 +32,7 @@ from prober import __version__
 from prober.classify import classify
 from prober.model import Classification, Observation, Phases, ProbeResult, Reason, Verdict, utcnow
 from prober.redirect import MAX_REDIRECTS, RedirectRefusedError
+from prober.terminal import printable
 from prober.vantage import (
     PhaseClock,
     VantageClient,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 # Errors of this machine, not of the target: never counted against the target.
 _LOCAL_EXHAUSTION = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _CHUNK = 64 * 1024
+_NAME_ANSWERED = frozenset({1, 4})  # c-ares: ARES_ENODATA, ARES_ENOTFOUND (NXDOMAIN)
 
 # Realistic clients: a web check is a desktop browser, a mobile check is the mobile app's HTTP stack.
 USER_AGENTS = {
@@ -82,6 +84,7 @@ async def observe(client: VantageClient, check: Check) -> Observation:
     clock = PhaseClock()
     tls = start_probe_record(check.follow_redirects, client.classify, _host(check.url))
     started = time.perf_counter()
+    since = time.monotonic()
     url = check.display_url
 
     def phases() -> Phases:
@@ -91,7 +94,7 @@ async def observe(client: VantageClient, check: Check) -> Observation:
             connect = max(connect - tls_ms, 0.0)  # connection_create spans TCP and TLS
         return Phases(clock.dns_ms, connect, tls_ms, clock.ttfb_ms)
 
-    def failed(reason: Reason, error: str, status: int | None = None) -> Observation:
+    def failed(reason: Reason, error: str, status: int | None = None, reached: bool = False) -> Observation:
         return Observation(
             url=url,
             status=status,
@@ -99,6 +102,17 @@ async def observe(client: VantageClient, check: Check) -> Observation:
             phases=phases(),
             failure=reason,
             error=error,
+            # A connection to the target was made (the TLS handshake began on one): a peer answered.
+            reached=reached or tls.connected or tls.started is not None or tls.finished is not None,
+        )
+
+    def before_tunnel() -> bool:
+        # Through a proxy, nothing of the target's is seen before the tunnel is up (the SOCKS
+        # handshake done, the TLS handshake begun through CONNECT) or, for http:// through an HTTP
+        # proxy, before a status line: a proxy reports what happened to the target in its own
+        # words (407, 502, 504; SOCKS replies 3-5); a reset or garbage instead is the proxy's fault.
+        return bool(client.vantage.proxy) and not (
+            tls.connected or tls.started is not None or tls.finished is not None or clock.ttfb_ms is not None
         )
 
     try:
@@ -135,7 +149,13 @@ async def observe(client: VantageClient, check: Check) -> Observation:
     except TimeoutError:
         servers = client.resolver_servers
         if clock.resolving and servers is not None:
-            # The vantage's DNS server is silent; c-ares would say so too, had the deadline been longer.
+            # Silent for this name: the name's own DNS servers may be dead (the target's outage, as
+            # in 2021), or the vantage's resolver may be: it tells which by answering anything.
+            if await client.resolver_alive(since):
+                return failed(
+                    Reason.DNS,
+                    f"the name did not resolve within {check.timeout:g}s; {servers} answers other names",
+                )
             return failed(Reason.VANTAGE, f"resolver {servers} did not answer within {check.timeout:g}s")
         stage = _stage(clock, tls)
         return failed(Reason.TIMEOUT, f"no complete response within {check.timeout:g}s ({stage})")
@@ -163,23 +183,32 @@ async def observe(client: VantageClient, check: Check) -> Observation:
     except aiohttp.ClientConnectorDNSError as exc:
         if isinstance(exc.os_error, VantageUnavailableError):
             return failed(Reason.VANTAGE, str(exc.os_error))
-        return failed(Reason.DNS, f"cannot resolve {exc.host}: {_os_message(exc)}")
+        # NXDOMAIN or no such record: the name's own servers answered, beyond this machine.
+        said = getattr(exc.os_error.__cause__, "args", (None,))[0] in _NAME_ANSWERED
+        return failed(Reason.DNS, f"cannot resolve {exc.host}: {_os_message(exc)}", reached=said)
     except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError, ssl.SSLError) as exc:
         return failed(Reason.TLS, _tls_message(exc))
     except aiohttp.ClientConnectorError as exc:
-        return failed(*_connect_failure(exc, client, tls.addresses))
-    except aiohttp.ServerDisconnectedError:
-        return failed(Reason.CONNECT, "connection closed by the target before a complete response")
-    except aiohttp.ClientOSError as exc:
-        return failed(Reason.CONNECT, f"connection lost: {_os_message(exc)}")
-    except aiohttp.ClientPayloadError as exc:
-        return failed(*_payload_failure(exc))
-    except aiohttp.ClientResponseError as exc:
-        return failed(*_protocol_failure(exc))
-    except aiohttp.ClientConnectionError as exc:
+        refused = exc.os_error.errno in (errno.ECONNREFUSED, errno.ECONNRESET) and not client.http_proxy
+        return failed(*_connect_failure(exc, client, tls.addresses), reached=refused)
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientConnectionError) as exc:
+        if before_tunnel():
+            return failed(
+                Reason.VANTAGE, f"the proxy broke the connection before reaching the target: {exc!r:.120}"
+            )
+        if isinstance(exc, aiohttp.ServerDisconnectedError):
+            return failed(Reason.CONNECT, "connection closed by the target before a complete response")
+        if isinstance(exc, aiohttp.ClientOSError):
+            return failed(Reason.CONNECT, f"connection lost: {_os_message(exc)}")
         # "Cannot write to closing transport": the target reset or closed the connection while the
         # request was being written (a banner-and-close server, a reset under load). Its fault.
         return failed(Reason.CONNECT, f"connection lost while sending the request: {_short(exc, 120)}")
+    except aiohttp.ClientPayloadError as exc:
+        return failed(*_payload_failure(exc))
+    except aiohttp.ClientResponseError as exc:
+        if before_tunnel():
+            return failed(Reason.VANTAGE, "the proxy did not answer in HTTP before reaching the target")
+        return failed(*_protocol_failure(exc))
     except aiohttp.InvalidURL as exc:
         return failed(Reason.INTERNAL, f"invalid URL: {exc}")
     except Exception as exc:  # a probe is data: whatever went wrong is recorded, never raised
@@ -189,19 +218,16 @@ async def observe(client: VantageClient, check: Check) -> Observation:
 async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytearray, bool]:
     """Read at most `limit` bytes of the body into one buffer; report whether there was more.
 
-    The buffer is sized by Content-Length when there is one (capped at `limit`) and grows in place
-    otherwise: a body costs its own size, not the chunks and their joined copy (twice as much).
+    The buffer grows as bytes arrive (`+=` on a bytearray is amortised), never by what the target
+    announces: a Content-Length of 64 MiB followed by 10 bytes costs 10 bytes, not 64 MiB per probe.
     """
-    buf = bytearray(min(limit, resp.content_length or 0))
-    size = 0
-    while size < limit:
-        chunk = await resp.content.read(min(_CHUNK, limit - size))
+    buf = bytearray()
+    while len(buf) < limit:
+        chunk = await resp.content.read(min(_CHUNK, limit - len(buf)))
         if not chunk:
             break
-        buf[size : size + len(chunk)] = chunk  # within the preallocated bytes, or appended past them
-        size += len(chunk)
-    del buf[size:]  # a Content-Length that promised more than came
-    truncated = size >= limit and not resp.content.at_eof()
+        buf += chunk
+    truncated = len(buf) >= limit and not resp.content.at_eof()
     if truncated:
         # Unread data must not be drained: closing drops the connection (it is never reused).
         resp.close()
@@ -272,10 +298,19 @@ def _protocol_failure(exc: aiohttp.ClientResponseError) -> tuple[Reason, str]:
     """A response that could not be parsed. The target's bytes are never quoted: a redirect may have
     led to an internal service, and whatever it said must not reach the status page."""
     chain = _causes(exc)
-    if any(isinstance(e, BadStatusLine) for e in chain):
+    if any(_bad_status_line(e) for e in chain):
         # An SSH banner, a Redis error, TLS spoken to plain HTTP: the port does not serve HTTP.
         return Reason.CONNECT, "not an HTTP response: the first line is not an HTTP status line"
     return Reason.HTTP_STATUS, f"malformed HTTP response: {_parser_complaint(chain)}"
+
+
+def _bad_status_line(exc: BaseException) -> bool:
+    """Whether the parser refused the first line. aiohttp hands on a copy of its parser's error
+    (an `HttpProcessingError`), and under uvloop the original (`BadStatusLine`) may not be chained
+    to it: llhttp's own words, at the start of the copy's message, say it as well."""
+    if isinstance(exc, BadStatusLine):
+        return True
+    return isinstance(exc, HttpProcessingError) and str(exc.message).lstrip().startswith("Bad status line")
 
 
 def _payload_failure(exc: aiohttp.ClientPayloadError) -> tuple[Reason, str]:
@@ -392,7 +427,9 @@ async def probe_check(
         latency_ms=obs.latency_ms,
         phases=obs.phases,
         bytes=obs.bytes,
-        error=None if error is None else redact(error),
+        # The target chooses some of these words (a Retry-After, a title): no control character
+        # reaches the database, the page or a terminal.
+        error=None if error is None else printable(redact(error)),
         cert_days=obs.cert_days,
     )
 

@@ -3,18 +3,25 @@
 A probe follows at most `MAX_REDIRECTS` redirects, only to http:// and https://. A target reached
 at a public address must not lead the prober into its own network: a redirect from a public
 address to a loopback, private, link-local or otherwise internal one is refused (down/redirect),
-unless the check says `follow_redirects: any`. The check's first address is the reference, so a
-target that is itself internal (a loopback test server, an intranet page) may redirect internally.
+unless the check says `follow_redirects: any`. The reference is the address the first request
+was actually sent to, so a target that is itself internal (a loopback test server, an intranet
+page) may redirect internally, and a public name with one private record among its addresses
+does not thereby become internal.
 
-Everything here is pure; `prober.vantage` applies it where the addresses become known: when the
-vantage's resolver answers for a redirect's host, and when a redirect names an IP address.
+Addresses are judged when a connection is about to be made, on the very addresses it will be made
+to: however a redirect spells its host (IDNA or punycode, a trailing dot or two, an IP address in
+octal), what counts is where the connection goes. An address a redirect may not reach is never
+connected to; when none is left, the redirect is refused. Through a proxy that resolves names
+itself, only addresses written in a redirect's URL can be judged.
+
+Everything here is pure; `prober.vantage` applies it where the addresses become known.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 from prober.model import ProberError
@@ -68,42 +75,58 @@ class RedirectGuard:
 
     follow: FollowRedirects
     classify: AddressClassifier = address_class
-    host: str | None = None  # the host of the current hop, as in its URL
+    host: str | None = None  # the host of the current hop, as in its URL (for messages)
     hops: int = 0  # redirects followed so far
-    first_addresses: list[str] = field(default_factory=list)  # what the first host resolved to
-    reference: str | None = None
+    reference: str | None = None  # the class of the address the first request went to
 
-    def resolved(self, host: str, addresses: Iterable[str]) -> None:
-        """The vantage's resolver answered for `host`; refuse a redirect to an internal address."""
-        if host != self.host:  # a proxy's name, not the target's
-            return
-        if self.hops == 0:
-            self.first_addresses = list(addresses)
-        elif self.follow != "any":
-            for address in addresses:
-                self._judge(host, address)
+    def admit(self, addresses: Sequence[str]) -> list[str]:
+        """Of the addresses a connection for the current hop would try, those the policy allows.
+
+        Raises RedirectRefusedError when none is left. Names (a proxy resolves them) pass.
+        """
+        if self.hops == 0 or self.follow == "any":
+            return list(addresses)
+        reference = self.reference or PUBLIC
+        kept: list[str] = []
+        refused = ""
+        for address in addresses:
+            kind = self.classify(address)
+            if kind == "invalid" or may_follow(reference, kind):
+                kept.append(address)
+            else:
+                refused = refused or kind
+        if not kept:
+            raise self._refusal(refused or "invalid", self.host or "", addresses[0] if addresses else "")
+        return kept
+
+    def connected(self, address: str) -> None:
+        """A connection for the current hop reached `address`; the first hop's is the reference."""
+        if self.hops == 0 and self.reference is None:
+            kind = self.classify(address)
+            if kind != "invalid":  # a name: a proxy connected to it, not this machine
+                self.reference = PUBLIC if kind == PUBLIC else "internal"
 
     def redirected(self, from_host: str, to_host: str | None, to_is_address: bool) -> None:
         """A redirect from `from_host` to `to_host` (None: the same host) is about to be followed."""
-        if self.hops == 0:
-            self.reference = self._reference(from_host)
+        if self.hops == 0 and self.reference is None:
+            # No connection of this machine's reached the target (a proxy did): its URL's address
+            # if it has one, else the strictest assumption, public.
+            kind = self.classify(from_host.strip("[]"))
+            self.reference = PUBLIC if kind in (PUBLIC, "invalid") else "internal"
         self.hops += 1
         self.host = to_host or from_host
         if to_is_address and self.follow != "any":
-            self._judge(self.host, self.host)
+            address = self.host.strip("[]")
+            kind = self.classify(address)
+            if not may_follow(self.reference or PUBLIC, kind):
+                raise self._refusal(kind, self.host, address)
 
-    def _reference(self, host: str) -> str:
-        classes = [self.classify(a) for a in self.first_addresses or [host]]
-        if all(c == "invalid" for c in classes):
-            # A name this vantage did not resolve (a proxy did): assume the strictest, public.
-            return PUBLIC
-        return PUBLIC if all(c == PUBLIC for c in classes) else "internal"
-
-    def _judge(self, host: str, address: str) -> None:
-        kind = self.classify(address)
-        if not may_follow(self.reference or PUBLIC, kind):
-            shown = host.strip("[]") if host.strip("[]") == address else host
-            raise RedirectRefusedError(
-                f"redirect from a public address to a {kind} address ({shown}) refused "
-                "(follow_redirects: any allows it)"
-            )
+    @staticmethod
+    def _refusal(kind: str, host: str, address: str) -> RedirectRefusedError:
+        shown = host.strip("[]")
+        if address and address != shown:
+            shown = f"{shown}, {address}"
+        return RedirectRefusedError(
+            f"redirect from a public address to a {kind} address ({shown}) refused "
+            "(follow_redirects: any allows it)"
+        )

@@ -9,11 +9,12 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+import aiodns
 import aiohttp
 from aiohttp.abc import AbstractResolver
 from aiohttp.helpers import is_ip_address
@@ -38,6 +39,12 @@ _RESOLVER_DOWN = {
     11: "could not be contacted",  # ARES_ECONNREFUSED: "Could not contact DNS servers"; no route too
     12: "did not answer",  # ARES_ETIMEOUT
 }
+_ETIMEOUT = 12  # c-ares: no answer in time, from a server that may be dead or only slow for this name
+# Any answer to a cheap question (". NS"; even NXDOMAIN or REFUSED) shows the DNS servers are alive.
+# It is asked once a lookup has waited LIVENESS_DELAY, so that its answer is known by the time the
+# probe's deadline comes: a silent resolver delays a probe by at most LIVENESS_TIMEOUT.
+LIVENESS_DELAY = 0.5  # seconds
+LIVENESS_TIMEOUT = 1.0
 # connect() errors that may come from this machine (no route out, a local firewall) or from afar
 # (an ICMP unreachable from the target's network): a route lookup tells them apart.
 _MAYBE_LOCAL = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EACCES})
@@ -53,6 +60,7 @@ class ProbeRecord:
     not_after: float | None = None  # epoch seconds of the leaf certificate's expiry
     addresses: list[str] = field(default_factory=list)  # what the current hop's name resolved to
     guard: RedirectGuard | None = None  # None when redirects are not followed
+    connected: bool = False  # a connection to the target (a tunnel through a SOCKS proxy) was made
 
 
 class _TimedSSLObject(ssl.SSLObject):
@@ -140,11 +148,18 @@ class _VantageResolver(AbstractResolver):
         # until c-ares is done with it, so closing can wait for it rather than leave a callback
         # aimed at a loop that may be closed by then.
         self._lookups: set[asyncio.Task[Any]] = set()
+        # When the servers last answered anything: a server that answers others while silent for
+        # one name is alive, the name's own servers are dead (the target's dns), not the vantage's.
+        self._last_answer = float("-inf")  # time.monotonic()
+        self._liveness: asyncio.Task[bool] | None = None
+        self._liveness_started = float("-inf")
 
     async def resolve(self, host: str, port: int = 0, family: Any = 0) -> Any:
+        started = time.monotonic()
         lookup = asyncio.ensure_future(self._inner.resolve(host, port, family))
         self._lookups.add(lookup)
         lookup.add_done_callback(self._lookups.discard)
+        slow = asyncio.get_running_loop().call_later(LIVENESS_DELAY, self._liveness_for, started)
         try:
             hosts = await asyncio.shield(lookup)
         except asyncio.CancelledError:
@@ -152,15 +167,52 @@ class _VantageResolver(AbstractResolver):
             raise
         except OSError as exc:
             code = getattr(exc.__cause__, "args", (None,))[0]
+            if code == _ETIMEOUT and await self.alive(started):
+                raise OSError(f"no answer for this name; {self.servers} answers other names") from exc
             if code in _RESOLVER_DOWN:
                 raise VantageUnavailableError(f"resolver {self.servers} {_RESOLVER_DOWN[code]}") from exc
+            self._last_answer = time.monotonic()  # NXDOMAIN, SERVFAIL, no data: an answer all the same
             raise
+        finally:
+            slow.cancel()
+        self._last_answer = time.monotonic()
         record = _RECORD.get()
         if record is not None:
             record.addresses = [h["host"] for h in hosts]
-            if record.guard is not None:
-                record.guard.resolved(host, record.addresses)  # may refuse a redirect's address
         return hosts
+
+    async def alive(self, since: float) -> bool:
+        """Whether the DNS servers answered anything since `since` (monotonic), asking if need be.
+
+        One question at a time is shared by every lookup that waits for it; its answer holds for
+        lookups that started before it was asked.
+        """
+        task = self._liveness_for(since)
+        return True if task is None else await asyncio.shield(task)
+
+    def _liveness_for(self, since: float) -> asyncio.Task[bool] | None:
+        """The question whose answer tells whether the servers lived since `since`; None: they answered."""
+        if self._last_answer >= since:
+            return None
+        task = self._liveness
+        if task is None or (task.done() and self._liveness_started < since):
+            self._liveness_started = time.monotonic()
+            task = self._liveness = asyncio.ensure_future(self._ask())
+            self._lookups.add(task)
+            task.add_done_callback(self._lookups.discard)
+        return task
+
+    async def _ask(self) -> bool:
+        try:
+            async with asyncio.timeout(LIVENESS_TIMEOUT):
+                await self._inner._resolver.query_dns(".", "NS")
+        except TimeoutError:
+            return False
+        except aiodns.error.DNSError as exc:
+            if exc.args and exc.args[0] in (_ETIMEOUT, 11, 24):  # silent, unreachable, cancelled
+                return False
+        self._last_answer = time.monotonic()
+        return True
 
     @property
     def servers(self) -> str:
@@ -249,7 +301,13 @@ class VantageClient:
                 # system resolver without rdns): the vantage's resolver must answer, and be timed.
                 connector._resolver = self._resolver
             return connector
-        return aiohttp.TCPConnector(**kwargs)
+        connector = _ProbeConnector(**kwargs)
+        connector.judged = self.http_proxy is None
+        return connector
+
+    async def resolver_alive(self, since: float) -> bool:
+        """Whether this vantage's DNS servers answered anything since `since` (time.monotonic())."""
+        return self._resolver is not None and await self._resolver.alive(since)
 
     @property
     def resolver_servers(self) -> str | None:
@@ -266,6 +324,43 @@ class VantageClient:
         if self._resolver is not None:
             await self._resolver.close()
             self._resolver = None
+
+
+async def _guarded_connect(
+    connect: Callable[..., Awaitable[tuple[asyncio.Transport, Any]]],
+    *args: Any,
+    addr_infos: list[Any],
+    judged: bool,
+    through_proxy: bool = False,
+    **kwargs: Any,
+) -> tuple[asyncio.Transport, Any]:
+    """Connect for the probe running in this task, only to addresses its redirect policy allows.
+
+    `judged`: the addresses are the target's (not an HTTP proxy's). Judged here, on what the
+    connection is really made to, the policy holds however a redirect spelled its host.
+    `through_proxy`: a SOCKS proxy was asked to reach the first address; the peer is the proxy.
+    """
+    record = _RECORD.get()
+    guard = None if record is None or not judged else record.guard
+    if guard is not None and guard.hops:
+        allowed = set(guard.admit([info[4][0] for info in addr_infos]))
+        addr_infos = [info for info in addr_infos if info[4][0] in allowed]
+    transport, protocol = await connect(*args, addr_infos=addr_infos, **kwargs)
+    if record is not None and judged:
+        record.connected = True
+        if guard is not None:
+            peer = None if through_proxy else transport.get_extra_info("peername")
+            guard.connected(peer[0] if peer else addr_infos[0][4][0])
+    return transport, protocol
+
+
+class _ProbeConnector(aiohttp.TCPConnector):
+    """aiohttp's connector, connecting only where the probe's redirect policy allows."""
+
+    judged = True  # False with an HTTP proxy: every connection goes to the proxy
+
+    async def _wrap_create_connection(self, *args: Any, **kwargs: Any) -> tuple[asyncio.Transport, Any]:
+        return await _guarded_connect(super()._wrap_create_connection, *args, judged=self.judged, **kwargs)
 
 
 def _socks_connector(url: str, **kwargs: Any) -> aiohttp.TCPConnector:
@@ -301,6 +396,11 @@ def _socks_connector(url: str, **kwargs: Any) -> aiohttp.TCPConnector:
             transport.set_protocol(protocol)
             protocol.connection_made(transport)
             return transport, protocol
+
+        async def _wrap_create_connection(self, *args: Any, **kwargs: Any) -> tuple[asyncio.Transport, Any]:
+            # The peer is the proxy; the address judged is the one the proxy was asked to reach.
+            connect = super()._wrap_create_connection
+            return await _guarded_connect(connect, *args, judged=True, through_proxy=True, **kwargs)
 
     connector: aiohttp.TCPConnector = BoundProxyConnector.from_url(url, **kwargs)
     return connector

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,16 +28,40 @@ from prober.probe import probe_everywhere
 from prober.vantage import VantagePool
 
 
+class CanaryDns(asyncio.DatagramProtocol):
+    """The vantage's resolver: canary.test is 127.0.0.1."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+        from dnslib import QTYPE, RR, A, DNSRecord
+
+        request = DNSRecord.parse(data)
+        reply = request.reply()
+        if request.q.qtype == QTYPE.A and str(request.q.qname) == "canary.test.":
+            reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A("127.0.0.1"), ttl=0))
+        self.transport.sendto(reply.pack(), addr)  # type: ignore[attr-defined]
+
+
 class Canary:
-    """An always-up page on 127.0.0.1 that can be stopped and started again on the same port."""
+    """An always-up page, canary.test, on 127.0.0.1, with the vantage's resolver: both can be
+    stopped and started again on the same ports. Stopped, the vantage "loses its network": its
+    resolver is unreachable. (A closed port would not do: a refusal shows the network works.)"""
 
     def __init__(self, status: int = 204) -> None:
         self.status = status
         self.hits = 0
         self.port = 0
+        self.dns_port = 0
         self._runner: web.AppRunner | None = None
+        self._dns: asyncio.BaseTransport | None = None
 
     async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._dns, _ = await loop.create_datagram_endpoint(CanaryDns, local_addr=("127.0.0.1", self.dns_port))
+        self.dns_port = self._dns.get_extra_info("sockname")[1]
+
         async def page(request: web.Request) -> web.Response:
             self.hits += 1
             return web.Response(status=self.status)
@@ -51,13 +76,21 @@ class Canary:
             await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
     async def stop(self) -> None:
+        if self._dns is not None:
+            self._dns.close()
+            self._dns = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
+        return f"http://canary.test:{self.port}/"
+
+    @property
+    def vantage(self) -> str:
+        """The vantage's YAML mapping: its canary and its resolver."""
+        return f'{{region: LAB, resolver: ["127.0.0.1:{self.dns_port}"], canaries: ["{self.url}"]}}'
 
 
 @pytest.fixture
@@ -71,7 +104,7 @@ async def canary() -> AsyncIterator[Canary]:
 def config_with(canary: Canary, checks: str) -> Config:
     text = f"""
     vantages:
-      lab: {{region: LAB, canaries: ["{canary.url}"]}}
+      lab: {canary.vantage}
     checks:
     """
     return parse_config(textwrap.dedent(text) + textwrap.indent(textwrap.dedent(checks), "  "), env={})
@@ -110,6 +143,7 @@ async def test_failures_are_the_vantages_when_its_canaries_fail_too(canary: Cana
         assert outcome(offline) == (Verdict.UNKNOWN, Reason.VANTAGE), offline
         assert "canaries failed too" in (offline.error or "") and canary.url in (offline.error or "")
         assert "refused" in (offline.error or "")  # the probe's own error is kept
+        assert "could not be contacted" in (offline.error or "")  # what the canary got
         await canary.start()  # back online: the target's failure is its own again, once the
         # failed round is older than its window (FRESH, 2 s): rounds are a second apart, so a few tries
         deadline = time.monotonic() + 3 * FRESH.total_seconds()
@@ -188,13 +222,16 @@ async def test_an_answered_failure_is_never_excused(canary: Canary) -> None:
 
 
 def test_prober_once_with_its_network_gone_opens_no_incident(closed_port: int, tmp_path: Path) -> None:
-    # The canary's port is closed too: `once` records unknown/vantage and exits 0 (before: 1).
+    # The canary's resolver is unreachable too: `once` records unknown/vantage and exits 0 (before: 1).
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead_resolver = sock.getsockname()[1]
     config = tmp_path / "checks.yaml"
     config.write_text(
         textwrap.dedent(f"""
         defaults: {{confirm: 1}}
         vantages:
-          lab: {{canaries: ["http://127.0.0.1:{closed_port}/generate_204"]}}
+          lab: {{resolver: ["127.0.0.1:{dead_resolver}"], canaries: ["http://canary.test:{closed_port}/"]}}
         checks:
           - {{name: app, url: "http://127.0.0.1:{closed_port}/"}}
         """)
@@ -220,7 +257,7 @@ async def test_the_daemon_asks_the_canaries_too(
         textwrap.dedent(f"""
         defaults: {{interval: 300ms, timeout: 2s, confirm: 1}}
         vantages:
-          lab: {{canaries: ["{canary.url}"]}}
+          lab: {canary.vantage}
         checks:
           - {{name: app, url: "http://127.0.0.1:{closed_port}/"}}
         """)
@@ -260,3 +297,38 @@ def test_canaries_are_validated_like_check_urls() -> None:
     assert "is not an http:// or https:// URL" in issue.message
     cfg = parse_config(text.replace("ftp://x/", "http://127.0.0.1/"), env={})
     assert cfg.vantages["lab"].canaries == ("https://ok.example/", "http://127.0.0.1/")
+
+
+@pytest.mark.parametrize("behaviour", ["refused", "nxdomain", "silent", "tls-to-plain"])
+async def test_a_canary_that_reached_a_peer_shows_the_network_works(behaviour: str, closed_port: int) -> None:
+    # Before: any canary without an HTTP response counted as "offline", and turned the target's real
+    # outage (here: refused) into unknown/vantage.
+    canary = Canary()
+    await canary.start()
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(65536):  # never answers; closes when the client gives up
+            pass
+        writer.close()
+
+    never_answers = await asyncio.start_server(hold, "127.0.0.1", 0)
+    silent_port = never_answers.sockets[0].getsockname()[1]
+    url = {
+        "refused": f"http://127.0.0.1:{closed_port}/",
+        "nxdomain": f"http://nowhere.test:{canary.port}/",
+        "silent": f"http://127.0.0.1:{silent_port}/",
+        "tls-to-plain": f"https://127.0.0.1:{canary.port}/",
+    }[behaviour]
+    text = f"""
+    vantages:
+      lab: {{region: LAB, resolver: ["127.0.0.1:{canary.dns_port}"], canaries: ["{url}"]}}
+    checks:
+      - {{name: app, url: 'http://127.0.0.1:{closed_port}/'}}
+    """
+    try:
+        result = await probe_one(parse_config(textwrap.dedent(text), env={}))
+    finally:
+        never_answers.close()
+        await never_answers.wait_closed()
+        await canary.stop()
+    assert outcome(result) == (Verdict.DOWN, Reason.CONNECT), result

@@ -308,8 +308,10 @@ def _raw_server(behaviour: str) -> tuple[socket.socket, threading.Thread]:
     return listener, thread
 
 
-def _probe_many(port: int, n: int, loop: str) -> list[ProbeResult]:
-    checks = "".join(f"  - {{name: c{i}, url: 'http://127.0.0.1:{port}/', timeout: 5s}}\n" for i in range(n))
+def _probe_many(port: int, n: int, loop: str, extra: str = "") -> list[ProbeResult]:
+    checks = "".join(
+        f"  - {{name: c{i}, url: 'http://127.0.0.1:{port}/', timeout: 5s{extra}}}\n" for i in range(n)
+    )
     config = parse_config("checks:\n" + checks, env={})
 
     async def run() -> list[ProbeResult]:
@@ -335,13 +337,16 @@ _LOOPS = [
 
 
 @pytest.mark.parametrize("loop", _LOOPS)
-@pytest.mark.parametrize("behaviour", ["reset", "banner", "redis", "midbody"])
+@pytest.mark.parametrize("behaviour", ["reset", "banner", "banner-post", "redis", "midbody"])
 def test_a_target_breaking_the_connection_is_down_connect_under_load(behaviour: str, loop: str) -> None:
     # 300 probes at once: the target often resets while the request is still being written, which
-    # aiohttp reports as "Cannot write to closing transport" (41-75% unknown/internal before).
-    listener, thread = _raw_server(behaviour)
+    # aiohttp reports as "Cannot write to closing transport" (41-75% unknown/internal before). With a
+    # POST body under uvloop, the parser's refusal of the banner lost its class on the way and came
+    # out as down/http_status "bad status line" (about 2 in 8 runs of a few probes).
+    listener, thread = _raw_server(behaviour.removesuffix("-post"))
+    post = ", method: POST, body: '" + "x" * 56 + "'" if behaviour.endswith("-post") else ""
     try:
-        results = _probe_many(listener.getsockname()[1], 300, loop)
+        results = _probe_many(listener.getsockname()[1], 300, loop, post)
     finally:
         listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not)
         listener.close()
@@ -402,3 +407,88 @@ async def test_the_body_is_read_into_one_buffer(length: str) -> None:
         await runner.cleanup()
     assert obs.bytes == size and not obs.truncated, obs.error
     assert peak < 1.4 * size, f"reading {size} bytes peaked at {peak / size:.2f}x"
+
+
+async def test_memory_follows_the_bytes_received_not_the_announced_length() -> None:
+    # Before: the buffer was preallocated at min(max_body, Content-Length): a target announcing
+    # 64 MiB and sending 10 bytes cost 64 MiB per probe (1.4 GB for 20 probes at once).
+    async def liar(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 67108864\r\n\r\n0123456789"
+        )
+        await writer.drain()
+        writer.close()  # 10 bytes of the 64 MiB promised
+
+    server = await asyncio.start_server(liar, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = VantagePool()
+    config = config_for(f"name: b\nurl: http://127.0.0.1:{port}/\nmax_body: 64MiB\ntimeout: 5s")
+    await pool.sync(config.vantages)
+    tracemalloc.start()
+    try:
+        results = await asyncio.gather(*(observe(pool.get("local"), config.checks[0]) for _ in range(5)))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        await pool.close()
+        server.close()
+        await server.wait_closed()
+    assert all(obs.failure == Reason.CONNECT for obs in results), results
+    assert peak < 8 << 20, f"5 probes of a 10-byte body peaked at {peak >> 20} MiB"
+
+
+async def test_no_control_character_of_the_target_reaches_the_error() -> None:
+    # A Retry-After with a terminal escape, a title change, a bidi override and C1 controls: before,
+    # they reached results.error raw (the database, the API), to be escaped only when printed.
+    evil = "\x1b[31mRED\x1b]0;pwned\x07\u202e\x85".encode()
+
+    async def throttle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 5" + evil
+            + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )  # fmt: skip
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(throttle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        result = await probe(config_for(f"name: r\nurl: http://127.0.0.1:{port}/"))
+    finally:
+        server.close()
+        await server.wait_closed()
+    expect(result, Verdict.DEGRADED, Reason.RATE_LIMITED)
+    assert result.error is not None and "retry after 5" in result.error
+    assert not [c for c in result.error if ord(c) < 32 or 0x7F <= ord(c) <= 0x9F or c == "\u202e"], (
+        result.error
+    )
+    assert "\\u001b" in result.error  # escaped, as the terminal and JSON show it
+
+
+def test_a_refused_first_line_is_not_http_even_when_aiohttp_drops_its_class() -> None:
+    # What uvloop delivers: aiohttp's copy of the parser's error, without the BadStatusLine it copied.
+    from aiohttp import ClientResponseError, RequestInfo
+    from aiohttp.base_protocol import BaseProtocol
+    from aiohttp.http_exceptions import BadStatusLine, HttpProcessingError
+    from aiohttp.http_parser import HttpResponseParser
+    from multidict import CIMultiDict, CIMultiDictProxy
+    from yarl import URL
+
+    from prober.probe import _protocol_failure
+
+    loop = asyncio.new_event_loop()
+    try:
+        parser = HttpResponseParser(BaseProtocol(loop), loop, 2**16)
+        with pytest.raises(BadStatusLine) as info:
+            parser.feed_data(b"SSH-2.0-OpenSSH_9.6 internal-secret\r\n")
+    finally:
+        loop.close()
+    copy = HttpProcessingError(code=info.value.code, message=info.value.message)
+    info_ = RequestInfo(URL("http://x/"), "POST", CIMultiDictProxy(CIMultiDict()), URL("http://x/"))
+    try:
+        raise ClientResponseError(info_, (), status=copy.code, message=copy.message) from copy
+    except ClientResponseError as exc:
+        reason, error = _protocol_failure(exc)
+    assert reason == Reason.CONNECT and "not an HTTP response" in error and "secret" not in error

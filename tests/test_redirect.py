@@ -274,3 +274,83 @@ async def test_authorization_is_not_sent_to_another_origin(lab: Lab) -> None:
         await runner.cleanup()
     assert result.verdict == Verdict.UP, result
     assert seen == [None]
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["rebind-\u00fc.test", "xn--rebind--t2a.test", "rebind.test.", "rebind.test..", "REBIND.test"],
+    ids=["idn", "punycode", "trailing-dot", "two-trailing-dots", "upper-case"],
+)
+async def test_every_spelling_of_an_internal_name_is_refused(
+    lab: Lab, zone: tuple[str, ZoneResolver], host: str
+) -> None:
+    # Before: the guard compared yarl's decoded host with the name aiohttp resolved (punycode,
+    # one trailing dot less) and, when they differed, took it for a proxy's name and let it through.
+    address, resolver = zone
+    resolver.records.update({"rebind.test": "127.0.0.1", "xn--rebind--t2a.test": "127.0.0.1"})
+    cfg = config(f"""
+        vantages:
+          lab: {{resolver: ["{address}"]}}
+        checks:
+          - {{name: r, url: "http://public.test:{lab.port}/to?url=http://{host}:{lab.port}/admin"}}
+        """)
+    result = await probe(cfg)
+    assert (result.verdict, result.reason) == (Verdict.DOWN, Reason.REDIRECT), result
+    assert "127.0.0.1" in (result.error or "")
+    assert lab.internal_hits == 0
+
+
+async def test_the_reference_is_the_address_connected_to(lab: Lab, zone: tuple[str, ZoneResolver]) -> None:
+    # mixed.test has a public and an internal address; the probe connects to the public one. Before:
+    # any internal address among the first name's made the target "internal", and a redirect to
+    # loopback was then followed.
+    address, resolver = zone
+
+    class Mixed(ZoneResolver):
+        def resolve(self, request, handler):  # type: ignore[no-untyped-def]
+            from dnslib import QTYPE, RR, A
+
+            reply = super().resolve(request, handler)
+            if str(request.q.qname).rstrip(".") == "mixed.test" and request.q.qtype == QTYPE.A:
+                reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A("127.0.0.1"), ttl=5))
+            return reply
+
+    resolver.__class__ = Mixed
+    resolver.records["mixed.test"] = LAB_PUBLIC  # first: the address connected to
+    cfg = config(f"""
+        vantages:
+          lab: {{resolver: ["{address}"]}}
+        checks:
+          - {{name: r, url: "http://mixed.test:{lab.port}/to?url=http://127.0.0.1:{lab.port}/admin"}}
+        """)
+    result = await probe(cfg)
+    assert (result.verdict, result.reason) == (Verdict.DOWN, Reason.REDIRECT), result
+    assert lab.internal_hits == 0
+
+
+async def test_a_redirect_to_a_mixed_name_connects_only_to_its_public_address(
+    lab: Lab, zone: tuple[str, ZoneResolver]
+) -> None:
+    # Whatever order the records come in, the internal one is never connected to.
+    address, resolver = zone
+
+    class Mixed(ZoneResolver):
+        def resolve(self, request, handler):  # type: ignore[no-untyped-def]
+            from dnslib import QTYPE, RR, A
+
+            reply = super().resolve(request, handler)
+            if str(request.q.qname).rstrip(".") == "mixed.test" and request.q.qtype == QTYPE.A:
+                reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A(LAB_PUBLIC), ttl=5))
+            return reply
+
+    resolver.__class__ = Mixed
+    resolver.records["mixed.test"] = "127.0.0.1"  # the internal address first
+    cfg = config(f"""
+        vantages:
+          lab: {{resolver: ["{address}"]}}
+        checks:
+          - {{name: r, url: "http://public.test:{lab.port}/to?url=http://mixed.test:{lab.port}/ok"}}
+        """)
+    result = await probe(cfg)
+    assert (result.verdict, result.reason) == (Verdict.UP, None), result
+    assert lab.internal_hits == 0
