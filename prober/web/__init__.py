@@ -98,8 +98,11 @@ class WebState:
 
     def snapshot(self) -> Snapshot:
         """A new snapshot of now (on the loop: the live states are copied here)."""
-        live = None if self.live is None else self.live.states()
-        return Snapshot(utcnow(), self.current_config(), live, self.histories)
+        if self.live is None:
+            return Snapshot(utcnow(), self.current_config(), None, self.histories)
+        return Snapshot(
+            utcnow(), self.current_config(), self.live.states(), self.histories, self.live.open_incidents()
+        )
 
     # -- the answers kept ready ------------------------------------------------------------------
 
