@@ -105,6 +105,10 @@ def schema() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON Lines instead of a table.")
 @click.option("-v", "--verbose", is_flag=True, help="Log verdict and state changes on stderr.")
+@click.option(
+    "--db-timeout", "db_timeout", type=click.FloatRange(0, 3600), default=15.0, show_default=True,
+    metavar="SECONDS", help="How long writing the results may wait for a locked or full database.",
+)  # fmt: skip
 def once(
     config_path: Path,
     db_path: Path,
@@ -112,10 +116,12 @@ def once(
     vantages: tuple[str, ...],
     as_json: bool,
     verbose: bool,
+    db_timeout: float,
 ) -> None:
     """Probe each selected check once from each of its vantages, record and print the results.
 
-    Exit 0 when nothing is down, 1 when something is: made for cron.
+    Exit 0 when nothing is down, 1 when something is, 3 when the database did not take them all
+    within --db-timeout (the results are printed anyway): made for cron.
     """
     setup_logging(logging.INFO if verbose else logging.ERROR)
     from prober.once import probe_once
@@ -128,15 +134,22 @@ def once(
     if unknown:
         fail(f"unknown vantage: {', '.join(unknown)}", EXIT_USAGE)
     try:
-        results = run_async(probe_once(config, db_path, checks, vantages))
+        done = run_async(probe_once(config, db_path, checks, vantages, db_timeout))
     except ProberError as exc:
         fail(str(exc), EXIT_STORE)
     if as_json:
-        for result in results:
+        for result in done.results:
             echo(json.dumps(result.to_json(), ensure_ascii=False))
     else:
-        echo(results_table(results))
-    if any(r.verdict == Verdict.DOWN for r in results):
+        echo(results_table(done.results))
+    if not done.saved:
+        lost = f"{done.unsaved} of {len(done.results)} results"
+        if done.unsaved_incidents:
+            lost += (
+                f" and {done.unsaved_incidents} incident change{'s' if done.unsaved_incidents > 1 else ''}"
+            )
+        fail(f"{lost} could not be saved within {db_timeout:g}s: {done.problem}", EXIT_STORE)
+    if any(r.verdict == Verdict.DOWN for r in done.results):
         sys.exit(EXIT_DOWN)
 
 

@@ -220,6 +220,9 @@ class Prepared:
     schedule: Plan
 
 
+MAX_LOGGED_ISSUES = 50  # configuration errors logged for one refused reload; validate lists them all
+
+
 def _why(exc: BaseException) -> str:
     """An exception in one line, its type included (a MemoryError says nothing else)."""
     text = " ".join(str(exc).split())
@@ -305,19 +308,25 @@ class Daemon:
     async def reload(self) -> bool:
         """Re-read the configuration and apply it, all or nothing: if it cannot be read or applied, it
         is refused with a logged reason and the running configuration goes on untouched."""
-        refused = None
+        refused: list[str] = []
         try:
             config = await asyncio.get_running_loop().run_in_executor(None, load_config, self.config_path)
             prepared = self._prepare(config)
         except ConfigError as exc:
-            refused = f"\n{exc}"
+            refused = [str(issue) for issue in exc.issues] or [str(exc)]
         except Exception as exc:  # RecursionError, MemoryError, OverflowError...: the file's fault
-            refused = f" {_why(exc)}"
+            refused = [_why(exc)]
             # Its traceback holds the frames that held what exhausted the memory: let them go before
             # anything else (logging included) needs memory again.
             exc.__traceback__ = None
-        if refused is not None:
-            log.error("reload refused, keeping the running configuration:%s", refused)
+        if refused:
+            # One record per error: the formatter escapes a newline inside an argument (it could
+            # forge a line), so errors joined into one argument would read as one `\u000a` line.
+            for issue in refused[:MAX_LOGGED_ISSUES]:
+                log.error("reload refused, keeping the running configuration: %s", issue)
+            if len(refused) > MAX_LOGGED_ISSUES:
+                log.error("reload refused: %d more configuration errors (`prober validate` lists them all)",
+                          len(refused) - MAX_LOGGED_ISSUES)  # fmt: skip
             return False
         old = {c.name: c for c in self.config.checks}
         new = {c.name: c for c in config.checks}

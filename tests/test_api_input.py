@@ -73,6 +73,30 @@ async def test_incidents_refuse_what_cannot_be_a_parameter(scenario: Scenario, q
         assert (await response.json())["status"] == 400
 
 
+async def test_unknown_parameters_are_400_on_the_api_and_ignored_where_tools_poll(scenario: Scenario) -> None:
+    """prober's JSON API refuses a parameter it does not know (a typo would change the answer
+    silently); fixed URLs that other tools poll (page, Statuspage JSON, /metrics, /healthz) ignore
+    what those tools add."""
+    async with TestClient(TestServer(create_app(scenario.path))) as client:
+        for path in ("/api/checks", "/api/checks/x-web", "/api/checks/x-web/results", "/api/incidents"):
+            response = await client.get(f"{path}?chek=x-web")
+            assert response.status == 400, (path, (await response.text())[:300])
+            assert "unknown query parameter" in (await response.json())["error"]
+            response = await client.get(f"{path}?_=1700000000")  # a widget's cache buster
+            assert response.status == 200, (path, (await response.text())[:300])
+        for path in ("/", "/api/v2/status.json", "/api/v2/summary.json", "/metrics", "/healthz"):
+            response = await client.get(f"{path}?module=http_2xx&target=x&_=1")
+            assert response.status == 200, (path, (await response.text())[:300])
+
+
+def test_an_oversized_request_line_is_400_and_the_server_goes_on(server: tuple[str, int]) -> None:
+    """aiohttp refuses a request line past 8 KiB before prober sees it (its plain-text 400, which
+    quotes the line's first 100 bytes back to the sender; see the README): never a 500, never a hang."""
+    status, body = get(server, "/api/checks?x=" + "A" * 9000)
+    assert status == 400 and len(body) < 400, body[:400]
+    assert get(server, "/healthz")[0] == 200
+
+
 async def test_the_widest_window_is_served(scenario: Scenario) -> None:
     """The bounds are what SQLite and datetime hold, not what a test happened to use."""
     async with TestClient(TestServer(create_app(scenario.path))) as client:
@@ -195,7 +219,7 @@ ENDPOINTS: list[tuple[str, tuple[str, ...], set[int]]] = [
     ("/api/checks/x-web/results", ("since", "until", "vantage", "limit", "cursor"), {200, 400}),
     ("/api/incidents", ("since", "until", "check", "limit"), {200, 400, 404}),
     ("/api/checks/x-web", ("since", "until"), {200, 400}),
-    ("/api/checks", ("_", "x"), {200}),
+    ("/api/checks", ("_", "x"), {200, 400}),
     ("/api/v2/status.json", ("_",), {200}),
     ("/api/v2/summary.json", ("_",), {200}),
     ("/", ("_",), {200}),

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import FrozenInstanceError
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 import pytest
 import yaml
@@ -961,6 +961,58 @@ def test_redact_finds_every_form_of_a_secret(secret: str, encoding: str) -> None
     assert form not in redacted
     assert secret not in redacted
     assert redacted.count("${S}") >= 2
+
+
+PRE_ENCODED = [
+    "x%41y-Secret1",
+    "Secr%2Fet4",
+    "Sec%7eret5",
+    "sig%3D%3D%2Bab",
+    "t%C3%A9st%e2%82%ac-k",
+    "SECRET%E9X8",
+]
+
+
+def _decoded_forms(secret: str) -> dict[str, tuple[str, str]]:
+    """How URL parsers show a pre-encoded secret (decoded, re-encoded; path, query), and its redaction."""
+    url = yarl.URL(f"http://a.test/p/{secret}?t={secret}")
+    return {
+        "yarl str": (str(url), "http://a.test/p/${S}?t=${S}"),
+        "yarl path": (url.path, "/p/${S}"),
+        "yarl query": (str(url.query), "<MultiDictProxy('t': '${S}')>"),
+        "yarl raw": (url.raw_path_qs, "/p/${S}?t=${S}"),
+        "unquote": (unquote(secret), "${S}"),
+        "unquote_plus": (unquote_plus(secret), "${S}"),
+        "re-quoted": (quote(unquote(secret), safe=""), "${S}"),
+        "upper-case hex": (re.sub("%[0-9a-f]{2}", lambda m: m[0].upper(), secret), "${S}"),
+        "json of decoded": (json.dumps(unquote(secret)), '"${S}"'),
+    }
+
+
+@pytest.mark.parametrize("secret", PRE_ENCODED)
+def test_redact_finds_a_pre_encoded_secret_decoded_and_re_encoded(secret: str) -> None:
+    config = parse('checks:\n  - {name: a, url: "https://a.test/?t=${S}"}\n', {"S": secret})
+    for where, (form, expected) in _decoded_forms(secret).items():
+        assert config.redact(f"GET {form} failed") == f"GET {expected} failed", (where, form)
+
+
+def test_a_short_secret_is_redacted_only_as_a_whole_token() -> None:
+    config = parse('checks:\n  - {name: a, url: "https://x.test/${X}?k=${Y}"}\n', {"X": "a", "Y": "k2"})
+    assert config.redact('"two" is not an integer') == '"two" is not an integer'
+    assert (
+        config.redact("GET https://x.test/a?k=k2 failed: k2k") == "GET https://x.test/${X}?k=${Y} failed: k2k"
+    )
+    assert config.redact("a, (a) _a_ 'a' x-a-y") == "${X}, (${X}) _${X}_ '${X}' x-${X}-y"
+    edges = parse('checks:\n  - {name: a, url: "https://a.test/${X}"}\n', {"X": "#!"})
+    assert edges.redact("x#!y") == "x${X}y"  # no letter or digit at its edges: found anywhere
+
+
+def test_a_short_secret_leaves_configuration_errors_readable(tmp_path: Path) -> None:
+    path = tmp_path / "checks.yaml"
+    path.write_text('checks:\n  - name: a\n    url: http://127.0.0.1:1/${X}\n    confirm: "two"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={"X": "a"})
+    assert '"two" is not an integer' in str(caught.value)
 
 
 def test_redact_finds_a_secret_in_basic_auth_and_in_a_host_name() -> None:

@@ -83,10 +83,17 @@ async def test_sighup_reloads_and_refuses_a_broken_file(target: Target, tmp_path
     await wait_for(lambda: target.total("/api") >= 5, 10, "more probes")
     assert target.total("/ok") <= ok_after_reload + 1  # the removed check stopped
 
-    config.write_text("checks:\n  - {name: bad, url: 'http://x', interval: soon}\n")
+    config.write_text(
+        "checks:\n  - {name: bad, url: 'http://x', interval: soon}\n"
+        "  - {name: worse, url: 'http://y', confirm: never}\n"
+    )
     proc.process.send_signal(signal.SIGHUP)
-    await wait_for(lambda: "reload refused" in proc.log, 10, "refusal")
-    assert "checks.yaml:2:" in proc.log  # the error is located
+    await wait_for(lambda: "checks.yaml:3:" in proc.log, 10, "refusal")
+    refusals = [line for line in proc.log.splitlines() if "reload refused" in line]
+    # Each error located, on a line of its own, readable (no newline escaped as \u000a).
+    assert len(refusals) == 2 and "\\u000a" not in proc.log, proc.log
+    assert "checks.yaml:2:" in refusals[0] and "interval" in refusals[0], refusals
+    assert "checks.yaml:3:" in refusals[1] and "confirm" in refusals[1], refusals
     before = target.total("/api")
     await wait_for(lambda: target.total("/api") >= before + 2, 10, "the old configuration to go on")
     assert await proc.stop() == 0

@@ -159,10 +159,25 @@ async def test_a_locked_database_never_stalls_probing_and_sigterm_stops_in_time(
         _, checks = await run.get("/api/checks")
         (home,) = json.loads(checks)["checks"]
         assert home["state"] in ("partial_outage", "major_outage")  # the live view did not wait either
+        # The outage has its incident, as the daemon knows it, though none is written yet.
+        incident = home["incident"]
+        assert incident is not None and incident["id"] is None, home
+        assert incident["state"] == home["state"] and incident["ongoing"] and incident["started_at"], home
+        assert count(db, "incidents") == 0
     await run.until_health(
         lambda status, body: status == 200 and body["store"]["backlog"] == 0, 15, "the backlog to be written"
     )
     assert count(db, "incidents") == 1
+
+    async def incident_id() -> Any:
+        _, checks = await run.get("/api/checks")
+        return json.loads(checks)["checks"][0]["incident"]["id"]
+
+    deadline = time.monotonic() + 10
+    while await incident_id() is None:  # the cached answer is made again within a couple of seconds
+        assert time.monotonic() < deadline, "the saved incident's id never reached /api/checks"
+        await asyncio.sleep(0.2)
+    assert await incident_id() == 1
     hits = run.target.hits
     await wait_for(lambda: count(db, "results") >= hits, 10, "every result")
 

@@ -21,8 +21,21 @@ from prober.config import load_config
 from prober.terminal import LogFormatter, printable
 
 # Each secret carries two markers that appear nowhere else: neither half may show, in any form.
-SECRETS = {"TOKEN": 's3cr3té"ZZ', "PASS": "p4ss/w0rd#x", "KEY": "k3y+val&ue=1"}
-MARKERS = ["s3cr3t", "p4ss", "w0rd", "k3y", "val&ue", "val%26ue", "val&amp;ue", "val\\u0026ue"]
+# SIG is pre-encoded (a presigned URL's signature): URL parsers show it decoded, "pr3Asig/n~9".
+SECRETS = {"TOKEN": 's3cr3té"ZZ', "PASS": "p4ss/w0rd#x", "KEY": "k3y+val&ue=1", "SIG": "pr3%41sig%2Fn%7e9"}
+MARKERS = [
+    "s3cr3t",
+    "p4ss",
+    "w0rd",
+    "k3y",
+    "val&ue",
+    "val%26ue",
+    "val&amp;ue",
+    "val\\u0026ue",
+    "pr3",
+    "n~9",
+    "n%7e9",
+]
 ESCAPES = "\x1b]0;pwned\x07\x1b[2J\x9b31m\u202e"  # OSC retitle, clear screen, C1 CSI, right-to-left
 ESCAPED = "\\u001b]0;pwned\\u0007\\u001b[2J\\u009b31m\\u202e"  # the same, as prober writes it
 
@@ -130,7 +143,8 @@ async def test_secrets_reach_no_output_in_any_encoding(
     db = tmp_path / "prober.db"
     config.write_text(
         "checks:\n"
-        f'  - {{name: loop, url: "{echoing}/loop/${{TOKEN}}/${{PASS}}?k=${{KEY}}&t=${{TOKEN}}"}}\n'
+        f'  - {{name: loop, url: "{echoing}/loop/${{TOKEN}}/${{SIG}}/${{PASS}}'
+        '?k=${KEY}&t=${TOKEN}&g=${SIG}"}\n'
         f'  - {{name: broken, url: "{echoing}/broken/${{TOKEN}}?p=${{PASS}}&k=${{KEY}}"}}\n'
         f'  - name: refused\n    url: "http://127.0.0.1:{closed_port}/${{TOKEN}}?k=${{KEY}}"\n'
         '    headers: {Authorization: "Bearer ${PASS}"}\n',

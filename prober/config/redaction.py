@@ -6,7 +6,9 @@ A secret rarely reaches an error message as written: yarl percent-encodes it in 
 and basic auth sends `user:secret` in base64. Encoders disagree on which characters they leave
 alone (quote keeps `/`, quote_plus writes a space as `+`, yarl keeps `!$&'()*+,;=` in a path),
 so each character of a secret is matched in any of its forms, independently of its neighbours:
-whatever mix of encodings an error message uses, the secret is found.
+whatever mix of encodings an error message uses, the secret is found. A secret may itself be
+percent-encoded (a presigned URL's signature, `x%41y`): URL parsers decode some of its escapes and
+re-encode others, so each escape is also matched as the character it stands for, in any form.
 """
 
 from __future__ import annotations
@@ -14,13 +16,18 @@ from __future__ import annotations
 import base64
 import html
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from urllib.parse import unquote_to_bytes
 
 # Base64 of a secret inside a longer base64 text (`user:secret`) depends on the secret's offset
 # modulo 3; the characters that depend on the secret alone are found for each offset. Below this
 # many characters a fragment would match ordinary words: short secrets are only matched as text.
 _MIN_BASE64 = 8
 _MIN_PART = 4  # the part of a secret before "#" is redacted from this length on
+# A shorter secret ("a", "42") is redacted only where it stands alone, not inside ordinary words.
+_MIN_INSIDE = 4
+_ESCAPES = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+_ALNUM = "[^\\W_]"
 _HOST = re.compile(r"[\w-]+(?:\.[\w-]+)+\.?")
 _JSON_SHORT = {
     '"': '\\"',
@@ -78,6 +85,43 @@ def _char_forms(char: str) -> str:
     return "(?:" + "|".join(sorted(forms, key=len, reverse=True)) + ")"
 
 
+def _decoded(escapes: str) -> Iterator[tuple[str, str | None]]:
+    """(escape, the character it decodes to or None) for each UTF-8 sequence of a run of %XX escapes."""
+    raw = unquote_to_bytes(escapes)
+    start = 0
+    while start < len(raw):
+        for size in range(1, 5):
+            try:
+                char = raw[start : start + size].decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            yield escapes[3 * start : 3 * (start + size)], char
+            start += size
+            break
+        else:  # not UTF-8 (`%E9` alone): a decoder keeps it, or replaces it with U+FFFD
+            yield escapes[3 * start : 3 * start + 3], None
+            start += 1
+
+
+def _text_pattern(secret: str) -> str:
+    """The characters of `secret` in any form; a %XX escape in it also as the character it encodes."""
+    parts: list[str] = []
+    end = 0
+    for run in _ESCAPES.finditer(secret):
+        parts.extend(_written(c) for c in secret[end : run.start()])
+        for escape, char in _decoded(run[0]):
+            written = "".join(_char_forms(c) for c in escape)
+            parts.append(f"(?:{written}|{_char_forms(char or chr(0xFFFD))})")
+        end = run.end()
+    parts.extend(_written(c) for c in secret[end:])
+    return "".join(parts)
+
+
+def _written(char: str) -> str:
+    """`char` of a secret in any form; a `+`, which form decoding reads as a space, as a space too."""
+    return f"(?:{_char_forms(char)}|{_char_forms(' ')})" if char == "+" else _char_forms(char)
+
+
 def _base64_fragments(secret: str) -> set[str]:
     """The parts of any base64 text that contain `secret` which depend on the secret alone."""
     raw = secret.encode("utf-8", "surrogatepass")
@@ -101,11 +145,17 @@ def _secret_pattern(secret: str) -> str:
         except UnicodeError:
             idna = secret
         whole |= {f"(?i:{re.escape(secret)})", f"(?i:{re.escape(idna)})"}
-    forms = ["".join(_char_forms(c) for c in secret)]
+    forms = [_text_pattern(secret)]
     before, hash_sign, _ = secret.partition("#")
     if hash_sign and len(before) >= _MIN_PART:  # in a URL, "#" starts the fragment, which is never sent
-        forms.append("".join(_char_forms(c) for c in before))
-    return "|".join([*forms, *sorted(whole)])
+        forms.append(_text_pattern(before))
+    pattern = "|".join([*forms, *sorted(whole)])
+    if len(secret) >= _MIN_INSIDE:
+        return pattern
+    # Whole tokens only: not after or before a letter or digit, where the secret's own edge is one.
+    before_ok = f"(?<!{_ALNUM})" if re.fullmatch(_ALNUM, secret[0]) else ""
+    after_ok = f"(?!{_ALNUM})" if re.fullmatch(_ALNUM, secret[-1]) else ""
+    return f"{before_ok}(?:{pattern}){after_ok}"
 
 
 class Redactor:

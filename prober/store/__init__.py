@@ -141,6 +141,7 @@ class Store:
         self.written = 0  # rows committed, for metrics and tests
         self.dropped = 0
         self.unsaved = 0
+        self.unsaved_incidents = 0  # incident changes given up on
         self.write_errors = 0
         self.last_error: str | None = None
         self.failing_since: datetime | None = None
@@ -368,6 +369,7 @@ class Store:
         saved: list[int] = []
         what = f"the incident of {incident.check}"
         if not self._commit(lambda: saved.append(write_incident(db, incident)), what):
+            self.unsaved_incidents += 1
             log.error("gave up on saving an incident: %s", json.dumps(incident_row(incident)))
             item.future.set_exception(StoreError(f"{what} was not saved: {self.last_error}"))
             return
@@ -448,6 +450,7 @@ __all__ = [
     "StoreError",
     "StoreHealth",
     "connect",
+    "describe",
     "incident_row",
     "replace_incidents",
     "write_incident",

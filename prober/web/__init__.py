@@ -98,8 +98,11 @@ class WebState:
 
     def snapshot(self) -> Snapshot:
         """A new snapshot of now (on the loop: the live states are copied here)."""
-        live = None if self.live is None else self.live.states()
-        return Snapshot(utcnow(), self.current_config(), live, self.histories)
+        if self.live is None:
+            return Snapshot(utcnow(), self.current_config(), None, self.histories)
+        return Snapshot(
+            utcnow(), self.current_config(), self.live.states(), self.histories, self.live.open_incidents()
+        )
 
     # -- the answers kept ready ------------------------------------------------------------------
 
@@ -231,7 +234,8 @@ async def summary_json(request: web.Request) -> web.Response:
 
 
 async def checks(request: web.Request) -> web.Response:
-    """/api/checks."""
+    """/api/checks (no parameters: `?check=x` would otherwise answer every check, silently)."""
+    query(request, ())
     s = request.app[STATE]
     answer = await s.answers.get("checks", s.checks)
     return answer.response(request, JSON_HEADERS, s.fresh_for)
@@ -334,7 +338,8 @@ async def incidents(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     """/metrics: the daemon's live metrics, or the database's newest results for `prober serve`;
-    rendered at most once a second per format, whatever the number of scrapers."""
+    rendered at most once a second per format, whatever the number of scrapers. Query parameters are
+    ignored: a Prometheus job's `params:` may add its own."""
     s = request.app[STATE]
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
 
@@ -357,6 +362,9 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     """/healthz: whether the database can be read and, in a daemon, written; 503 if not.
+
+    Query parameters are ignored: a load balancer's probe may add its own, and a 400 would take
+    a healthy prober out of rotation.
 
     A daemon adds its store's figures (backlog, write failures, dropped results) and skipped probes.
     """

@@ -33,7 +33,7 @@ from aiohttp import web
 from prober.model import Incident
 from prober.store import read
 from prober.web.page import INCIDENT_HISTORY_DAYS
-from prober.web.view import History, HistoryCache, LiveStates, Overview, load_overview
+from prober.web.view import History, HistoryCache, LiveIncidents, LiveStates, Overview, load_overview
 
 if TYPE_CHECKING:
     from prober.config import Config
@@ -114,11 +114,17 @@ class Snapshot:
     use, by whichever reader thread needs it first (blocking methods: run them in a reader thread)."""
 
     def __init__(
-        self, now: datetime, config: Config | None, live: LiveStates | None, histories: HistoryCache
+        self,
+        now: datetime,
+        config: Config | None,
+        live: LiveStates | None,
+        histories: HistoryCache,
+        live_incidents: LiveIncidents | None = None,
     ) -> None:
         self.now = now
         self.config = config
         self.live = live
+        self.live_incidents = live_incidents
         self.histories = histories
         self.made = time.monotonic()
         self._lock = threading.Lock()
@@ -130,7 +136,7 @@ class Snapshot:
         """Every shown check's state."""
         with self._lock:
             if self._overview is None:
-                self._overview = load_overview(db, self.now, self.config, self.live)
+                self._overview = load_overview(db, self.now, self.config, self.live, self.live_incidents)
             return self._overview
 
     def history(self, db: sqlite_utils.Database, parts: tuple[str, ...]) -> History:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from prober.config import Config
 from prober.model import Incident, ProbeResult, State, Verdict
 from prober.web.metrics import Health, ProberMetrics
-from prober.web.view import LiveStates
+from prober.web.view import LiveIncidents, LiveStates
 
 __all__ = ["Health", "LiveState"]
 
@@ -24,6 +24,7 @@ class LiveState:
         self.config = config
         self.metrics = ProberMetrics()
         self._states: dict[str, tuple[State, Mapping[str, Verdict] | None]] = {}
+        self._incidents: dict[str, Incident] = {}  # check -> its open incident, saved or not
         self._listeners: list[Callable[[], None]] = []
         self.health: Callable[[], Health] | None = None
         if config is not None:
@@ -36,6 +37,8 @@ class LiveState:
         names = {c.name for c in config.checks}
         for check in set(self._states) - names:
             del self._states[check]
+        for check in set(self._incidents) - names:
+            del self._incidents[check]
         self._notify()
 
     def set_health(self, health: Callable[[], Health]) -> None:
@@ -55,12 +58,17 @@ class LiveState:
 
     def set_open_incidents(self, incidents: Iterable[Incident]) -> None:
         """The incidents open now, across all checks."""
-        self.metrics.set_open_incidents(incidents)
+        self._incidents = {i.check: i for i in incidents}
+        self.metrics.set_open_incidents(self._incidents.values())
         self._notify()
 
     def states(self) -> LiveStates:
         """A copy of the confirmed states, safe to read from another thread."""
         return dict(self._states)
+
+    def open_incidents(self) -> LiveIncidents:
+        """A copy of the open incidents by check (ids None until saved), safe to read from another thread."""
+        return dict(self._incidents)
 
     def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call `listener()` when a state, the open incidents or the configuration change; returns

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
@@ -35,6 +35,8 @@ WINDOW_DAYS = (7, 30, 90)
 
 # Live: check -> (confirmed state, confirmed status of each vantage or None), copied from the daemon.
 LiveStates = Mapping[str, tuple[State, Mapping[str, Verdict] | None]]
+# Live: check -> the incident its tracker has open (its id None until the writer saved it).
+LiveIncidents = Mapping[str, Incident]
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,9 +232,17 @@ def status_of(
 
 
 def load_overview(
-    db: sqlite_utils.Database, now: datetime, config: Config | None = None, live: LiveStates | None = None
+    db: sqlite_utils.Database,
+    now: datetime,
+    config: Config | None = None,
+    live: LiveStates | None = None,
+    live_incidents: LiveIncidents | None = None,
 ) -> Overview:
-    """Every check's state now, from the newest results and open incidents (blocking: run off the loop)."""
+    """Every check's state now, from the newest results and open incidents (blocking: run off the loop).
+
+    With a daemon's live view, a check it tracks shows the incident its tracker has open, even before
+    the writer saved it (a locked database): a major outage never shows `incident: null`.
+    """
     rows = read.latest_results(db)
     latest = [r for r, _ in rows]
     first_seen: dict[str, datetime] = {}
@@ -242,6 +252,8 @@ def load_overview(
     for result in latest:
         by_check.setdefault(result.check, {})[result.vantage] = result
     open_incidents = read.open_incidents(db)
+    if live is not None and live_incidents is not None:
+        open_incidents = with_live_incidents(open_incidents, live, live_incidents)
     incident_of: dict[str, Incident] = {}
     for incident in sorted(open_incidents, key=lambda i: i.started_at):
         incident_of.setdefault(incident.check, incident)
@@ -258,6 +270,20 @@ def load_overview(
         state=blended([c.state for c in checks]),
         open_incidents=[i for i in open_incidents if i.check in shown],
     )
+
+
+def with_live_incidents(
+    stored: Sequence[Incident], live: LiveStates, live_incidents: LiveIncidents
+) -> list[Incident]:
+    """The open incidents: the daemon's for the checks whose live state it publishes, the database's
+    for others; a live incident not saved yet takes its id from the row once the writer has one."""
+    ids = {(i.check, i.started_at): i.id for i in stored}
+    merged = [i for i in stored if i.check not in live]
+    for check in live:
+        incident = live_incidents.get(check)
+        if incident is not None:
+            merged.append(replace(incident, id=incident.id or ids.get((check, incident.started_at))))
+    return merged
 
 
 def empty_days(now: datetime, days: int = HISTORY_DAYS) -> list[history.DayStatus]:
