@@ -1,4 +1,4 @@
-"""What a JSON body says about an error: its error fields, failing envelopes, and throttling."""
+"""What a JSON or XML body says about an error: error fields, failing envelopes, SOAP faults, throttling."""
 
 from __future__ import annotations
 
@@ -171,3 +171,35 @@ def error_fields(doc: Any) -> list[tuple[str, Any]]:
         ):
             found.append(("problem", title))
     return found
+
+
+# --- XML --------------------------------------------------------------------------------------
+
+# A feed (RSS, Atom, RDF) by its root element: news and status updates, content whatever its items
+# quote ("Something went wrong on our end; the service is now operating normally").
+_FEED_ROOT = re.compile(
+    r"\s*(?:<\?[^<>]*>\s*|<!--.*?-->\s*|<!doctype[^<>]*>\s*)*<(?:rss|feed|rdf:rdf)\b", re.I | re.S
+)
+# A SOAP fault: SOAP 1.1 <soap:Fault><faultcode>soap:Server</faultcode><faultstring>...; SOAP 1.2
+# <env:Fault><env:Code><env:Value>env:Receiver</env:Value>...<env:Reason><env:Text>...
+_FAULT = re.compile(r"<(?:[\w.-]{1,40}:)?Fault\b[^<>]*>(.{0,8000}?)</(?:[\w.-]{1,40}:)?Fault\s*>", re.S)
+_FAULT_PART = re.compile(
+    r"<(?:[\w.-]{1,40}:)?(faultcode|faultstring|Value|Text)\b[^<>]*>\s*([^<]{1,300}?)\s*<"
+)
+
+
+def is_feed(text: str) -> bool:
+    """Whether an XML document is a feed (RSS, Atom, RDF), by its root element."""
+    return _FEED_ROOT.match(text, 0, 4096) is not None
+
+
+def soap_fault(text: str) -> list[tuple[str, str]]:
+    """A SOAP envelope's fault as ("fault", "code: message"), or nothing."""
+    if "Envelope" not in text[:4096]:
+        return []
+    m = _FAULT.search(text)
+    if m is None:
+        return []
+    parts = {name.lower(): value for name, value in _FAULT_PART.findall(m.group(1))}
+    code = parts.get("faultcode") or parts.get("value") or "fault"
+    return [("fault", f"{code}: {parts.get('faultstring') or parts.get('text') or ''}".strip())]

@@ -1323,3 +1323,86 @@ def test_vendor_error_pages(body: str, expected: tuple[Any, ...]) -> None:
 def test_json_error_shapes_and_throttling(doc: Any, expected: tuple[Any, ...]) -> None:
     # A rate-limit signal anywhere in a failing object beats the generic envelope.
     assert judge(obs(json.dumps(doc), content_type="application/json")) == expected
+
+
+# --- round four: where a page states its error ------------------------------------------------
+
+_TRACE = "Traceback (most recent call last):\n" + '  File "/srv/app.py", line 9, in view\n    x()\n' * 30
+
+
+@pytest.mark.parametrize(
+    ("main", "expected"),
+    [
+        # Cells of a table of status codes, items of a list, a caption: a reference page.
+        ("<h1>Errors</h1><table><tr><td>503 Service Unavailable</td><td>Retry later.</td></tr>"
+         "<tr><td>429 Too Many Requests</td><td>Slow down.</td></tr></table>", UP),
+        ("<h1>Status codes</h1><ul><li>502 Bad Gateway</li><li>504 Gateway Timeout</li></ul>", UP),
+        ("<h1>Gallery</h1><figure><img src=a.png alt=''><figcaption>Service Unavailable, in ink."
+         "</figcaption></figure>", UP),
+        # A layout table, one message per row, is still an error page; so is one list item.
+        ("<table><tr><td>Service Unavailable</td></tr><tr><td>Please come back later.</td></tr></table>",
+         EP("http-5xx-page")),
+        ("<ul><li>Something went wrong</li></ul>", SWW),
+        # A quotation inside prose is not the page's message; the same words as a line are.
+        ('<h1>Apache</h1><p>A crashed script gives "The server encountered an internal error or '
+         'misconfiguration and was unable to complete your request." in the browser.</p>', UP),
+        ("<p>The server encountered an internal error or misconfiguration and was unable to complete "
+         "your request.</p>", EP("apache-5xx")),
+        # A sample in <pre> next to prose: a reference page, a song, whatever its heading.
+        ("<h1>500 Internal Server Error</h1><p>The status of a crashed handler.</p><pre>HTTP/1.1 500\n"
+         "Content-Length: 0\nConnection: close</pre>", UP),
+        ("<h1>Something Went Wrong</h1><h2>The Owls</h2><pre>Something went wrong\nI can't say when\n"
+         "You told me then</pre>", UP),
+        # A traceback is not what the page says: the heading above it decides.
+        (f"<h2>500 Internal Server Error</h2><p>The server failed.</p><pre>{_TRACE}</pre>",
+         EP("http-5xx-page")),
+        (f"<pre>{_TRACE}</pre>", EP("stack-trace-page", "down")),
+        # An issue that pastes a traceback under a title that is not an error message.
+        (f"<h1>Upload fails on large files</h1><p>Log below.</p><pre>{_TRACE}</pre>", UP),
+    ],
+    ids=["status-table", "status-list", "caption", "layout-table", "single-item", "quoted-apache",
+         "apache-line", "pre-sample", "lyrics", "heading-and-traceback", "traceback-only", "issue"],
+)  # fmt: skip
+def test_where_a_page_states_its_error(main: str, expected: tuple[Any, ...]) -> None:
+    assert judge(obs(f"<html><body>{main}</body></html>")) == expected
+    if expected == UP:  # inside a site's chrome too
+        assert judge(obs(_chrome_page(main))) == expected
+
+
+_SOAP11 = (
+    '<?xml version="1.0"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">'
+    "<soap:Body><soap:Fault><faultcode>soap:Server</faultcode><faultstring>Server was unable to "
+    "process request.</faultstring></soap:Fault></soap:Body></soap:Envelope>"
+)
+_SOAP12 = (
+    '<env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope"><env:Body><env:Fault><env:Code>'
+    "<env:Value>env:Receiver</env:Value></env:Code><env:Reason><env:Text>Timeout</env:Text></env:Reason>"
+    "</env:Fault></env:Body></env:Envelope>"
+)
+_RSS = (
+    '<?xml version="1.0"?><rss version="2.0"><channel><title>Status</title><item><title>Resolved'
+    "</title><description>Something went wrong on our end; all is well now.</description></item>"
+    "</channel></rss>"
+)
+_ATOM = (
+    '<feed xmlns="http://www.w3.org/2005/Atom"><title>News</title><entry><title>502 Bad Gateway'
+    "</title><summary>Oops! Something went wrong.</summary></entry></feed>"
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "expected"),
+    [
+        (_SOAP11, "text/xml; charset=utf-8", EP("soap-fault")),
+        (_SOAP12, "application/soap+xml", EP("soap-fault")),
+        (_SOAP11.replace("Fault", "Result"), "text/xml", UP),
+        (_RSS, "application/rss+xml", UP),
+        (_RSS, "text/xml", UP),
+        (_ATOM, "application/atom+xml", UP),
+        (_ATOM, "application/xml", UP),
+    ],
+    ids=["soap11", "soap12", "soap-ok", "rss", "rss-text-xml", "atom", "atom-xml"],
+)
+def test_xml_documents(body: str, content_type: str, expected: tuple[Any, ...]) -> None:
+    # A feed is content whatever its items quote; a SOAP fault is the service saying it failed.
+    assert judge(obs(body, content_type=content_type)) == expected
