@@ -45,7 +45,12 @@ def _envelope(obj: dict[str, Any]) -> list[tuple[str, Any]]:
     return found if msg == obj.get("message") else [*found, ("message", msg)]  # "message" is read anyway
 
 
-_ERROR_KEYS = ("error", "errorMessage", "error_message", "errorMsg", "ExceptionMessage", "exceptionMessage")
+_ERROR_KEYS = ("error", "errorMessage", "error_message", "errorMsg", "ExceptionMessage", "exceptionMessage",
+               # as APIs write it in Spanish, Portuguese, French, German and Italian
+               "erro", "erreur", "fehler", "errore", "fehlermeldung")  # fmt: skip
+# A status or message field named in those languages: {"estado": "error", "mensaje": "..."}.
+_STATUS_KEYS = ("status", "estado", "statut", "stato")
+_MESSAGE_KEYS = ("message", "Message", "mensaje", "mensagem", "messaggio", "nachricht", "meldung")
 _HTTP_STATUS_KEYS = ("status_code", "statusCode", "httpStatus", "http_status", "httpCode", "http_code")
 _STATUS_5XX = re.compile(r"5\d\d")
 
@@ -55,7 +60,8 @@ _STATUS_5XX = re.compile(r"5\d\d")
 # object that reports an error is read this way: a healthy response's data is never looked at.
 _THROTTLE = re.compile(
     r"rate[- _]?limit|too[ _]?many[ _]?requests|too much request|throttl|\bqps\b|request[ _]limit"
-    r"|requests? per (?:second|minute|hour|day)|request weight|flood control|resource_exhausted"
+    r"|(?:requests?|calls?) per (?:second|minute|hour|day)|request rates?|request weight|flood control"
+    r"|resource_exhausted"
     r"|\bslow ?down\b|(?<!storage )(?<!disk )(?<!mailbox )\bquota\b"
     r"|trop de (?:requêtes|demandes)|demasiadas (?:solicitudes|peticiones)"
     r"|zu viele (?:anfragen|anforderungen)"
@@ -145,15 +151,17 @@ def error_fields(doc: Any) -> list[tuple[str, Any]]:
         fault = obj.get("fault")
         if fault and isinstance(fault, dict | str):  # SOAP, Apigee: {"fault": {"faultstring": ...}}
             found.append(("error", fault.get("faultstring", fault) if isinstance(fault, dict) else fault))
-        if isinstance(obj.get("status"), str | int) and not isinstance(obj.get("status"), bool):
-            found.append(("status", obj["status"]))
+        for key in _STATUS_KEYS:
+            if isinstance(obj.get(key), str | int) and not isinstance(obj.get(key), bool):
+                found.append(("status", obj[key]))
+                break
         # The HTTP status under another name, when it says the server failed: Litestar
         # {"status_code": 500, "detail": ...}, {"statusCode": 503, ...}, {"httpStatus": 502}.
         found.extend(("status", obj[k]) for k in _HTTP_STATUS_KEYS if _STATUS_5XX.fullmatch(str(obj.get(k))))
         for key in ("success", "ok"):
             if obj.get(key) is False:
                 found.append((key, "false"))
-        message = obj.get("message") or obj.get("Message")  # ASP.NET Web API writes "Message"
+        message = next((obj[k] for k in _MESSAGE_KEYS if obj.get(k)), None)  # ASP.NET writes "Message"
         if isinstance(message, str) and message:
             found.append(("message", message))
         failing = _envelope(obj)

@@ -147,7 +147,7 @@ def html_zones(doc: str, xml: bool = False) -> tuple[dict[str, list[str]], bool]
     little = not page.long and page.said <= SAYS_LITTLE and not page.content
     # A line in one item of a list or table of several, or in a caption, is not the page's message:
     # "429 Too Many Requests" in a table of status codes, "Service Unavailable" under a picture.
-    lines = [line for line, box in zip(page.lines, page.owners, strict=True) if box is None or box[0] < 2]
+    lines = [line for line, box in zip(page.lines, page.owners, strict=True) if not _listed(box)]
     if not page.long and (lines or page.shown):
         # Preformatted text is what the page shows ("502 Bad Gateway" in a thread) unless it is
         # all the page says (Express: <pre>Internal Server Error</pre>).
@@ -222,7 +222,7 @@ class _Page:
         # Lists and tables open (`_BOXES`): [items or rows so far, items or cells open]; each line
         # has its box in `owners` (None outside any item), `_CAPTIONED` for a caption.
         self.boxes: list[list[Any]] = []
-        self.owners: list[list[int] | None] = []
+        self.owners: list[list[Any] | None] = []
         self.captions = 0
         self.block: list[str] = []
         self.heading: list[str] | None = None
@@ -329,13 +329,16 @@ class _Page:
             if closing and self.boxes:
                 self.boxes.pop()
             elif not closing:  # items, items or cells open, the row's record, cells so far
-                self.boxes.append([0, 0, [0, 0], 0])
+                box: list[Any] = [0, 0, None, 0, 0]  # items, open, row, cells so far, rows
+                box[2] = [0, 0, box]
+                self.boxes.append(box)
         elif name in _CAPTIONS:
             self.captions = max(self.captions - 1, 0) if closing else self.captions + 1
         elif self.boxes:
             box = self.boxes[-1]
             if name == "tr":
-                box[2] = [0, 0] if not closing else box[2]
+                if not closing:
+                    box[2], box[4] = [0, 0, box], box[4] + 1
             elif closing:
                 box[1] = max(box[1] - 1, 0)
             else:
@@ -343,7 +346,7 @@ class _Page:
                 box[3] += 1  # a new item or cell
                 box[0] += name != "td" and name != "th"
 
-    def owner(self) -> list[int] | None:
+    def owner(self) -> list[Any] | None:
         """What the line read now belongs to: a list (items), a table row (cells with text), a caption."""
         if self.captions:
             return _CAPTIONED
@@ -429,6 +432,13 @@ _MAX_TRACE = 2000
 # is left out when enough prose remains around it.
 _QUOTED = re.compile(r'"[^"\n]{0,400} [^"\n]{0,400}"|«[^»\n]{1,400}»|„[^"“\n]{1,400}["“]|「[^」\n]{1,400}」')
 _PROSE = 12  # word characters outside quotations that make a line prose
+
+
+def _listed(owner: list[Any] | None) -> bool:
+    """Whether a line's owner (`_Page.owner`) makes it one of several items, cells or a caption."""
+    if owner is None or owner[0] < 2:
+        return False
+    return len(owner) != 3 or owner[2][4] >= 2  # a table row's cells count in a table of rows
 
 
 def _unquoted(line: str) -> str:

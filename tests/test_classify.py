@@ -1406,3 +1406,38 @@ _ATOM = (
 def test_xml_documents(body: str, content_type: str, expected: tuple[Any, ...]) -> None:
     # A feed is content whatever its items quote; a SOAP fault is the service saying it failed.
     assert judge(obs(body, content_type=content_type)) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("We're having trouble displaying the page", SWW),
+        ("The app isn't working at the moment", SWW),
+        ("Ouch! We ran into a glitch.", SWW),
+        ("Something is broken. Please try again later.", SWW),
+        ("Our systems are busy", SWW),
+        ("Unable to load the document", SWW),
+        ("Hey there! Too many requests.", RL),
+        ("You have sent too many requests in a short time", RL),
+        ("Exceeded 40 requests per minute for this key.", RL),
+        ("Our servers are fast and friendly? Read more", UP),
+        ("Something broke my heart", UP),
+    ],
+)
+def test_paraphrases_and_throttling_wording(line: str, expected: tuple[Any, ...]) -> None:
+    assert judge(obs(f"<html><body><h1>{line}</h1><p>Acme</p></body></html>")) == expected
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        ({"estado": "error", "mensaje": "No se pudo completar la operación"}, EP("json-status-error")),
+        ({"erreur": "Service indisponible"}, EP("json-error")),
+        ({"fehler": "Zu viele Anfragen, bitte warten"}, RL),
+        ({"errors": "Exceeded 4 calls per second for app. Lower your request rates."}, RL),
+        ({"estado": "ok", "mensaje": "Pedido creado"}, UP),
+    ],
+    ids=["es-status", "fr-error", "de-throttle", "calls-per-second", "es-ok"],
+)
+def test_error_keys_in_other_languages(doc: Any, expected: tuple[Any, ...]) -> None:
+    assert judge(obs(json.dumps(doc, ensure_ascii=False), content_type="application/json")) == expected

@@ -46,7 +46,7 @@ FLAGS = re.IGNORECASE | re.MULTILINE
 _LEAD = r"""^[^\w"'«»„「」『』\n]{0,3}(?:(?:errors?|graphql(?:-partial)?-errors|message|status|problem): )?"""
 _SORRY = (
     "oops|whoops|uh[- ]?oh|oh (?:no|dear)|sorry|we(?:'?re| are) sorry|"
-    "apologies|but|error|hmm+|ouch|yikes",  # en
+    "apologies|but|error|hmm+|ouch|yikes|whoa(?: there)?|hey(?: there)?|easy there",  # en
     "oups|a[ïi]e|d[ée]sol[ée]e?s?|nous sommes d[ée]sol[ée]s|erreur",  # fr
     "ups|uy|lo sentimos|lo siento|vaya|perdón|disculpa(?:s|nos)?",  # es
     "hoppla|huch|oh nein|ups|entschuldigung|es tut uns leid|leider|fehler",  # de
