@@ -32,16 +32,10 @@ from prober import __version__
 from prober.classify import classify
 from prober.model import Classification, Observation, Phases, ProbeResult, Reason, Verdict, utcnow
 from prober.redirect import MAX_REDIRECTS, RedirectRefusedError
+from prober.resolver import VantageUnavailableError
 from prober.terminal import printable
-from prober.vantage import (
-    PhaseClock,
-    VantageClient,
-    VantagePool,
-    VantageUnavailableError,
-    maybe_local,
-    no_route,
-    start_probe_record,
-)
+from prober.trace import PhaseClock, start_probe_record
+from prober.vantage import VantageClient, VantagePool, maybe_local, no_route
 
 if TYPE_CHECKING:
     from prober.config import Check

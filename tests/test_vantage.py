@@ -37,7 +37,8 @@ from conftest import ERROR_PAGE, HEALTHY_PAGE, ZoneResolver, start_app
 from prober.config import Config, parse_config
 from prober.model import ProbeResult, Reason, Verdict
 from prober.probe import probe_check, probe_everywhere
-from prober.vantage import LIVENESS_TIMEOUT, VantageClient, VantagePool
+from prober.resolver import LIVENESS_TIMEOUT
+from prober.vantage import VantageClient, VantagePool
 
 PROXY_EGRESS = "127.0.0.9"  # where the test proxies connect out from
 UNASSIGNABLE = "192.0.2.1"  # TEST-NET-1 (RFC 5737): never configured on this machine
