@@ -1274,7 +1274,9 @@ def test_phrases_in_a_short_sentence(line: str, expected: tuple[Any, ...]) -> No
         ("<h1>Database Error</h1><p>The database has encountered a problem.</p>", EP("database-error")),
         ("<p>XenForo has experienced an internal SQL error and cannot continue.</p>", EP("database-error")),
         ("<h1>Erreur</h1><p>Erreur de lecture de la base de données</p>", EP("database-error")),
-        ("<h1>Application error</h1><p>Error reading from database</p>", EP("heroku-application-error")),
+        # Not Heroku's page (its is a bare title and an iframe): what the page says names it.
+        ("<h1>Application error</h1><p>Error reading from database</p>", EP("database-error")),
+        ("<title>Application Error</title>", EP("heroku-application-error")),
         ("<h1>This function has crashed</h1><p>TypeError at handler</p>", EP("serverless-function-error")),
         ("<title>Worker threw exception | example.com | Cloudflare</title><h1>Error 1101</h1>"
          "<p>Worker threw exception</p>", EP("serverless-function-error")),
@@ -1288,8 +1290,8 @@ def test_phrases_in_a_short_sentence(line: str, expected: tuple[Any, ...]) -> No
             ("degraded", "rate_limited", "cloudflare-rate-limited"),
         ),
     ],
-    ids=["vbulletin", "mybb-like", "moodle-fr", "heroku-first", "netlify", "workers", "cloud-functions",
-         "litestar", "joomla-fr", "cloudflare-1015"],
+    ids=["vbulletin", "mybb-like", "moodle-fr", "not-heroku", "heroku", "netlify", "workers",
+         "cloud-functions", "litestar", "joomla-fr", "cloudflare-1015"],
 )  # fmt: skip
 def test_vendor_error_pages(body: str, expected: tuple[Any, ...]) -> None:
     assert judge(obs(f"<html><body>{body}</body></html>")) == expected
@@ -1441,3 +1443,31 @@ def test_paraphrases_and_throttling_wording(line: str, expected: tuple[Any, ...]
 )
 def test_error_keys_in_other_languages(doc: Any, expected: tuple[Any, ...]) -> None:
     assert judge(obs(json.dumps(doc, ensure_ascii=False), content_type="application/json")) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("Le service est momentanément indisponible", EP("http-5xx-page")),
+        ("Die Website ist derzeit nicht erreichbar", EP("http-5xx-page")),
+        ("This page isn't available right now", EP("http-5xx-page")),
+        ("En este momento no podemos atenderte", SWW),
+        ("伺服器暫時無法處理您的請求", SWW),
+        ("서비스 접속이 원활하지 않습니다", SWW),
+        ("Estamos com instabilidade no momento", SWW),
+        ("सर्वर में तकनीकी समस्या", SWW),
+        ("Hệ thống đang bận", EP("overloaded")),
+        ("Nuestros servidores están ocupados", EP("overloaded")),
+        ("アクセスが制限されています", RL),
+        ("您的访问已被限制", RL),
+        ("Something's gone wrong", SWW),
+        ("We'll be right back.", EP("maintenance")),
+        # A platform is named only on its own page: its wording elsewhere is generic.
+        ("Sorry, something went wrong on our end.", SWW),
+        ("Application error", EP("http-5xx-page")),
+        ("Le service est momentanément indisponible ? Lisez notre guide", UP),
+        ("Warum die Website derzeit nicht erreichbar ist", UP),
+    ],
+)
+def test_round_five_wording(line: str, expected: tuple[Any, ...]) -> None:
+    assert judge(obs(f"<html><body><h1>{line}</h1><p>Acme</p></body></html>")) == expected
