@@ -1441,3 +1441,34 @@ def test_paraphrases_and_throttling_wording(line: str, expected: tuple[Any, ...]
 )
 def test_error_keys_in_other_languages(doc: Any, expected: tuple[Any, ...]) -> None:
     assert judge(obs(json.dumps(doc, ensure_ascii=False), content_type="application/json")) == expected
+
+
+_ISE = EP("http-5xx-page")
+
+
+@pytest.mark.parametrize(
+    ("main", "expected"),
+    [
+        ("<h1>Internal Server Error</h1><p>The second album of a noise duo.</p><p>€24.90</p>", UP),
+        ("<h1>Internal Server Error</h1><p>The band's LP.</p><button>Add to cart</button>", UP),
+        ("<h1>Bad Gateway</h1><p>Ein Hörspiel.</p><p>12,99 €</p><button>In den Warenkorb</button>", UP),
+        ("<h1>Something went wrong</h1><p>A puzzle game. ★★★★☆</p><a class=btn>Buy now</a>", UP),
+        ("<h1>Something went wrong</h1><p>Season 2, episode 4.</p><a href=/w>Watch now</a>", UP),
+        ("<h1>Something went wrong</h1><p>A novel.</p><p>1,204 reviews</p>", UP),
+        ("<h1>Service Unavailable</h1><p>A short film.</p><span itemprop='price'>4</span>", UP),
+        ("<h1>Something went wrong</h1><p>Sorry about that.</p><a href=/>Go home</a>", SWW),
+        ("<h1>Something went wrong</h1><button>Try again</button><a href=/help>Contact support</a>", SWW),
+        ("<h1>Internal Server Error</h1><p>Error 500. Reference 5f2a.</p>", _ISE),
+        ("<h1>Something went wrong</h1><ul>" + "<li><a href=/p>Headset</a> $19.99</li>" * 3 + "</ul>", SWW),
+        ("<h1>Something went wrong</h1><ul>" + "<li><a href=/p>Buy now</a></li>" * 3 + "</ul>", SWW),
+    ],
+    ids=[
+        "price", "add-to-cart", "de-price-and-cart", "rating-and-buy", "watch-link", "review-count",
+        "itemprop-price", "go-home", "try-again", "reference-number", "recommended-prices",
+        "recommended-cards",
+    ],
+)  # fmt: skip
+def test_a_page_that_offers_something_is_content(main: str, expected: tuple[Any, ...]) -> None:
+    # A product, album, game or film named after an error offers something (a price, "Add to
+    # cart", a rating); an error page offers only a way out, or a list of other things to buy.
+    assert judge(obs(_short(main))) == expected
