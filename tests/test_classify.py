@@ -1472,3 +1472,46 @@ def test_a_page_that_offers_something_is_content(main: str, expected: tuple[Any,
     # A product, album, game or film named after an error offers something (a price, "Add to
     # cart", a rating); an error page offers only a way out, or a list of other things to buy.
     assert judge(obs(_short(main))) == expected
+
+
+OUTAGE = EP("outage")
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("Our store is temporarily unavailable", OUTAGE),
+        ("The app is down right now. We're on it.", OUTAGE),
+        ("We are currently experiencing a partial outage", OUTAGE),
+        ("Le site est momentanément indisponible", OUTAGE),
+        ("Estamos experimentando problemas técnicos en este momento", OUTAGE),
+        ("Estamos enfrentando uma instabilidade no momento", OUTAGE),
+        ("Die Website ist derzeit nicht erreichbar", OUTAGE),
+        ("Technische Störung", OUTAGE),
+        ("ただいまサイトをご利用いただけません", OUTAGE),
+        ("现在网站暂时无法访问", UP),
+        ("网站暂时无法访问", OUTAGE),
+        ("網站目前無法連線", OUTAGE),
+        ("현재 시스템 장애가 발생했습니다", OUTAGE),
+        ("Il negozio è temporaneamente non disponibile", OUTAGE),
+        ("Магазин временно недоступен", OUTAGE),
+        ("Sitemiz şu anda erişilemiyor", OUTAGE),
+        ("Sklep jest chwilowo niedostępny", OUTAGE),
+        ("Er is momenteel een storing", OUTAGE),
+        ("الموقع غير متاح مؤقتًا", OUTAGE),
+        ("साइट अभी उपलब्ध नहीं है", OUTAGE),
+        ("Kami sedang mengalami gangguan", OUTAGE),
+        ("Trang web tạm thời không thể truy cập", OUTAGE),
+        ("เว็บไซต์ไม่พร้อมใช้งานชั่วคราว", OUTAGE),
+        ("There was a technical issue on our side. Please refresh.", EP("problem-on-our-end")),
+        ("Sorry, something's not right.", EP("problem-on-our-end")),
+        ("抱歉，发生了一些问题", EP("problem-on-our-end")),
+        ("Is the site down right now?", UP),
+        ("How we handled last week's outage", UP),
+        ("Our shop is open again", UP),
+        ("Something is not right with this recipe, says our chef", UP),
+    ],
+)
+def test_outages_and_reworded_errors(line: str, expected: tuple[Any, ...]) -> None:
+    # The subject of an outage is often the site, shop or app, not "the service".
+    assert judge(obs(f"<html><body><h1>{line}</h1><p>Acme</p></body></html>")) == expected
