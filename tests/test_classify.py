@@ -1515,3 +1515,30 @@ OUTAGE = EP("outage")
 def test_outages_and_reworded_errors(line: str, expected: tuple[Any, ...]) -> None:
     # The subject of an outage is often the site, shop or app, not "the service".
     assert judge(obs(f"<html><body><h1>{line}</h1><p>Acme</p></body></html>")) == expected
+
+
+QUOTA = ("degraded", "rate_limited", "quota-reached")
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "expected"),
+    [
+        ('{"durum": "hata", "mesaj": "Sunucu hatası"}', "application/json", EP("json-status-error")),
+        ('{"durum": "basarili", "mesaj": "Sipariş alındı"}', "application/json", UP),
+        ('{"status": "gagal", "pesan": "Terlalu banyak permintaan"}', "application/json", RL),
+        ('{"kesalahan": "Server sedang sibuk"}', "application/json", EP("json-error")),
+        ('{"status": "error", "message": "本日のAPI呼び出し回数が上限に達しました"}', "application/json",
+         QUOTA),
+        ("Connection failed: could not find driver", "text/html", EP("php-db-connection-failed")),
+        ("Connection failed: SQLSTATE[HY000] [2002] Connection refused", "text/html",
+         EP("php-db-connection-failed")),
+        ("<h1>PDO tutorial</h1><p>If the driver is missing you will see <code>Connection failed: "
+         "could not find driver</code> instead of your data; install php-mysql to fix it.</p>", "text/html", UP),
+    ],
+    ids=["tr-status", "tr-ok", "id-throttle", "id-error", "ja-quota", "pdo-driver", "pdo-refused",
+         "pdo-tutorial"],
+)  # fmt: skip
+def test_error_keys_quotas_and_php_connection(
+    body: str, content_type: str, expected: tuple[Any, ...]
+) -> None:
+    assert judge(obs(body, content_type=content_type)) == expected
