@@ -1533,7 +1533,7 @@ QUOTA = ("degraded", "rate_limited", "quota-reached")
         ("Connection failed: SQLSTATE[HY000] [2002] Connection refused", "text/html",
          EP("php-db-connection-failed")),
         ("<h1>PDO tutorial</h1><p>If the driver is missing you will see <code>Connection failed: "
-         "could not find driver</code> instead of your data; install php-mysql to fix it.</p>", "text/html", UP),
+         "could not find driver</code> instead of your data; install php-mysql.</p>", "text/html", UP),
     ],
     ids=["tr-status", "tr-ok", "id-throttle", "id-error", "ja-quota", "pdo-driver", "pdo-refused",
          "pdo-tutorial"],
