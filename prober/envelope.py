@@ -46,11 +46,15 @@ def _envelope(obj: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 _ERROR_KEYS = ("error", "errorMessage", "error_message", "errorMsg", "ExceptionMessage", "exceptionMessage",
-               # as APIs write it in Spanish, Portuguese, French, German and Italian
-               "erro", "erreur", "fehler", "errore", "fehlermeldung")  # fmt: skip
-# A status or message field named in those languages: {"estado": "error", "mensaje": "..."}.
-_STATUS_KEYS = ("status", "estado", "statut", "stato")
-_MESSAGE_KEYS = ("message", "Message", "mensaje", "mensagem", "messaggio", "nachricht", "meldung")
+               # as APIs write it in Spanish, Portuguese, French, German, Italian, Turkish, Polish,
+               # Indonesian and Vietnamese (ASCII keys: "blad", "loi")
+               "erro", "erreur", "fehler", "errore", "fehlermeldung",
+               "hata", "blad", "kesalahan", "loi")  # fmt: skip
+# A status or message field named in those languages: {"estado": "error", "mensaje": "..."},
+# {"durum": "hata", "mesaj": "..."}, {"status": "gagal", "pesan": "..."}.
+_STATUS_KEYS = ("status", "estado", "statut", "stato", "durum", "trang_thai")
+_MESSAGE_KEYS = ("message", "Message", "mensaje", "mensagem", "messaggio", "nachricht", "meldung", "mesaj",
+                 "komunikat", "wiadomosc", "pesan", "thong_bao")  # fmt: skip
 _HTTP_STATUS_KEYS = ("status_code", "statusCode", "httpStatus", "http_status", "httpCode", "http_code")
 _STATUS_5XX = re.compile(r"5\d\d")
 

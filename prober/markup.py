@@ -8,6 +8,8 @@ import unicodedata
 from functools import lru_cache
 from typing import Any
 
+from prober.content import CONTROLS, ITEMTYPE, LD_CONTENT, OFFER_ATTRS, OG_CONTENT, offers_text, offers_with
+
 SHORT_TEXT = 2000  # characters a page says itself (not links): past that its text is not read
 # What an error page says at most, in characters of its own text (links, quotations, scripts and
 # hidden elements left out): its message, a line of explanation, a reference, a footer. A page
@@ -17,7 +19,7 @@ SAYS_LITTLE = 600
 # A short page can still be a content page that an error page is not: its message is its main
 # content, while a song, a product, an article or a reference table has a structure of its own.
 # Past this many visible headings (h1-h6) or table rows, or with media or structured data naming
-# content (`_CONTENT_TYPES`), a page does not say little whatever its length.
+# content (`CONTENT_TYPES`), a page does not say little whatever its length.
 _MAX_HEADINGS_SAID = 4
 _MAX_ROWS_SAID = 4
 _MAX_LINKED_HEADINGS = 3  # headings that are links: a list of results or cards (see `_Page`)
@@ -68,25 +70,6 @@ WIDE = re.compile("[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff]")  # CJK, kana, Han
 _HIDING_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
 _HIDING_CLASSES = frozenset({"hidden", "d-none", "is-hidden", "visually-hidden", "sr-only", "invisible"})
 _HIDING_RULE = re.compile(r"(?:^|\})\s*\.(-?[_a-zA-Z][\w-]*)\s*\{[^{}]{0,200}?display\s*:\s*none")
-# Structured data that names what a page is (Open Graph og:type, JSON-LD or microdata types): a
-# song, a product, an article, a video, a question. Generic types (WebSite, WebPage,
-# Organization, BreadcrumbList) say nothing: an error page's template carries them too.
-_CONTENT_TYPES = (
-    r"article|newsarticle|blogposting|techarticle|scholarlyarticle|report|product(?:\.\w+)?|offer|"
-    r"music\.\w+|musicrecording|musicalbum|musiccomposition|musicplaylist|video\.\w+|videoobject|"
-    r"movie|tvepisode|tvseries|book|books\.\w+|audiobook|podcastepisode|recipe|qapage|faqpage|question|"
-    r"discussionforumposting|socialmediaposting|event|course|softwareapplication|review|howto|dataset|"
-    r"profile|profilepage|place|restaurant(?:\.\w+)?|localbusiness|itemlist|collectionpage|creativework"
-)
-_OG_CONTENT = re.compile(
-    rf"""(?:property|name)\s*=\s*["']?og:type["']?[^<>]*?content\s*=\s*["']?(?:{_CONTENT_TYPES})["'\s/>]"""
-    rf"""|content\s*=\s*["']?(?:{_CONTENT_TYPES})["']?\s+(?:property|name)\s*=\s*["']?og:type""",
-    re.IGNORECASE,
-)
-_LD_CONTENT = re.compile(
-    rf'"@type"\s*:\s*\[?\s*"(?:https?://schema\.org/)?(?:{_CONTENT_TYPES})"', re.IGNORECASE
-)
-_ITEMTYPE = re.compile(rf"""itemtype\s*=\s*["']?https?://schema\.org/(?:{_CONTENT_TYPES})\b""", re.IGNORECASE)
 _MEDIA = frozenset({"audio", "video"})
 _TAGS = re.compile(r"<[^<>]*>?")
 _LINK = re.compile(r"<a\b[^<>]*>.*?</a\s*>", re.IGNORECASE | re.DOTALL)
@@ -145,6 +128,7 @@ def html_zones(doc: str, xml: bool = False) -> tuple[dict[str, list[str]], bool]
     # song, a tutorial, whatever its heading (a traceback is not such a sample, see `_TRACEBACK`).
     page.content = page.content or (page.pre_breaks >= 2 and page.said > page.pre_said)
     little = not page.long and page.said <= SAYS_LITTLE and not page.content
+    little = little and not (page.offers or any(_offers(page, i) for i in page.said_lines))
     # A line in one item of a list or table of several, or in a caption, is not the page's message:
     # "429 Too Many Requests" in a table of status codes, "Service Unavailable" under a picture.
     lines = [line for line, box in zip(page.lines, page.owners, strict=True) if not _listed(box)]
@@ -162,11 +146,13 @@ class _Page:
 
     __slots__ = (
         "block",
+        "block_said",
         "boxes",
         "captions",
         "chrome",
         "chrome_depth",
         "content",
+        "control",
         "counts",
         "depth",
         "has_main",
@@ -183,6 +169,7 @@ class _Page:
         "long",
         "main_depth",
         "main_name",
+        "offers",
         "owners",
         "pre",
         "pre_breaks",
@@ -191,6 +178,7 @@ class _Page:
         "quoted",
         "rows",
         "said",
+        "said_lines",
         "sectioning",
         "seen_heading",
         "shown",
@@ -235,9 +223,19 @@ class _Page:
         # Headings that are links: results of a search, cards of a listing. An error page links
         # to a way out ("Try again", "Home"), never to a list of titled pages.
         self.linked, self.linked_headings = False, 0
+        # What may show an offer (`prober.content`): the lines of main content
+        # (`block_said`: the block being read has some), the text of the main content's button or
+        # link being read (`control`); `offers`: an offer found (a control, a price's markup).
+        # Not in a list of several items: an error page may recommend products with their prices.
+        self.said_lines: list[int] = []  # indexes in `lines`
+        self.block_said = False
+        self.control: list[str] | None = None
+        self.offers = False
 
     def data(self, text: str) -> None:
         # Links ("Try again", menus, search results) and quotations are not what the page says.
+        if self.control is not None and self.hidden is None:
+            self.control.append(text)
         if self.hidden is None and self.quoted == 0:
             if self.pre and (self.pre_fresh or self.tracing):
                 if self.pre_fresh and not text.isspace():
@@ -252,6 +250,7 @@ class _Page:
             self.total += said
             if self.counts:
                 self.said += said
+                self.block_said = True
                 if self.pre:
                     self.pre_said += said
                     self.pre_breaks += text.strip().count("\n")
@@ -274,7 +273,7 @@ class _Page:
         if not closing and (name in _RAW or name == "title"):
             close_m = _end_of(name).search(doc, m.end())
             inner = doc[m.end() : close_m.start() if close_m else len(doc)]
-            if name == "script" and "ld+json" in attrs and _LD_CONTENT.search(inner, 0, 4096):
+            if name == "script" and "ld+json" in attrs and LD_CONTENT.search(inner, 0, 4096):
                 self.content = True
             if name == "title" and not self.title and self.hidden is None:
                 self.title = clean(inner[:1000])
@@ -284,7 +283,7 @@ class _Page:
             return close_m.end() if close_m else len(doc)
         self.long = self.long or self.tags > _MAX_TAGS  # no error page has that many elements
         if attrs and not closing and ("og:type" in attrs or "itemtype" in attrs):
-            self.content = self.content or bool(_OG_CONTENT.search(attrs) or _ITEMTYPE.search(attrs))
+            self.content = self.content or bool(OG_CONTENT.search(attrs) or ITEMTYPE.search(attrs))
         if self.hidden is not None:
             if name == self.hidden:
                 self.depth += -1 if closing else 1
@@ -321,7 +320,20 @@ class _Page:
                 self.flush()
                 self.pre = max(self.pre - 1, 0) if closing else self.pre + 1
                 self.pre_fresh, self.tracing = not closing, False
+            if name in CONTROLS:
+                self.follow_control(closing)
+            elif attrs and not closing and "pri" in attrs and self.counts and OFFER_ATTRS.search(attrs):
+                self.offers = True
         return None
+
+    def follow_control(self, closing: bool) -> None:
+        """Read the text of a button or link of the main content: does it offer something?"""
+        if not closing:  # one in a list or table is a card's (recommendations on an error page)
+            self.control = [] if self.counts and self.control is None and not self.boxes else self.control
+        elif self.control is not None:
+            label = clean("".join(self.control)[:200])
+            self.offers = self.offers or offers_with(label)
+            self.control = None
 
     def box(self, name: str, closing: bool) -> None:
         """Follow lists, tables and captions: which item or row the lines read next belong to."""
@@ -391,7 +403,10 @@ class _Page:
             elif line:
                 self.lines.append(_unquoted(line))
                 self.owners.append(self.owner())
+                if self.block_said:
+                    self.said_lines.append(len(self.lines) - 1)
         self.block.clear()
+        self.block_said = False
 
     def end_heading(self) -> None:
         """Close the heading being read: every h1, and the first h1-h3, are main headings."""
@@ -439,6 +454,11 @@ def _listed(owner: list[Any] | None) -> bool:
     if owner is None or owner[0] < 2:
         return False
     return len(owner) != 3 or owner[2][4] >= 2  # a table row's cells count in a table of rows
+
+
+def _offers(page: _Page, i: int) -> bool:
+    """Whether line `i` of the main content offers something (`prober.content`), not as a list item."""
+    return not _listed(page.owners[i]) and offers_text(page.lines[i])
 
 
 def _unquoted(line: str) -> str:

@@ -147,7 +147,8 @@ def short(text: str, limit: int) -> str:
 
 _JSON_HINT = re.compile(
     r'"(?:errors?|error\w+|message|status|success|ok|fault|title|detail|type|description|Message|ExceptionMessage|\w*(?:code|Code|msg|Msg))"\s*:'
-    r'|"(?:erro|erreur|fehler|errore|fehlermeldung|estado|statut|stato|mensaje|mensagem|messaggio|nachricht|meldung)"\s*:'
+    r'|"(?:erro|erreur|fehler|errore|fehlermeldung|estado|statut|stato|mensaje|mensagem|messaggio|nachricht|meldung'
+    r'|hata|blad|kesalahan|loi|durum|trang_thai|mesaj|komunikat|wiadomosc|pesan|thong_bao)"\s*:'
 )
 _MESSAGE_KEYS = ("message", "detail", "title", "description", "error_description", "msg", "reason", "error")
 

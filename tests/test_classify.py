@@ -1449,7 +1449,7 @@ def test_error_keys_in_other_languages(doc: Any, expected: tuple[Any, ...]) -> N
     ("line", "expected"),
     [
         ("Le service est momentanément indisponible", EP("http-5xx-page")),
-        ("Die Website ist derzeit nicht erreichbar", EP("http-5xx-page")),
+        ("Die Website ist derzeit nicht erreichbar", EP("outage")),
         ("This page isn't available right now", EP("http-5xx-page")),
         ("En este momento no podemos atenderte", SWW),
         ("伺服器暫時無法處理您的請求", SWW),
@@ -1471,3 +1471,103 @@ def test_error_keys_in_other_languages(doc: Any, expected: tuple[Any, ...]) -> N
 )
 def test_round_five_wording(line: str, expected: tuple[Any, ...]) -> None:
     assert judge(obs(f"<html><body><h1>{line}</h1><p>Acme</p></body></html>")) == expected
+
+
+_ISE = EP("http-5xx-page")
+
+
+@pytest.mark.parametrize(
+    ("main", "expected"),
+    [
+        ("<h1>Internal Server Error</h1><p>The second album of a noise duo.</p><p>€24.90</p>", UP),
+        ("<h1>Internal Server Error</h1><p>The band's LP.</p><button>Add to cart</button>", UP),
+        ("<h1>Bad Gateway</h1><p>Ein Hörspiel.</p><p>12,99 €</p><button>In den Warenkorb</button>", UP),
+        ("<h1>Something went wrong</h1><p>A puzzle game. ★★★★☆</p><a class=btn>Buy now</a>", UP),
+        ("<h1>Something went wrong</h1><p>Season 2, episode 4.</p><a href=/w>Watch now</a>", UP),
+        ("<h1>Something went wrong</h1><p>A novel.</p><p>1,204 reviews</p>", UP),
+        ("<h1>Service Unavailable</h1><p>A short film.</p><span itemprop='price'>4</span>", UP),
+        ("<h1>Something went wrong</h1><p>Sorry about that.</p><a href=/>Go home</a>", SWW),
+        ("<h1>Something went wrong</h1><button>Try again</button><a href=/help>Contact support</a>", SWW),
+        ("<h1>Internal Server Error</h1><p>Error 500. Reference 5f2a.</p>", _ISE),
+        ("<h1>Something went wrong</h1><ul>" + "<li><a href=/p>Headset</a> $19.99</li>" * 3 + "</ul>", SWW),
+        ("<h1>Something went wrong</h1><ul>" + "<li><a href=/p>Buy now</a></li>" * 3 + "</ul>", SWW),
+    ],
+    ids=[
+        "price", "add-to-cart", "de-price-and-cart", "rating-and-buy", "watch-link", "review-count",
+        "itemprop-price", "go-home", "try-again", "reference-number", "recommended-prices",
+        "recommended-cards",
+    ],
+)  # fmt: skip
+def test_a_page_that_offers_something_is_content(main: str, expected: tuple[Any, ...]) -> None:
+    # A product, album, game or film named after an error offers something (a price, "Add to
+    # cart", a rating); an error page offers only a way out, or a list of other things to buy.
+    assert judge(obs(_short(main))) == expected
+
+
+OUTAGE = EP("outage")
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("Our store is temporarily unavailable", OUTAGE),
+        ("The app is down right now. We're on it.", OUTAGE),
+        ("We are currently experiencing a partial outage", OUTAGE),
+        ("Le site est momentanément indisponible", OUTAGE),
+        ("Estamos experimentando problemas técnicos en este momento", OUTAGE),
+        ("Estamos enfrentando uma instabilidade no momento", OUTAGE),
+        ("Die Website ist derzeit nicht erreichbar", OUTAGE),
+        ("Technische Störung", EP("something-went-wrong")),  # a technical fault, said by either
+        ("ただいまサイトをご利用いただけません", OUTAGE),
+        ("现在网站暂时无法访问", UP),
+        ("网站暂时无法访问", EP("something-went-wrong")),
+        ("網站目前無法連線", OUTAGE),
+        ("현재 시스템 장애가 발생했습니다", OUTAGE),
+        ("Il negozio è temporaneamente non disponibile", OUTAGE),
+        ("Магазин временно недоступен", OUTAGE),
+        ("Sitemiz şu anda erişilemiyor", OUTAGE),
+        ("Sklep jest chwilowo niedostępny", OUTAGE),
+        ("Er is momenteel een storing", OUTAGE),
+        ("الموقع غير متاح مؤقتًا", OUTAGE),
+        ("साइट अभी उपलब्ध नहीं है", OUTAGE),
+        ("Kami sedang mengalami gangguan", OUTAGE),
+        ("Trang web tạm thời không thể truy cập", OUTAGE),
+        ("เว็บไซต์ไม่พร้อมใช้งานชั่วคราว", OUTAGE),
+        ("There was a technical issue on our side. Please refresh.", EP("problem-on-our-end")),
+        ("Sorry, something's not right.", EP("problem-on-our-end")),
+        ("抱歉，发生了一些问题", EP("problem-on-our-end")),
+        ("Is the site down right now?", UP),
+        ("How we handled last week's outage", UP),
+        ("Our shop is open again", UP),
+        ("Something is not right with this recipe, says our chef", UP),
+    ],
+)
+def test_outages_and_reworded_errors(line: str, expected: tuple[Any, ...]) -> None:
+    # The subject of an outage is often the site, shop or app, not "the service".
+    assert judge(obs(f"<html><body><h1>{line}</h1><p>Acme</p></body></html>")) == expected
+
+
+QUOTA = ("degraded", "rate_limited", "quota-reached")
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "expected"),
+    [
+        ('{"durum": "hata", "mesaj": "Sunucu hatası"}', "application/json", EP("json-status-error")),
+        ('{"durum": "basarili", "mesaj": "Sipariş alındı"}', "application/json", UP),
+        ('{"status": "gagal", "pesan": "Terlalu banyak permintaan"}', "application/json", RL),
+        ('{"kesalahan": "Server sedang sibuk"}', "application/json", EP("overloaded")),
+        ('{"status": "error", "message": "本日のAPI呼び出し回数が上限に達しました"}', "application/json",
+         QUOTA),
+        ("Connection failed: could not find driver", "text/html", EP("php-db-connection-failed")),
+        ("Connection failed: SQLSTATE[HY000] [2002] Connection refused", "text/html", EP("sql-error")),
+        ("<h1>PDO tutorial</h1><p>If the driver is missing you will see <code>Connection failed: "
+         "could not find driver</code> instead of your data; install php-mysql.</p>", "text/html", UP),
+    ],
+    ids=["tr-status", "tr-ok", "id-throttle", "id-error", "ja-quota", "pdo-driver", "pdo-refused",
+         "pdo-tutorial"],
+)  # fmt: skip
+def test_error_keys_quotas_and_php_connection(
+    body: str, content_type: str, expected: tuple[Any, ...]
+) -> None:
+    assert judge(obs(body, content_type=content_type)) == expected
