@@ -23,7 +23,7 @@ from prober.config import parse_config
 from prober.model import Observation, Verdict
 from prober.page import Body as _Body
 from prober.probe import probe_everywhere
-from prober.signatures import Signature, builtin_signatures, compile_pattern
+from prober.signatures import Signature, builtin_signatures, compile_pattern, match
 from prober.signatures.match import _caseless_twin
 from prober.signatures.match import matcher_for as _matcher
 from prober.vantage import VantagePool
@@ -138,3 +138,22 @@ def test_the_zone_pre_check_agrees_with_the_plain_alternation(extra: tuple[Signa
 )  # fmt: skip
 def test_case_sensitive_twin_only_where_it_is_exact(pattern: str, twin: bool) -> None:
     assert (_caseless_twin(pattern) is not None) is twin
+
+
+def test_a_matcher_compiles_its_zone_pre_checks_only_when_a_page_reaches_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The combined pre-checks are most of building a matcher (about 0.5 s of `prober once`).
+    built: list[int] = []
+    real = match._combined_pattern
+    monkeypatch.setattr(match, "_combined_pattern", lambda members: built.append(1) or real(members))
+    matcher = match.Matcher((*builtin_signatures(), *USER_SIGNATURES))
+    assert built == []
+    body = b"<title>Oops</title><h1>Something went wrong</h1>"
+    obs = Observation(url="x", status=200, headers={"content-type": "text/html"}, body=body)
+    hit = matcher.best(_Body(obs))
+    assert hit is not None and hit.sig.name == "something-went-wrong"
+    assert 0 < len(built) <= len(_Body(obs).zones)  # one table (says little), the zones it has
+    again = len(built)
+    matcher.best(_Body(obs))
+    assert len(built) == again  # built once

@@ -47,7 +47,7 @@ class _Entry:
     regex: re.Pattern[str]
 
 
-_Zones = dict[str, tuple["_Screen | None", tuple[_Entry, ...]]]
+_Zones = dict[str, tuple["_Screen", tuple[_Entry, ...]]]
 
 
 class Matcher:
@@ -89,7 +89,7 @@ class Matcher:
                 continue
             combined, members = compiled
             for text in strings:
-                if combined is not None and not combined.search(text):
+                if not combined.search(text):
                     continue
                 for entry in members:
                     if hit is not None and entry.rank >= hit.rank:
@@ -123,25 +123,46 @@ def _line_of(text: str, m: re.Match[str]) -> str:
     return text[start : end if end >= 0 else len(text)]
 
 
-@dataclass(frozen=True, slots=True)
 class _Screen:
     """The pre-check of one zone: does any member match? One search instead of one per member.
 
     `lowered`, when the combined pattern allows it (`_caseless_twin`), is the same pattern
     compiled case-sensitively, for the lower-cased text: Python's `re` skips ahead to candidate
     first characters only in case-sensitive patterns, which makes it several times faster.
+    Both are compiled on first use: they are the bulk of building a matcher, and a process that
+    classifies a few pages (`prober once`) needs only the zones and tables those pages reach.
     """
 
-    pattern: re.Pattern[str]
-    lowered: re.Pattern[str] | None
+    __slots__ = ("_built", "_lowered", "_members", "_pattern")
+
+    def __init__(self, members: Sequence[_Entry]) -> None:
+        self._members = members
+        self._pattern: re.Pattern[str] | None = None
+        self._lowered: re.Pattern[str] | None = None
+        self._built = False
+
+    def _build(self) -> None:
+        self._built = True
+        self._pattern = _combined_pattern(self._members)
+        self._lowered = None if self._pattern is None else _caseless_twin(self._pattern.pattern)
+
+    @property
+    def lowered(self) -> re.Pattern[str] | None:
+        """The case-sensitive twin for lower-cased text, if exact (compiled on first use)."""
+        if not self._built:
+            self._build()
+        return self._lowered
 
     def search(self, text: str) -> bool:
         """Whether some member may match `text` (exactly: no false negative, no false positive)."""
-        if self.lowered is not None:
+        if not self._built:
+            self._build()
+        if self._lowered is not None:
             low = _caseless(text)
             if low is not None:
-                return self.lowered.search(low) is not None
-        return self.pattern.search(text) is not None
+                return self._lowered.search(low) is not None
+        # No combined pattern could be built: no pre-check, every member is tried.
+        return self._pattern is None or self._pattern.search(text) is not None
 
 
 def _caseless(text: str) -> str | None:
@@ -241,8 +262,8 @@ def _plain_lower(c: str) -> bool:
 _GROUP_HEAD = re.compile(r"\(\?(?::|=|!|<=|<!|P<\w+>|[sm]+:)")
 
 
-def _combine(members: Sequence[_Entry]) -> _Screen | None:
-    """One search ruling a zone out when no member matches it; None if it cannot be built.
+def _combine(members: Sequence[_Entry]) -> _Screen:
+    """One search ruling a zone out when no member matches it (every member is tried if it cannot be built).
 
     A plain alternation of the members costs one attempt per member at every character, and
     most members start with `^` and the same line template (`LINE_TEMPLATE`): their top-level
@@ -250,8 +271,7 @@ def _combine(members: Sequence[_Entry]) -> _Screen | None:
     matched once around all the phrases. The language is the same (the union of the members),
     so the pre-check never misses; at a position that does not start a line it fails at once.
     """
-    pattern = _combined_pattern(members)
-    return None if pattern is None else _Screen(pattern, _caseless_twin(pattern.pattern))
+    return _Screen(members)
 
 
 def _combined_pattern(members: Sequence[_Entry]) -> re.Pattern[str] | None:
