@@ -145,8 +145,8 @@ def test_a_matcher_compiles_its_zone_pre_checks_only_when_a_page_reaches_them(
 ) -> None:
     # The combined pre-checks are most of building a matcher (about 0.5 s of `prober once`).
     built: list[int] = []
-    real = match._combined_pattern
-    monkeypatch.setattr(match, "_combined_pattern", lambda members: built.append(1) or real(members))
+    real = match._combined_source
+    monkeypatch.setattr(match, "_combined_source", lambda members: built.append(1) or real(members))
     matcher = match.Matcher((*builtin_signatures(), *USER_SIGNATURES))
     assert built == []
     body = b"<title>Oops</title><h1>Something went wrong</h1>"
@@ -157,3 +157,22 @@ def test_a_matcher_compiles_its_zone_pre_checks_only_when_a_page_reaches_them(
     again = len(built)
     matcher.best(_Body(obs))
     assert len(built) == again  # built once
+
+
+def test_a_zone_pre_check_compiles_its_case_insensitive_pattern_only_for_text_unsafe_to_lower_case(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The twin alone serves text that lower-cases exactly; compiling both doubled the first page's cost.
+    compiled: list[str] = []
+    real = match._compiled
+    monkeypatch.setattr(
+        match, "_compiled", lambda source, members: compiled.append(source) or real(source, members)
+    )
+    matcher = match.Matcher((*builtin_signatures(), *USER_SIGNATURES))
+    screen, _ = matcher.zones["heading"]
+    assert screen.search("Something went wrong") and not screen.search("All systems normal")
+    assert compiled == []
+    assert not screen.search("İstanbul")  # "İ" lower-cases to two characters: the case-insensitive pattern
+    assert len(compiled) == 1
+    screen.search("İzmir")
+    assert len(compiled) == 1  # compiled once

@@ -133,18 +133,21 @@ class _Screen:
     classifies a few pages (`prober once`) needs only the zones and tables those pages reach.
     """
 
-    __slots__ = ("_built", "_lowered", "_members", "_pattern")
+    __slots__ = ("_built", "_lowered", "_members", "_pattern", "_source")
 
     def __init__(self, members: Sequence[_Entry]) -> None:
         self._members = members
+        self._source: str | None = None  # the combined pattern, compiled case-insensitively when needed
         self._pattern: re.Pattern[str] | None = None
         self._lowered: re.Pattern[str] | None = None
         self._built = False
 
     def _build(self) -> None:
+        # Only the twin is compiled now: most text is safe to lower-case, and compiling the
+        # case-insensitive pattern too would double the first page's cost.
         self._built = True
-        self._pattern = _combined_pattern(self._members)
-        self._lowered = None if self._pattern is None else _caseless_twin(self._pattern.pattern)
+        self._source = _combined_source(self._members)
+        self._lowered = None if self._source is None else _caseless_twin(self._source)
 
     @property
     def lowered(self) -> re.Pattern[str] | None:
@@ -153,14 +156,20 @@ class _Screen:
             self._build()
         return self._lowered
 
-    def search(self, text: str) -> bool:
-        """Whether some member may match `text` (exactly: no false negative, no false positive)."""
+    def search(self, text: str, low: str | None = None) -> bool:
+        """Whether some member may match `text` (exactly: no false negative, no false positive).
+
+        `low` is `_caseless(text)` when the caller has it already.
+        """
         if not self._built:
             self._build()
         if self._lowered is not None:
-            low = _caseless(text)
+            low = _caseless(text) if low is None else low
             if low is not None:
                 return self._lowered.search(low) is not None
+        if self._pattern is None and self._source is not None:
+            self._pattern = _compiled(self._source, self._members)
+            self._source = None if self._pattern is None else self._source
         # No combined pattern could be built: no pre-check, every member is tried.
         return self._pattern is None or self._pattern.search(text) is not None
 
@@ -274,35 +283,43 @@ def _combine(members: Sequence[_Entry]) -> _Screen:
     return _Screen(members)
 
 
-def _combined_pattern(members: Sequence[_Entry]) -> re.Pattern[str] | None:
+def _compiled(source: str, members: Sequence[_Entry]) -> re.Pattern[str] | None:
+    """`source` compiled; failing that, the plain alternation of `members` (the same language)."""
+    for pattern in (source, _plain(members)):
+        with contextlib.suppress(re.error, RecursionError, OverflowError):
+            return compile_pattern(pattern)
+    return None
+
+
+def _plain(members: Sequence[_Entry]) -> str:
+    return "|".join(f"(?:{e.pattern})" for e in members)
+
+
+def _combined_source(members: Sequence[_Entry]) -> str | None:
+    """The members regrouped behind one `^` and one line template (their plain alternation if not)."""
     patterns = [e.pattern for e in members]
     if any(_BACKREF.search(p) for p in patterns):
         return None  # group numbers would shift in the alternation
-    plain = "|".join(f"(?:{p})" for p in patterns)
-    if not any(_GLOBAL_FLAGS.search(p) for p in patterns):  # (?x) would change how a pattern splits
-        phrases: dict[str, list[str]] = {tail: [] for tail in _TEMPLATE_TAILS}
-        anchored: list[str] = []
-        free: list[str] = []
-        for pattern in patterns:
-            for leaf in _alternatives(pattern):
-                tail = next((t for t in _TEMPLATE_TAILS if leaf.endswith(t)), None)
-                if leaf.startswith(_TEMPLATE_HEAD) and tail is not None:
-                    phrases[tail].append(leaf[len(_TEMPLATE_HEAD) : len(leaf) - len(tail)])
-                elif leaf.startswith("^"):
-                    anchored.append(leaf[1:])
-                else:
-                    free.append(leaf)
-        for tail, found in reversed(phrases.items()):
-            if found:
-                anchored.insert(0, f"{_TEMPLATE_HEAD[1:]}{'|'.join(found)}{tail}")
-        parts = [f"^(?:{'|'.join(f'(?:{a})' for a in anchored)})"] if anchored else []
-        parts += [f"(?:{f})" for f in free]
-        with contextlib.suppress(re.error, RecursionError, OverflowError):
-            return compile_pattern("|".join(parts))
-    try:
-        return compile_pattern(plain)
-    except (re.error, RecursionError, OverflowError):
-        return None
+    if any(_GLOBAL_FLAGS.search(p) for p in patterns):  # (?x) would change how a pattern splits
+        return _plain(members)
+    phrases: dict[str, list[str]] = {tail: [] for tail in _TEMPLATE_TAILS}
+    anchored: list[str] = []
+    free: list[str] = []
+    for pattern in patterns:
+        for leaf in _alternatives(pattern):
+            tail = next((t for t in _TEMPLATE_TAILS if leaf.endswith(t)), None)
+            if leaf.startswith(_TEMPLATE_HEAD) and tail is not None:
+                phrases[tail].append(leaf[len(_TEMPLATE_HEAD) : len(leaf) - len(tail)])
+            elif leaf.startswith("^"):
+                anchored.append(leaf[1:])
+            else:
+                free.append(leaf)
+    for tail, found in reversed(phrases.items()):
+        if found:
+            anchored.insert(0, f"{_TEMPLATE_HEAD[1:]}{'|'.join(found)}{tail}")
+    parts = [f"^(?:{'|'.join(f'(?:{a})' for a in anchored)})"] if anchored else []
+    parts += [f"(?:{f})" for f in free]
+    return "|".join(parts)
 
 
 def _alternatives(pattern: str) -> list[str]:
