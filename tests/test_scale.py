@@ -144,16 +144,18 @@ def test_a_matcher_compiles_its_zone_pre_checks_only_when_a_page_reaches_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The combined pre-checks are most of building a matcher (about 0.5 s of `prober once`).
-    built: list[int] = []
+    built: list[object] = []
     real = match._combined_source
-    monkeypatch.setattr(match, "_combined_source", lambda members: built.append(1) or real(members))
+    monkeypatch.setattr(match, "_combined_source", lambda members: built.append(members) or real(members))
     matcher = match.Matcher((*builtin_signatures(), *USER_SIGNATURES))
     assert built == []
     body = b"<title>Oops</title><h1>Something went wrong</h1>"
     obs = Observation(url="x", status=200, headers={"content-type": "text/html"}, body=body)
     hit = matcher.best(_Body(obs))
     assert hit is not None and hit.sig.name == "something-went-wrong"
-    assert 0 < len(built) <= len(_Body(obs).zones)  # one table (says little), the zones it has
+    zones = [members for _, members in [*matcher.zones.values(), *matcher.wordy.values()]]
+    tops = [m for m in built if any(m is members for members in zones)]  # not the halves `first` searches
+    assert 0 < len(tops) <= len(_Body(obs).zones)  # one table (says little), the zones it has
     again = len(built)
     matcher.best(_Body(obs))
     assert len(built) == again  # built once
@@ -176,3 +178,15 @@ def test_a_zone_pre_check_compiles_its_case_insensitive_pattern_only_for_text_un
     assert len(compiled) == 1
     screen.search("İzmir")
     assert len(compiled) == 1  # compiled once
+
+
+def test_halving_finds_the_same_best_signature_as_trying_each_in_rank_order() -> None:
+    matcher = _matcher((*builtin_signatures(), *USER_SIGNATURES))
+    texts = zone_texts()
+    for zone, (screen, members) in [*matcher.zones.items(), *matcher.wordy.items()]:
+        for text in texts:
+            low = match._caseless(text)
+            for limit in {len(members), len(members) // 2, 3}:
+                found = screen.first(text, low, limit)
+                first = next((e for e in members[:limit] if e.regex.search(text)), None)
+                assert (found and found[0]) is first, (zone, text[:80], limit)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -89,16 +90,20 @@ class Matcher:
                 continue
             combined, members = compiled
             for text in strings:
-                if not combined.search(text):
+                low = _caseless(text)
+                if not combined.search(text, low):
                     continue
-                for entry in members:
-                    if hit is not None and entry.rank >= hit.rank:
-                        break
-                    m = entry.regex.search(text)
-                    if m is not None:
-                        hit = Hit(entry.sig, entry.rank, zone, _line_of(text, m))
-                        break
+                # Only a better-ranked signature than the hit so far can replace it.
+                limit = len(members) if hit is None else bisect_left(members, hit.rank, key=_rank)
+                found = combined.first(text, low, limit)
+                if found is not None:
+                    entry, m = found
+                    hit = Hit(entry.sig, entry.rank, zone, _line_of(text, m))
         return hit
+
+
+def _rank(entry: _Entry) -> tuple[int, int, int, int]:
+    return entry.rank
 
 
 def _entry(sig: Signature, rank: tuple[int, int, int, int], zone: str, pattern: str = "") -> _Entry:
@@ -133,10 +138,11 @@ class _Screen:
     classifies a few pages (`prober once`) needs only the zones and tables those pages reach.
     """
 
-    __slots__ = ("_built", "_lowered", "_members", "_pattern", "_source")
+    __slots__ = ("_built", "_lowered", "_members", "_nodes", "_pattern", "_source")
 
     def __init__(self, members: Sequence[_Entry]) -> None:
         self._members = members
+        self._nodes: dict[tuple[int, int], _Screen] = {}  # pre-checks of halves, quarters...: see `first`
         self._source: str | None = None  # the combined pattern, compiled case-insensitively when needed
         self._pattern: re.Pattern[str] | None = None
         self._lowered: re.Pattern[str] | None = None
@@ -172,6 +178,50 @@ class _Screen:
             self._source = None if self._pattern is None else self._source
         # No combined pattern could be built: no pre-check, every member is tried.
         return self._pattern is None or self._pattern.search(text) is not None
+
+    def first(self, text: str, low: str | None, limit: int) -> tuple[_Entry, re.Match[str]] | None:
+        """The best-ranked of the first `limit` members matching `text`, and its match.
+
+        A combined pre-check matches exactly when one of its members does, so the best member is
+        found by halving: about 2 log2(n) twin searches instead of one search per member in rank
+        order (some 40 a page). Only text safe to lower-case takes that path: the halves compile
+        their twins alone, on first use.
+        """
+        if low is None or self.lowered is None:
+            return self._scan(0, limit, text)
+        return self._find(0, len(self._members), text, low, limit, known=limit == len(self._members))
+
+    def _find(
+        self, lo: int, hi: int, text: str, low: str, limit: int, known: bool
+    ) -> tuple[_Entry, re.Match[str]] | None:
+        # `known`: some member of [lo, hi) matches (the parent matched and its left half did not).
+        if lo >= limit:
+            return None
+        if hi - lo <= _LEAF:
+            return self._scan(lo, min(hi, limit), text)
+        if hi <= limit and not known and not self._node(lo, hi).search(text, low):
+            return None
+        mid = (lo + hi) // 2
+        found = self._find(lo, mid, text, low, limit, known=False)
+        if found is not None:
+            return found
+        return self._find(mid, hi, text, low, limit, known=known and hi <= limit)
+
+    def _node(self, lo: int, hi: int) -> _Screen:
+        node = self._nodes.get((lo, hi))
+        if node is None:
+            node = self._nodes[(lo, hi)] = _Screen(self._members[lo:hi])
+        return node
+
+    def _scan(self, lo: int, hi: int, text: str) -> tuple[_Entry, re.Match[str]] | None:
+        for entry in self._members[lo:hi]:
+            m = entry.regex.search(text)
+            if m is not None:
+                return entry, m
+        return None
+
+
+_LEAF = 8  # members searched one by one rather than halved further
 
 
 def _caseless(text: str) -> str | None:
