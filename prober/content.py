@@ -79,7 +79,8 @@ def offers_with(label: str) -> bool:
 # request") but never defines it: a short page whose heading is a status line and whose prose
 # explains a status code is content. Each language: the status code named, then a verb of meaning.
 _CODE_MEANS = (
-    r"\b(?:status|response|error|http) code\b[^.\n]{0,120}?\b(?:indicates|means|signals|signifies|is returned|is sent)\b",
+    r"\b(?:status|response|error|http) code\b[^.\n]{0,120}?"
+    r"\b(?:indicates|means|signals|signifies|is returned|is sent)\b",
     r"\b(?:indicates|means|signifies) that the (?:server|client|request|origin|gateway|upstream)\b",
     r"code (?:de statut|d'état|de réponse|http)[^.\n]{0,120}?\b(?:indique|signifie)",
     r"código (?:de estado|de respuesta|de status|de resposta|http)[^.\n]{0,120}?\b(?:indica|significa)",
