@@ -11,6 +11,7 @@ __all__ = [
     "LD_CONTENT",
     "OFFER_ATTRS",
     "OG_CONTENT",
+    "explains",
     "offers_text",
     "offers_with",
 ]
@@ -70,3 +71,36 @@ def offers_text(line: str) -> bool:
 def offers_with(label: str) -> bool:
     """Whether a button's or link's label offers something ("Add to cart", "Buy now", "Watch")."""
     return _OFFER_CONTROL.match(label) is not None
+
+
+# A reference page explains a status: "The HTTP 503 Service Unavailable server error response status
+# code indicates that the server is not ready", "Der Statuscode 502 bedeutet, dass...". An error page
+# states its status ("503 Service Unavailable", "The server is temporarily unable to service your
+# request") but never defines it: a short page whose heading is a status line and whose prose
+# explains a status code is content. Each language: the status code named, then a verb of meaning.
+_CODE_MEANS = (
+    r"\b(?:status|response|error|http) code\b[^.\n]{0,120}?"
+    r"\b(?:indicates|means|signals|signifies|is returned|is sent)\b",
+    r"\b(?:indicates|means|signifies) that the (?:server|client|request|origin|gateway|upstream)\b",
+    r"code (?:de statut|d'état|de réponse|http)[^.\n]{0,120}?\b(?:indique|signifie)",
+    r"código (?:de estado|de respuesta|de status|de resposta|http)[^.\n]{0,120}?\b(?:indica|significa)",
+    r"statuscode[^.\n]{0,120}?\b(?:bedeutet|zeigt an|gibt an|besagt|geeft aan|betekent)",
+    r"codice (?:di stato|di risposta|http)[^.\n]{0,120}?\b(?:indica|significa)",
+    r"ステータスコード[^。\n]{0,120}?(?:示し|示す|意味し|意味する)",
+    r"(?:状态码|狀態碼|状态代码|狀態代碼)[^。\n]{0,120}?(?:表示|意味着|意味著|说明|說明)",
+    r"상태 ?코드[^.\n]{0,120}?(?:나타냅니다|나타내며|의미합니다|의미하며|뜻합니다)",
+    r"код (?:состояния|ответа|статуса)[^.\n]{0,120}?(?:означает|указывает|сообщает)",
+    r"durum kodu[^.\n]{0,120}?(?:belirtir|gösterir|anlamına gelir|ifade eder)",
+    r"kod (?:stanu|statusu|odpowiedzi)[^.\n]{0,120}?(?:oznacza|wskazuje|informuje)",
+    r"رمز (?:الحالة|الاستجابة)[^.\n]{0,120}?(?:يشير|يعني|يدل)",
+    r"(?:स्टेटस|स्थिति) कोड[^।\n]{0,120}?(?:दर्शाता|इंगित करता|मतलब|अर्थ)",
+    r"kode (?:status|respons)[^.\n]{0,120}?\b(?:menunjukkan|berarti|menandakan)",
+    r"mã (?:trạng thái|phản hồi)[^.\n]{0,120}?(?:cho biết|có nghĩa|biểu thị)",
+    r"รหัส(?:สถานะ|ตอบกลับ)[^\n]{0,120}?(?:หมายความว่า|หมายถึง|บ่งบอก|แสดงว่า)",
+)
+_EXPLAINS = re.compile("|".join(_CODE_MEANS), re.IGNORECASE)
+
+
+def explains(line: str) -> bool:
+    """Whether a line of a page's main content explains a status code, as a reference page does."""
+    return _EXPLAINS.search(line) is not None

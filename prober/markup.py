@@ -8,6 +8,7 @@ import unicodedata
 from functools import lru_cache
 from typing import Any
 
+from prober import content
 from prober.content import CONTROLS, ITEMTYPE, LD_CONTENT, OFFER_ATTRS, OG_CONTENT, offers_text, offers_with
 
 SHORT_TEXT = 2000  # characters a page says itself (not links): past that its text is not read
@@ -129,6 +130,8 @@ def html_zones(doc: str, xml: bool = False) -> tuple[dict[str, list[str]], bool]
     page.content = page.content or (page.pre_breaks >= 2 and page.said > page.pre_said)
     little = not page.long and page.said <= SAYS_LITTLE and not page.content
     little = little and not (page.offers or any(_offers(page, i) for i in page.said_lines))
+    # A short page that explains a status code is a reference page about it (`prober.content`).
+    little = little and not any(content.explains(page.lines[i]) for i in page.said_lines)
     # A line in one item of a list or table of several, or in a caption, is not the page's message:
     # "429 Too Many Requests" in a table of status codes, "Service Unavailable" under a picture.
     lines = [line for line, box in zip(page.lines, page.owners, strict=True) if not _listed(box)]
