@@ -10,6 +10,22 @@ from typing import Any
 
 from prober import content
 from prober.content import CONTROLS, ITEMTYPE, LD_CONTENT, OFFER_ATTRS, OG_CONTENT, offers_text, offers_with
+from prober.placement import (
+    BOXES,
+    CAPTIONED,
+    CAPTIONS,
+    ITEMS,
+    LANDMARKS,
+    MAIN_MARKS,
+    MAIN_WINDOW,
+    MAX_TRACE,
+    ROLE_MAIN,
+    SECTIONING,
+    TRACEBACK,
+    chrome,
+    listed,
+    unquoted,
+)
 
 SHORT_TEXT = 2000  # characters a page says itself (not links): past that its text is not read
 # What an error page says at most, in characters of its own text (links, quotations, scripts and
@@ -102,8 +118,8 @@ def _is_hidden(attrs: str, hiding: frozenset[str] | set[str] = _HIDING_CLASSES) 
 
 def html_zones(doc: str, xml: bool = False) -> tuple[dict[str, list[str]], bool]:
     """The zones of an HTML (or XML) document, and whether it says little (`SAYS_LITTLE`)."""
-    window = min(len(doc), _MAIN_WINDOW)  # where <main> starts on any page: after the head and header
-    has_main = not xml and any(doc.find(mark, 0, window) >= 0 for mark in _MAIN_MARKS)
+    window = min(len(doc), MAIN_WINDOW)  # where <main> starts on any page: after the head and header
+    has_main = not xml and any(doc.find(mark, 0, window) >= 0 for mark in MAIN_MARKS)
     page = _Page(xml, has_main=has_main)
     pos, n = 0, len(doc)
     while pos < n and not page.long:
@@ -126,7 +142,7 @@ def html_zones(doc: str, xml: bool = False) -> tuple[dict[str, list[str]], bool]
         _skim(doc[pos : pos + _SKIM_WINDOW], page)
     zones = {"title": [page.title] if page.title else [], "heading": page.headings[:_MAX_HEADINGS]}
     # Code, lyrics or a sample response in <pre> next to prose of its own: a reference page, a
-    # song, a tutorial, whatever its heading (a traceback is not such a sample, see `_TRACEBACK`).
+    # song, a tutorial, whatever its heading (a traceback is not such a sample, see `TRACEBACK`).
     page.content = page.content or (page.pre_breaks >= 2 and page.said > page.pre_said)
     little = not page.long and page.said <= SAYS_LITTLE and not page.content
     little = little and not (page.offers or any(_offers(page, i) for i in page.said_lines))
@@ -134,7 +150,7 @@ def html_zones(doc: str, xml: bool = False) -> tuple[dict[str, list[str]], bool]
     little = little and not any(content.explains(page.lines[i]) for i in page.said_lines)
     # A line in one item of a list or table of several, or in a caption, is not the page's message:
     # "429 Too Many Requests" in a table of status codes, "Service Unavailable" under a picture.
-    lines = [line for line, box in zip(page.lines, page.owners, strict=True) if not _listed(box)]
+    lines = [line for line, box in zip(page.lines, page.owners, strict=True) if not listed(box)]
     if not page.long and (lines or page.shown):
         # Preformatted text is what the page shows ("502 Bad Gateway" in a thread) unless it is
         # all the page says (Express: <pre>Internal Server Error</pre>).
@@ -196,7 +212,7 @@ class _Page:
     def __init__(self, xml: bool, has_main: bool = False) -> None:
         self.xml, self.long, self.title = xml, False, ""
         # What counts (text said, headings, rows) is the main content: inside <main> when the
-        # page has one, never in site chrome (`_chrome`). `chrome` is the chrome element we are in.
+        # page has one, never in site chrome (`chrome`). `chrome` is the chrome element we are in.
         self.has_main, self.in_main, self.main_name, self.main_depth = has_main, False, "", 0
         self.chrome: str | None = None
         self.chrome_depth, self.sectioning, self.total = 0, 0, 0
@@ -210,8 +226,8 @@ class _Page:
         self.pre_said, self.pre_breaks, self.pre_fresh = 0, 0, False
         self.trace = ""  # the traceback a <pre> shows (raw lines, bounded), not counted as said
         self.tracing = False  # in that <pre>
-        # Lists and tables open (`_BOXES`): [items or rows so far, items or cells open]; each line
-        # has its box in `owners` (None outside any item), `_CAPTIONED` for a caption.
+        # Lists and tables open (`BOXES`): [items or rows so far, items or cells open]; each line
+        # has its box in `owners` (None outside any item), `CAPTIONED` for a caption.
         self.boxes: list[list[Any]] = []
         self.owners: list[list[Any] | None] = []
         self.captions = 0
@@ -243,9 +259,9 @@ class _Page:
             if self.pre and (self.pre_fresh or self.tracing):
                 if self.pre_fresh and not text.isspace():
                     self.pre_fresh = False
-                    self.tracing = _TRACEBACK.search(text, 0, 2000) is not None
+                    self.tracing = TRACEBACK.search(text, 0, 2000) is not None
                 if self.tracing:  # machine output: what failed, not what the page says
-                    self.trace = self.trace or html.unescape(text[:_MAX_TRACE]).strip()
+                    self.trace = self.trace or html.unescape(text[:MAX_TRACE]).strip()
                     return
             said = len(text) - text.count(" ") - text.count("\n")
             if not text.isascii():  # a Chinese, Japanese or Korean character says about a word
@@ -297,7 +313,7 @@ class _Page:
             self.hidden, self.depth = name, 1
         else:
             if (
-                name in _LANDMARKS
+                name in LANDMARKS
                 or name == self.chrome
                 or name == self.main_name
                 or (attrs and not closing and ("role" in attrs or "ookie" in attrs or "onsent" in attrs))
@@ -305,7 +321,7 @@ class _Page:
                 self.landmark(name, closing, attrs)
             if self.xml or name in _BLOCK:  # in XML every element is its own line
                 self.flush()
-                if name in _BOXES or name in _ITEMS or name in _CAPTIONS:
+                if name in BOXES or name in ITEMS or name in CAPTIONS:
                     self.box(name, closing)
             if name in _HEADING:
                 self.end_heading()
@@ -340,14 +356,14 @@ class _Page:
 
     def box(self, name: str, closing: bool) -> None:
         """Follow lists, tables and captions: which item or row the lines read next belong to."""
-        if name in _BOXES:
+        if name in BOXES:
             if closing and self.boxes:
                 self.boxes.pop()
             elif not closing:  # items, items or cells open, the row's record, cells so far
                 box: list[Any] = [0, 0, None, 0, 0]  # items, open, row, cells so far, rows
                 box[2] = [0, 0, box]
                 self.boxes.append(box)
-        elif name in _CAPTIONS:
+        elif name in CAPTIONS:
             self.captions = max(self.captions - 1, 0) if closing else self.captions + 1
         elif self.boxes:
             box = self.boxes[-1]
@@ -364,7 +380,7 @@ class _Page:
     def owner(self) -> list[Any] | None:
         """What the line read now belongs to: a list (items), a table row (cells with text), a caption."""
         if self.captions:
-            return _CAPTIONED
+            return CAPTIONED
         if not self.boxes or not self.boxes[-1][1]:
             return None
         box = self.boxes[-1]
@@ -386,16 +402,16 @@ class _Page:
                 self.chrome_depth += -1 if closing else 1
                 self.chrome = None if self.chrome_depth == 0 else self.chrome
             return
-        if name in _SECTIONING:
+        if name in SECTIONING:
             self.sectioning = max(self.sectioning - 1, 0) if closing else self.sectioning + 1
         if self.in_main:
             if name == self.main_name:
                 self.main_depth += -1 if closing else 1
                 self.in_main = self.main_depth > 0
-        elif not closing and (name == "main" or (attrs and _ROLE_MAIN.search(attrs))):
+        elif not closing and (name == "main" or (attrs and ROLE_MAIN.search(attrs))):
             self.in_main, self.main_name, self.main_depth = True, name, 1
             return
-        if not closing and name not in _VOID and _chrome(name, attrs, self.sectioning):
+        if not closing and name not in _VOID and chrome(name, attrs, self.sectioning):
             self.chrome, self.chrome_depth = name, 1
 
     def flush(self) -> None:
@@ -404,7 +420,7 @@ class _Page:
             if line and self.pre:
                 self.shown.append(line)
             elif line:
-                self.lines.append(_unquoted(line))
+                self.lines.append(unquoted(line))
                 self.owners.append(self.owner())
                 if self.block_said:
                     self.said_lines.append(len(self.lines) - 1)
@@ -429,73 +445,9 @@ class _Page:
             self.heading = None
 
 
-# Lists and tables, their items, and captions (see `_Page.box`). A line is left out when its list
-# has two items or more, or its table row two cells or more with text ("429 Too Many Requests" |
-# "Too many requests hit the API"); a layout table (one message per row) keeps its lines.
-_BOXES = frozenset({"ul", "ol", "dl", "menu", "table"})
-_ITEMS = frozenset({"li", "dt", "dd", "tr", "td", "th"})
-_CAPTIONS = frozenset({"figcaption", "caption"})
-_CAPTIONED = [2, 0]
-# A traceback's first lines: Python, Java and .NET frames ("at x.y(...)"), PHP ("#0 /path(12): "),
-# Go, Rust, Ruby. It says what failed; on a page that says little otherwise, it is a debug page.
-_TRACEBACK = re.compile(
-    r"traceback \(most recent call last\)|^\s*file \"[^\"\n]{1,300}\", line \d+"
-    r"|^\s*at [\w$.<>`\[\]-]{3,300}\(|^stack trace:$|^#0 [^\n]{1,300}\(\d+\): |^goroutine \d+ \["
-    r"|panicked at |^\S{1,300}\.rb:\d+:in ",
-    re.IGNORECASE | re.MULTILINE,
-)
-_MAX_TRACE = 2000
-# Quoted text inside a sentence of prose: 'Typical pages read "Service Unavailable"' quotes a
-# message, it does not state one. The quotation (of words: not an identifier such as "Rdbms\\DBError")
-# is left out when enough prose remains around it.
-_QUOTED = re.compile(r'"[^"\n]{0,400} [^"\n]{0,400}"|«[^»\n]{1,400}»|„[^"“\n]{1,400}["“]|「[^」\n]{1,400}」')
-_PROSE = 12  # word characters outside quotations that make a line prose
-
-
-def _listed(owner: list[Any] | None) -> bool:
-    """Whether a line's owner (`_Page.owner`) makes it one of several items, cells or a caption."""
-    if owner is None or owner[0] < 2:
-        return False
-    return len(owner) != 3 or owner[2][4] >= 2  # a table row's cells count in a table of rows
-
-
 def _offers(page: _Page, i: int) -> bool:
     """Whether line `i` of the main content offers something (`prober.content`), not as a list item."""
-    return not _listed(page.owners[i]) and offers_text(page.lines[i])
-
-
-def _unquoted(line: str) -> str:
-    """`line` with the quotations inside its prose replaced by an ellipsis (see `_QUOTED`)."""
-    if '"' not in line and "«" not in line and "„" not in line and "「" not in line:
-        return line
-    rest = _QUOTED.sub("…", line)
-    if rest == line or sum(c.isalnum() for c in rest) < _PROSE:
-        return line
-    return rest
-
-
-# Site chrome: what every page of a site shows around its main content (header, navigation,
-# sidebars, footer with its columns of links, cookie banner). A branded error page has all of it;
-# its message is the main content, and so is a healthy page's article. <header> and <footer>
-# inside an article or section belong to it (HTML's banner and contentinfo rules).
-_MAIN_MARKS = ("<main", 'role="main"')
-_MAIN_WINDOW = 65536
-_ROLE_MAIN = re.compile(r"""\brole\s*=\s*["']?main\b""", re.IGNORECASE)
-_SECTIONING = frozenset({"article", "section", "main"})
-_CHROME_TAGS = frozenset({"nav", "aside"})
-_LANDMARKS = _SECTIONING | _CHROME_TAGS | {"header", "footer"}
-_CHROME_ROLES = re.compile(
-    r"""\brole\s*=\s*["']?(?:banner|contentinfo|navigation|complementary|search)\b"""
-    r"""|\b(?:id|class)\s*=\s*["']?[^"'<>]{0,80}?(?:cookie|consent)""",
-    re.IGNORECASE,
-)
-
-
-def _chrome(name: str, attrs: str, sectioning: int) -> bool:
-    """Whether an element that starts here is site chrome (see `_CHROME_TAGS`, `_CHROME_ROLES`)."""
-    if name in _CHROME_TAGS or (name in ("header", "footer") and sectioning == 0):
-        return True
-    return bool(attrs) and _CHROME_ROLES.search(attrs) is not None
+    return not listed(page.owners[i]) and offers_text(page.lines[i])
 
 
 def _skim(doc: str, page: _Page) -> None:
