@@ -52,7 +52,7 @@ _SORRY = (
     "oups|a[ïi]e|d[ée]sol[ée]e?s?|nous sommes d[ée]sol[ée]s|erreur",  # fr
     "ups|uy|lo sentimos|lo siento|vaya|perdón|disculpa(?:s|nos)?",  # es
     "hoppla|huch|oh nein|ups|entschuldigung|es tut uns leid|leider|fehler",  # de
-    "申し訳(?:ありません|ございません)(?:が)?|すみません|エラー"
+    "(?:大変|誠に)?申し訳(?:ありません|ございません)(?:が)?|すみません|エラー"
     # sorry for the inconvenience, before the error it is about
     "|ご(?:迷惑|不便)をおかけして(?:大変|誠に)?申し訳(?:ありません|ございません)",  # ja
     "很?抱歉|对不起|對不起|糟糕|哎呀|错误|錯誤"
