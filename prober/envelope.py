@@ -29,7 +29,11 @@ _SUCCESS_MSG = re.compile(
 def _envelope(obj: dict[str, Any]) -> list[tuple[str, Any]]:
     """The lines of a failing code-and-message envelope, or none (see `_CODE_KEYS`)."""
     key = next((k for k in _CODE_KEYS if k in obj), None)
-    if key is None or obj.get("data") not in (None, "", [], {}) or obj.get("success") is True:
+    if (
+        key is None
+        or obj.get("data") not in (None, "", [], {})
+        or any(obj.get(k) is True for k in _SUCCESS_KEYS)
+    ):
         return []
     code = obj[key]
     if (
@@ -55,6 +59,11 @@ _ERROR_KEYS = ("error", "errorMessage", "error_message", "errorMsg", "ExceptionM
 _STATUS_KEYS = ("status", "estado", "statut", "stato", "durum", "trang_thai")
 _MESSAGE_KEYS = ("message", "Message", "mensaje", "mensagem", "messaggio", "nachricht", "meldung", "mesaj",
                  "komunikat", "wiadomosc", "pesan", "thong_bao")  # fmt: skip
+# A success boolean named in those languages: {"sucesso": false, "mensagem": "..."}, {"exito": false},
+# {"erfolg": false}, {"basarili": false}, {"berhasil": false}; read as "success: false".
+_SUCCESS_KEYS = ("success", "ok", "sucesso", "exito", "éxito", "exitoso", "succes", "succès", "erfolg",
+                 "erfolgreich", "successo", "basarili", "başarılı", "sukces", "berhasil", "sukses",
+                 "thanh_cong")  # fmt: skip
 _HTTP_STATUS_KEYS = ("status_code", "statusCode", "httpStatus", "http_status", "httpCode", "http_code")
 _STATUS_5XX = re.compile(r"5\d\d")
 
@@ -162,9 +171,9 @@ def error_fields(doc: Any) -> list[tuple[str, Any]]:
         # The HTTP status under another name, when it says the server failed: Litestar
         # {"status_code": 500, "detail": ...}, {"statusCode": 503, ...}, {"httpStatus": 502}.
         found.extend(("status", obj[k]) for k in _HTTP_STATUS_KEYS if _STATUS_5XX.fullmatch(str(obj.get(k))))
-        for key in ("success", "ok"):
+        for key in _SUCCESS_KEYS:
             if obj.get(key) is False:
-                found.append((key, "false"))
+                found.append(("ok" if key == "ok" else "success", "false"))
         message = next((obj[k] for k in _MESSAGE_KEYS if obj.get(k)), None)  # ASP.NET writes "Message"
         if isinstance(message, str) and message:
             found.append(("message", message))

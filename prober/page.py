@@ -148,7 +148,9 @@ def short(text: str, limit: int) -> str:
 _JSON_HINT = re.compile(
     r'"(?:errors?|error\w+|message|status|success|ok|fault|title|detail|type|description|Message|ExceptionMessage|\w*(?:code|Code|msg|Msg))"\s*:'
     r'|"(?:erro|erreur|fehler|errore|fehlermeldung|estado|statut|stato|mensaje|mensagem|messaggio|nachricht|meldung'
-    r'|hata|blad|kesalahan|loi|durum|trang_thai|mesaj|komunikat|wiadomosc|pesan|thong_bao)"\s*:'
+    r"|hata|blad|kesalahan|loi|durum|trang_thai|mesaj|komunikat|wiadomosc|pesan|thong_bao"
+    r"|sucesso|exito|éxito|exitoso|succes|succès|erfolg|erfolgreich|successo|basarili|başarılı|sukces|berhasil"
+    r'|sukses|thanh_cong)"\s*:'
 )
 _MESSAGE_KEYS = ("message", "detail", "title", "description", "error_description", "msg", "reason", "error")
 

@@ -449,6 +449,13 @@ def test_status_matches(code: int, patterns: tuple[str, ...], expected: bool) ->
             id="graphql-batch",
         ),
         pytest.param({"user": {"error": "nested, not an error field"}}, UP, id="nested-error"),
+        pytest.param(
+            {"sucesso": False, "mensagem": "Erro interno"}, EP("json-status-error"), id="pt-sucesso"
+        ),
+        pytest.param({"erfolg": False, "nachricht": "Serverfehler"}, EP("json-status-error"), id="de-erfolg"),
+        pytest.param({"berhasil": False, "pesan": "Gagal memuat"}, EP("json-status-error"), id="id-berhasil"),
+        pytest.param({"sucesso": True, "mensagem": "Pedido salvo"}, UP, id="pt-sucesso-true"),
+        pytest.param({"code": 1, "msg": "ok?", "sucesso": True}, UP, id="envelope-sucesso-true"),
         pytest.param("a JSON string", UP, id="string"),
         pytest.param(42, UP, id="number"),
     ],
@@ -772,12 +779,38 @@ def test_plain_text(body: str, content_type: str | None, expected: tuple[Any, ..
         ("Layanan tidak tersedia", "http-5xx-page"),
         ("Dịch vụ tạm thời không khả dụng", "http-5xx-page"),
         ("บริการไม่พร้อมใช้งานชั่วคราว", "http-5xx-page"),
+        # round eight: overload without a subject, a system error as a cause, apologies for the
+        # inconvenience before a temporary error, maintenance reworded, Joomla's code prefix
+        ("ただいま大変混み合っております", "overloaded"),
+        ("通信エラーが発生したため、ページを表示できません。", "something-went-wrong"),
+        ("불편을 드려 죄송합니다. 일시적인 시스템 오류로 요청하신 페이지를 표시할 수 없습니다.", "outage"),
+        (
+            "ご迷惑をおかけして申し訳ございません。一時的なシステムエラーにより、ページを表示できません。",
+            "outage",
+        ),
+        ("由于系统临时故障，页面暂时无法显示", "outage"),
+        ("We apologize for the inconvenience. Something went wrong.", "something-went-wrong"),
+        ("Estamos en mantenimiento", "maintenance"),
+        ("Volveremos a estar disponibles en unas horas. ¡Gracias por tu paciencia!", "maintenance"),
+        ("We're under maintenance", "maintenance"),
+        ("We'll be back online in a few hours.", "maintenance"),
+        ("Siamo in manutenzione", "maintenance"),
+        ("Wir sind bald wieder erreichbar.", "maintenance"),
+        ("Estaremos de volta em breve.", "maintenance"),
+        ("Error: 0 - Error displaying the error page: Application Instantiation Error: x", "joomla-error"),
     ],
     ids=lambda v: v if isinstance(v, str) and v.isascii() else None,
 )
 def test_languages(text: str, signature: str) -> None:
     assert judge(obs(page(f"<h1>{text}</h1>"))) == ("down", "error_page", signature)
     assert judge(obs(page(f"<p>{text}</p>"))) == ("down", "error_page", signature)
+
+
+@pytest.mark.parametrize(
+    "text", ["Please reduce your request rate.", "SlowDown", "ThrottlingException", "Rate exceeded"]
+)
+def test_aws_throttles_are_rate_limited(text: str) -> None:
+    assert judge(obs(page(f"<p>{text}</p>"))) == ("degraded", "rate_limited", "rate-limited")
 
 
 @pytest.mark.parametrize(
@@ -800,6 +833,12 @@ def test_languages(text: str, signature: str) -> None:
         "Coś poszło nie tak z zamówieniem?",
         "เกิดข้อผิดพลาด?",
         "Something went wrong? We can help.",
+        "システムエラーが発生したかどうかを確認する方法",
+        "週末は店内が混み合っております",
+        "서비스 이용에 불편을 드려 죄송합니다",
+        "Sorry for the inconvenience",
+        "Estamos realizando mejoras en nuestra web",
+        "How to handle S3 SlowDown errors",
     ],
 )
 def test_headlines_that_quote_are_not_error_pages(text: str) -> None:

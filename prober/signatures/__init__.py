@@ -46,13 +46,20 @@ FLAGS = re.IGNORECASE | re.MULTILINE
 _LEAD = r"""^[^\w"'«»„「」『』\n]{0,3}(?:(?:errors?|graphql(?:-partial)?-errors|message|status|problem): )?"""
 _SORRY = (
     "oops|whoops|uh[- ]?oh|oh (?:no|dear)|sorry|we(?:'?re| are) sorry|"
-    "apologies|but|error|hmm+|ouch|yikes|whoa(?: there)?|hey(?: there)?|easy there",  # en
+    "apologies|but|error|hmm+|ouch|yikes|whoa(?: there)?|hey(?: there)?|easy there"
+    "|(?:we(?:'re| are) )?sorry for (?:the|any) inconvenience"
+    "|we apologi[sz]e for (?:the|any) inconvenience",  # en
     "oups|a[ïi]e|d[ée]sol[ée]e?s?|nous sommes d[ée]sol[ée]s|erreur",  # fr
     "ups|uy|lo sentimos|lo siento|vaya|perdón|disculpa(?:s|nos)?",  # es
     "hoppla|huch|oh nein|ups|entschuldigung|es tut uns leid|leider|fehler",  # de
-    "申し訳(?:ありません|ございません)(?:が)?|すみません|エラー",  # ja
-    "很?抱歉|对不起|對不起|糟糕|哎呀|错误|錯誤",  # zh-Hans, zh-Hant
-    "죄송합니다|이런|앗|오류",  # ko
+    "(?:大変|誠に)?申し訳(?:ありません|ございません)(?:が)?|すみません|エラー"
+    # sorry for the inconvenience, before the error it is about
+    "|ご(?:迷惑|不便)をおかけして(?:大変|誠に)?申し訳(?:ありません|ございません)",  # ja
+    "很?抱歉|对不起|對不起|糟糕|哎呀|错误|錯誤"
+    "|(?:给您)?带来(?:的)?不便[,，]?敬请谅解"
+    "|(?:給您)?帶來(?:的)?不便[,，]?敬請(?:見諒|原諒)",  # zh-Hans, zh-Hant
+    "죄송합니다|이런|앗|오류"
+    "|(?:서비스 )?(?:이용에 |이용에 많은 )?불편을 드려 (?:대단히 |정말 )?죄송합니다",  # ko
     "desculpe|lamentamos|ops|opa|erro",  # pt
     "spiacenti|ci dispiace|errore",  # it
     "извините|к сожалению|упс|ой|ошибка",  # ru
