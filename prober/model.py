@@ -38,6 +38,7 @@ class Reason(StrEnum):
     REDIRECT = "redirect"
     VANTAGE = "vantage"
     INTERNAL = "internal"
+    RENDER = "render"
 
 
 class State(StrEnum):

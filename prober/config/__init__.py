@@ -20,7 +20,18 @@ from prober.config.fields import (
     Timeout,
 )
 from prober.config.load import load_config, parse_config
-from prober.config.model import DEFAULT_RETENTION, Check, Config, Defaults, Expect, Quorum, Selection, Vantage
+from prober.config.model import (
+    DEFAULT_RETENTION,
+    BrowserSettings,
+    Check,
+    CheckBrowser,
+    Config,
+    Defaults,
+    Expect,
+    Quorum,
+    Selection,
+    Vantage,
+)
 from prober.config.source import ConfigError, ConfigIssue
 from prober.config.spec import json_schema
 from prober.config.units import parse_duration, parse_size
@@ -29,7 +40,9 @@ __all__ = [
     "DEFAULT_RETENTION",
     "METHODS",
     "NAME_PATTERN",
+    "BrowserSettings",
     "Check",
+    "CheckBrowser",
     "Config",
     "ConfigError",
     "ConfigIssue",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -12,10 +13,26 @@ from pydantic import ValidationError
 
 from prober.config.fields import _JsonBody
 from prober.config.limits import MAX_BYTES
-from prober.config.model import Check, Config, Defaults, Expect, Vantage, _builtin_names
+from prober.config.model import (
+    BrowserSettings,
+    Check,
+    CheckBrowser,
+    Config,
+    Defaults,
+    Expect,
+    Vantage,
+    _builtin_names,
+)
 from prober.config.redaction import remember
 from prober.config.source import ConfigError, ConfigIssue, _Tree, _YamlPath
-from prober.config.spec import _ConfigSpec, _DefaultsSpec, _ExpectSpec, located_issue
+from prober.config.spec import (
+    _BrowserSpec,
+    _CheckBrowserSpec,
+    _ConfigSpec,
+    _DefaultsSpec,
+    _ExpectSpec,
+    located_issue,
+)
 from prober.model import ProberError, Surface, Verdict
 from prober.signatures import Signature
 
@@ -98,6 +115,7 @@ def _cross_check(data: dict[str, Any], tree: _Tree) -> None:
             elif isinstance(name, str) and name in names[:j]:
                 tree.issue((*path, j), tree.values[(*path, j)], f"{tree.quote(name)} is listed twice")
 
+    _browser_rules(data, tree)
     known = _builtin_names() | _unique_names(tree, data, "signatures", "is already signatures")
     _unique_names(tree, data, "checks", "is already the name of checks")
     for i, check in _items(data, "checks"):
@@ -108,6 +126,36 @@ def _cross_check(data: dict[str, Any], tree: _Tree) -> None:
                 hint = f' (did you mean "{close[0]}"?)' if close else ""
                 path = ("checks", i, "signatures", j)
                 tree.issue(path, tree.values[path], f"{tree.quote(sig_name)} is not a known signature{hint}")
+
+
+def _browser_rules(data: dict[str, Any], tree: _Tree) -> None:
+    """Browser checks need Playwright, and vantages whose settings Chromium can honour."""
+    defined = data.get("vantages")
+    defaults = data.get("defaults")
+    default_names = defaults.get("vantages") if isinstance(defaults, dict) else None
+    for i, check in _items(data, "checks"):
+        if check.get("browser") is None:
+            continue
+        path: _YamlPath = ("checks", i, "browser")
+        if importlib.util.find_spec("playwright") is None:
+            tree.issue(
+                path,
+                tree.keys.get(path) or tree.near(path),
+                "a browser check needs Playwright: install it with pip install 'prober[browser]'",
+            )
+        names = check.get("vantages", default_names)
+        if not isinstance(names, list):
+            names = list(defined) if isinstance(defined, dict) and default_names is None else []
+        for name in names:
+            vantage = defined.get(name) if isinstance(defined, dict) and isinstance(name, str) else None
+            # Chromium has no way to bind its sockets to a local address; a proxy or a resolver it can use.
+            if isinstance(vantage, dict) and vantage.get("source_address") and not vantage.get("proxy"):
+                tree.issue(
+                    path,
+                    tree.keys.get(path) or tree.near(path),
+                    f"{tree.quote(name)} has only source_address, which a browser check cannot use: "
+                    "give that vantage a proxy or probe this check from another vantage",
+                )
 
 
 def _unique_names(tree: _Tree, data: dict[str, Any], key: str, already: str) -> set[str]:
@@ -136,6 +184,8 @@ def _build(spec: _ConfigSpec, tree: _Tree) -> Config:
         for name, v in (spec.vantages or {"local": None}).items()
     }
     d = spec.defaults or _DefaultsSpec()
+    b = spec.browser or _BrowserSpec()
+    browser = BrowserSettings(executable=b.executable, concurrency=b.concurrency)
     defaults = Defaults(
         interval=d.interval,
         timeout=d.timeout,
@@ -176,6 +226,7 @@ def _build(spec: _ConfigSpec, tree: _Tree) -> Config:
                 ),
                 signatures=c.signatures,
                 tags=tuple(c.tags),
+                browser=None if c.browser is None else _check_browser(c.browser, browser),
             )
         )
     used = {name for check in checks for name in check.vantages} | set(defaults.vantages)
@@ -191,6 +242,18 @@ def _build(spec: _ConfigSpec, tree: _Tree) -> Config:
         ),
         checks=tuple(checks),
         retention=spec.retention,
+        browser=browser,
         secrets=frozenset(tree.secrets),
         secret_names=tree.secrets,
+    )
+
+
+def _check_browser(b: _CheckBrowserSpec, settings: BrowserSettings) -> CheckBrowser:
+    return CheckBrowser(
+        wait_until=b.wait_until,
+        wait_for=b.wait_for,
+        viewport=b.viewport,
+        screenshot=b.screenshot,
+        block=tuple(b.block),
+        settings=settings,
     )

@@ -87,6 +87,27 @@ class Expect:
 
 
 @dataclass(frozen=True, slots=True)
+class BrowserSettings:
+    """The top-level `browser:` key: which Chromium renders pages, and how many at once."""
+
+    executable: str | None = None  # None: $PROBER_CHROMIUM, else chromium on PATH
+    concurrency: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class CheckBrowser:
+    """A check's `browser:` key: the check is rendered in Chromium instead of one HTTP request."""
+
+    wait_until: Literal["load", "domcontentloaded", "networkidle"] = "networkidle"
+    wait_for: str | None = None  # a CSS selector that must become visible
+    viewport: tuple[int, int] | None = None  # None: 1280x800 for web, 390x844 for mobile
+    screenshot: Literal["on_failure", "always", "never"] = "on_failure"
+    block: tuple[str, ...] = ()
+    # The top-level settings, copied in so that a probe needs nothing but its check.
+    settings: BrowserSettings = field(default_factory=BrowserSettings)
+
+
+@dataclass(frozen=True, slots=True)
 class Check:
     """One check, with the defaults merged in."""
 
@@ -109,6 +130,7 @@ class Check:
     expect: Expect = field(default_factory=Expect)
     signatures: Selection = "all"
     tags: tuple[str, ...] = ()
+    browser: CheckBrowser | None = None  # set: a rendered (browser) check
 
     def __post_init__(self) -> None:
         if not self.display_url:
@@ -139,6 +161,7 @@ class Config:
     signatures: tuple[Signature, ...] = ()  # the user's, from the top-level `signatures:`
     checks: tuple[Check, ...] = ()
     retention: float = DEFAULT_RETENTION
+    browser: BrowserSettings = field(default_factory=BrowserSettings)
     secrets: frozenset[str] = frozenset()  # every value substituted from ${NAME}
     secret_names: Mapping[str, str] = field(default_factory=dict, repr=False)  # value -> NAME
     _redactor: Redactor = field(init=False, repr=False, compare=False)

@@ -140,6 +140,49 @@ class _ExpectSpec(_Spec):
     )
 
 
+def _viewport(value: Any) -> tuple[int, int]:
+    if not isinstance(value, str):
+        raise ValueError("is not a string")
+    width, x, height = value.strip().lower().partition("x")
+    if not x or not width.isdigit() or not height.isdigit():
+        raise ValueError('is not a viewport: use WIDTHxHEIGHT, like "1280x800"')
+    size = (int(width), int(height))
+    if not all(100 <= n <= 10000 for n in size):
+        raise ValueError("is not a viewport: width and height must be between 100 and 10000 pixels")
+    return size
+
+
+class _BrowserSpec(_Spec):
+    model_config = ConfigDict(title="browser")
+
+    executable: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Chromium to run (default: $PROBER_CHROMIUM, else chromium on PATH).",
+    )
+    concurrency: int = Field(default=2, ge=1, le=64, description="Pages rendered at once, across all checks.")
+
+
+class _CheckBrowserSpec(_Spec):
+    model_config = ConfigDict(title="check browser")
+
+    wait_until: Literal["load", "domcontentloaded", "networkidle"] = Field(
+        default="networkidle", description="When the page counts as loaded."
+    )
+    wait_for: str | None = Field(
+        default=None, min_length=1, description="CSS selector that must become visible within the timeout."
+    )
+    viewport: Annotated[tuple[int, int] | None, _Parsed(_viewport, _STRING, optional=True)] = Field(
+        default=None, description="WIDTHxHEIGHT (default 1280x800 for web, 390x844 for mobile)."
+    )
+    screenshot: Literal["on_failure", "always", "never"] = Field(
+        default="on_failure", description="When a PNG of the page is kept."
+    )
+    block: list[Annotated[str, Field(min_length=1)]] = Field(
+        default=[], description="URL patterns never loaded (aborted), like *://*.doubleclick.net/*."
+    )
+
+
 class _CheckSpec(_Spec):
     model_config = ConfigDict(title="check")
 
@@ -177,6 +220,10 @@ class _CheckSpec(_Spec):
         default="all", description="Error-page signatures to apply: all, none, or a list of names."
     )
     tags: list[str] = Field(default=[], description="Free-form labels.")
+    browser: _CheckBrowserSpec | None = Field(
+        default=None,
+        description="Render the page in Chromium and judge what it shows (needs prober[browser]).",
+    )
 
 
 class _ConfigSpec(_Spec):
@@ -195,12 +242,23 @@ class _ConfigSpec(_Spec):
         json_schema_extra={"default": "14d"},
         description="How long raw results are kept.",
     )
+    browser: _BrowserSpec | None = Field(default=None, description="Chromium for browser checks.")
 
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of checks.yaml as users write it, for editors and the YAML language server."""
     text = json.dumps(_ConfigSpec.model_json_schema())
-    for model in ("Check", "Defaults", "Expect", "Signature", "Vantage"):  # the internal class names
+    text = text.replace('"_CheckBrowserSpec"', '"check browser"').replace(
+        "/_CheckBrowserSpec", "/check_browser"
+    )
+    for model in (
+        "Browser",
+        "Check",
+        "Defaults",
+        "Expect",
+        "Signature",
+        "Vantage",
+    ):  # the internal class names
         text = text.replace(f'"_{model}Spec"', f'"{model.lower()}"').replace(
             f"/_{model}Spec", f"/{model.lower()}"
         )
@@ -287,6 +345,8 @@ def _known_keys(parent: _YamlPath) -> list[str]:
         ("signatures", "#"): _SignatureSpec,
         ("checks", "#"): _CheckSpec,
         ("checks", "#", "expect"): _ExpectSpec,
+        ("checks", "#", "browser"): _CheckBrowserSpec,
+        ("browser",): _BrowserSpec,
     }
     model = _VantageSpec if len(kind) == 2 and kind[0] == "vantages" else models.get(kind)
     if model is None:
