@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -151,6 +152,7 @@ class ProbeResult:
     bytes: int = 0
     error: str | None = None
     cert_days: float | None = None
+    browser: Mapping[str, Any] | None = None  # a browser check's evidence (DESIGN: the `browser` object)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON Lines shape of `prober once --json`."""
@@ -170,6 +172,7 @@ class ProbeResult:
             "bytes": self.bytes,
             "cert_days": _round(self.cert_days),
             "error": self.error,
+            "browser": None if self.browser is None else dict(self.browser),
         }
 
     def to_row(self) -> dict[str, Any]:
@@ -193,6 +196,7 @@ class ProbeResult:
             "bytes": self.bytes,
             "cert_days": _round(self.cert_days),
             "error": self.error,
+            "browser": None if self.browser is None else json.dumps(self.browser, separators=(",", ":")),
         }
 
     @classmethod
@@ -214,6 +218,7 @@ class ProbeResult:
             bytes=row.get("bytes") or 0,
             error=row.get("error"),
             cert_days=row.get("cert_days"),
+            browser=json.loads(row["browser"]) if row.get("browser") else None,
         )
 
 

@@ -398,9 +398,16 @@ async def probe_check(
 ) -> ProbeResult:
     """Probe `check` once from `client`'s vantage and classify what came back."""
     ts = now()
+    evidence: dict[str, Any] | None = None
     try:
-        obs = await observe(client, check)
-        verdict = classify(obs, check.expect, signatures)
+        if check.browser is not None:
+            # Imported here: Playwright is an optional extra, needed only by browser checks.
+            from prober.browser import probe_rendered
+
+            obs, verdict, evidence = await probe_rendered(check, signatures)
+        else:
+            obs = await observe(client, check)
+            verdict = classify(obs, check.expect, signatures)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # the prober's own fault: recorded as unknown, never raised
@@ -425,6 +432,7 @@ async def probe_check(
         # reaches the database, the page or a terminal.
         error=None if error is None else printable(redact(error)),
         cert_days=obs.cert_days,
+        browser=evidence,
     )
 
 

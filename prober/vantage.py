@@ -7,6 +7,7 @@ import errno
 import os
 import socket
 import ssl
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -257,3 +258,7 @@ class VantagePool:
         for client in self._clients.values():
             await client.close()
         self._clients.clear()
+        # The browser of browser checks, if any ran: looked up, never imported (Playwright is optional).
+        browser = sys.modules.get("prober.browser")
+        if browser is not None:
+            await browser.close_renderers()

@@ -73,8 +73,14 @@ def _v2_rollups(db: sqlite_utils.Database) -> None:
     rollup.backfill(db)
 
 
+def _v3_browser_evidence(db: sqlite_utils.Database) -> None:
+    # A browser check's evidence (timings, failed requests, console and page errors) as JSON text.
+    if "browser" not in db.table("results").columns_dict:
+        db.table("results").add_column("browser", str)
+
+
 # Append only: migration i takes a database from version i to i + 1.
-MIGRATIONS: list[Migration] = [_v1_results_and_incidents, _v2_rollups]
+MIGRATIONS: list[Migration] = [_v1_results_and_incidents, _v2_rollups, _v3_browser_evidence]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
