@@ -283,3 +283,28 @@ def test_a_deleted_database_file_is_a_failure_not_a_silent_loss(tmp_path: Path) 
     assert "replaced" in (store.health().file_problem or "")
     store.close(timeout=0.5)
     assert store.health().unsaved + store.health().backlog == 5
+
+
+def test_browser_evidence_round_trips_after_migrating_an_older_database(tmp_path: Path) -> None:
+    import sqlite_utils
+
+    from prober.store import schema
+
+    path = tmp_path / "p.db"
+    with sqlite3.connect(path) as conn:  # a database written before browser checks existed
+        for migration in schema.MIGRATIONS[:2]:
+            migration(sqlite_utils.Database(conn))
+        conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    evidence = {
+        "load_ms": 812.5,
+        "requests": 7,
+        "failed_requests": [{"url": "u", "status": 503, "error": None}],
+    }
+    rendered = replace(result(1), browser=evidence)
+    with Store(path) as store:
+        store.add(result(0))
+        store.add(rendered)
+    with Store(path) as store:
+        got = store.submit(lambda db: q.results(db, check="web", limit=2)).result()
+    assert {r.ts: r.browser for r in got} == {rendered.ts: evidence, result(0).ts: None}

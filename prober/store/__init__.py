@@ -36,6 +36,7 @@ T = TypeVar("T")
 RESULT_COLUMNS = (
     "ts", "check_name", "vantage", "region", "surface", "url", "verdict", "reason", "signature", "status",
     "latency_ms", "dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "bytes", "cert_days", "error",
+    "browser",
 )  # fmt: skip
 _ROW = operator.itemgetter(*RESULT_COLUMNS)  # a row dict -> the tuple in column order, in C
 _INSERT = f"INSERT INTO results ({', '.join(RESULT_COLUMNS)}) VALUES ({', '.join('?' * len(RESULT_COLUMNS))})"

@@ -1,0 +1,206 @@
+"""Browser checks against a local single-page app, in Debian's chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from prober.config import ConfigError, parse_config
+from prober.model import ProbeResult, Reason, Verdict
+from prober.probe import probe_everywhere
+from prober.vantage import VantagePool
+
+CHROMIUM = "/usr/bin/chromium"
+
+pytest.importorskip("playwright.async_api")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="needs Debian's chromium"),
+]
+
+FRET = "Something went wrong, but don't fret \u2014 it's not your fault"
+
+# The shell is healthy HTML; its script bundles the error sentence and draws it only if the API fails.
+SHELL = """<!doctype html><html><head><title>Home / X</title></head>
+<body><div id="root">Loading\u2026</div>
+<script>
+const FRET = "%s";
+fetch("%s").then((r) => { if (!r.ok) throw new Error("api " + r.status); return r.json(); })
+  .then((data) => {
+    const items = data.items.map((i) => "<li>" + i + "</li>").join("");
+    const html = "<main><h1>Timeline</h1><ul id='data'>" + items + "</ul></main>";
+    document.getElementById("root").innerHTML = html;
+  })
+  .catch(() => {
+    document.getElementById("root").innerHTML = "<div role='alert'><h1>" + FRET + "</h1></div>";
+  });
+</script></body></html>"""
+
+# Healthy content, then a failing analytics beacon, a console error and an uncaught exception.
+NOISY = """<!doctype html><html><head><title>News</title></head>
+<body><main><h1>Today's news</h1><p id="story">All systems are fine.</p></main>
+<script>
+fetch("/analytics/beacon").catch(() => {});
+console.error("analytics unavailable");
+setTimeout(() => { throw new Error("widget exploded"); }, 0);
+</script></body></html>"""
+
+
+@pytest.fixture
+async def spa() -> AsyncIterator[str]:
+    async def page(html: str) -> web.Response:
+        return web.Response(text=html, content_type="text/html")
+
+    async def shell(request: web.Request) -> web.Response:
+        api = "/api/fail" if request.query.get("api") == "fail" else "/api/data"
+        return await page(SHELL % (FRET, api))
+
+    async def data(request: web.Request) -> web.Response:
+        return web.json_response({"items": ["hello", "world"]})
+
+    async def fail(request: web.Request) -> web.Response:
+        return web.json_response({"error": "backend unavailable"}, status=503)
+
+    async def noisy(request: web.Request) -> web.Response:
+        return await page(NOISY)
+
+    async def beacon(request: web.Request) -> web.Response:
+        return web.Response(status=500)
+
+    app = web.Application()
+    app.router.add_get("/app", shell)
+    app.router.add_get("/api/data", data)
+    app.router.add_get("/api/fail", fail)
+    app.router.add_get("/noisy", noisy)
+    app.router.add_get("/analytics/beacon", beacon)
+    async with TestServer(app, host="127.0.0.1") as server:
+        yield str(server.make_url("")).rstrip("/")
+
+
+def config(checks: str, extra: str = "") -> str:
+    return textwrap.dedent(extra) + "checks:\n" + textwrap.indent(textwrap.dedent(checks), "  ")
+
+
+async def probe_all(text: str) -> list[ProbeResult]:
+    """Probe every check of the configuration once, sharing one pool (and one browser)."""
+    cfg = parse_config(text, env={})
+    pool = VantagePool()
+    await pool.sync(cfg.vantages)
+    try:
+        results = []
+        for check in cfg.checks:
+            results += await probe_everywhere(pool, check, cfg.signatures_for(check), cfg.redact)
+        return results
+    finally:
+        await pool.close()
+
+
+async def test_js_error_page_is_down_while_the_shell_is_up(spa: str) -> None:
+    http, rendered, healthy = await probe_all(
+        config(
+            f"""
+        - {{name: shell-http, url: "{spa}/app?api=fail", timeout: 10s}}
+        - {{name: shell-rendered, url: "{spa}/app?api=fail", timeout: 10s, browser: {{}}}}
+        - {{name: healthy, url: "{spa}/app", timeout: 10s, browser: {{wait_for: "#data li"}}}}
+        """,
+            f"browser: {{executable: {CHROMIUM}, concurrency: 1}}\n",
+        )
+    )
+    assert (http.verdict, http.reason) == (Verdict.UP, None), http
+    assert http.browser is None
+    assert (rendered.verdict, rendered.reason) == (Verdict.DOWN, Reason.ERROR_PAGE), rendered
+    assert rendered.status == 200 and rendered.browser is not None
+    assert any(f["status"] == 503 for f in rendered.browser["failed_requests"])
+    assert (healthy.verdict, healthy.reason) == (Verdict.UP, None), healthy
+    assert healthy.browser is not None and healthy.browser["requests"] >= 2
+    assert healthy.browser["load_ms"] is not None and healthy.browser["dom_content_loaded_ms"] is not None
+    line = json.loads(json.dumps(rendered.to_json()))
+    assert line["browser"]["failed_requests"] and line["reason"] == "error_page"
+
+
+async def test_noise_after_rendering_is_evidence_not_a_verdict(spa: str) -> None:
+    (result,) = await probe_all(
+        config(
+            f"""
+        - name: noisy
+          url: "{spa}/noisy"
+          timeout: 10s
+          browser: {{wait_for: "#story", wait_until: load}}
+          expect: {{body_contains: ["All systems are fine"]}}
+        """,
+            f"browser: {{executable: {CHROMIUM}}}\n",
+        )
+    )
+    assert (result.verdict, result.reason) == (Verdict.UP, None), result
+    evidence = result.browser
+    assert evidence is not None
+    assert any(
+        f["url"].endswith("/analytics/beacon") and f["status"] == 500 for f in evidence["failed_requests"]
+    )
+    assert evidence["console_errors"], evidence
+    assert any("widget exploded" in e for e in evidence["page_errors"]), evidence
+
+
+async def test_wait_for_never_visible_is_down_render(spa: str) -> None:
+    (result,) = await probe_all(
+        config(
+            f"""
+        - {{name: missing, url: "{spa}/app", timeout: 3s, browser: {{wait_for: "#never"}}}}
+        """,
+            f"browser: {{executable: {CHROMIUM}}}\n",
+        )
+    )
+    assert (result.verdict, result.reason) == (Verdict.DOWN, Reason.RENDER), result
+    assert result.error is not None and "#never" in result.error
+
+
+async def test_a_browser_that_cannot_start_is_unknown_internal(spa: str) -> None:
+    (result,) = await probe_all(
+        config(
+            f"""
+        - {{name: nobrowser, url: "{spa}/app", timeout: 5s, browser: {{}}}}
+        """,
+            "browser: {executable: /nonexistent/chromium}\n",
+        )
+    )
+    assert (result.verdict, result.reason) == (Verdict.UNKNOWN, Reason.INTERNAL), result
+    assert result.error is not None and "could not start" in result.error
+
+
+def test_config_rules_are_located() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(
+            config(
+                """
+                - name: x
+                  url: http://127.0.0.1/
+                  browser: {viewport: 12x12000, wait_until: idle}
+                """,
+                "vantages: {bound: {source_address: 127.0.0.1}}\nbrowser: {concurrency: 0}\n",
+            ),
+            env={},
+        )
+    text = str(caught.value)
+    for part in ('"bound" has only source_address', "wait_until", "viewport", "concurrency"):
+        assert part in text, text
+    assert "checks.yaml:7:" in text, text
+
+
+def test_defaults() -> None:
+    cfg = parse_config(config("- {name: x, url: 'http://127.0.0.1/', browser: {}}"), env={})
+    b = cfg.checks[0].browser
+    assert b is not None
+    assert (b.wait_until, b.wait_for, b.viewport, b.screenshot, b.block) == (
+        "networkidle",
+        None,
+        None,
+        "on_failure",
+        (),
+    )
+    assert (cfg.browser.executable, cfg.browser.concurrency) == (None, 2)
