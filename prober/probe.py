@@ -404,7 +404,7 @@ async def probe_check(
             # Imported here: Playwright is an optional extra, needed only by browser checks.
             from prober.browser import probe_rendered
 
-            obs, verdict, evidence = await probe_rendered(check, signatures)
+            obs, verdict, evidence = await probe_rendered(check, signatures, client.vantage)
         else:
             obs = await observe(client, check)
             verdict = classify(obs, check.expect, signatures)

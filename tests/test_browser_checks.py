@@ -204,3 +204,16 @@ def test_defaults() -> None:
         (),
     )
     assert (cfg.browser.executable, cfg.browser.concurrency) == (None, 2)
+
+
+async def test_a_proxy_vantage_is_not_bypassed(spa: str) -> None:
+    (result,) = await probe_all(
+        config(
+            f"""
+            - {{name: proxied, url: "{spa}/app", timeout: 5s, vantages: [p], browser: {{}}}}
+            """,
+            f"vantages: {{p: {{proxy: 'http://127.0.0.1:9'}}}}\nbrowser: {{executable: {CHROMIUM}}}\n",
+        )
+    )
+    assert (result.verdict, result.reason) == (Verdict.UNKNOWN, Reason.INTERNAL), result
+    assert result.error is not None and "proxy" in result.error

@@ -13,7 +13,7 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from prober.browser.chromium import BrowserUnavailable, renderer_for
 from prober.classify import classify
-from prober.config import Check, CheckBrowser
+from prober.config import Check, CheckBrowser, Vantage
 from prober.model import Classification, Observation, Phases, Reason, Surface, Verdict
 from prober.signatures import Signature
 
@@ -114,12 +114,17 @@ def _ms(value: float | None) -> float | None:
 
 
 async def probe_rendered(
-    check: Check, signatures: Sequence[Signature]
+    check: Check, signatures: Sequence[Signature], vantage: Vantage
 ) -> tuple[Observation, Classification, dict[str, Any]]:
     """Render `check`'s page once and judge it; the browser's own failures are unknown/internal."""
     assert check.browser is not None
     evidence = Evidence()
     try:
+        if vantage.proxy or vantage.resolver:
+            # Going direct instead would report the target as seen from somewhere else.
+            raise BrowserUnavailable(
+                f"browser checks do not yet go through vantage {vantage.name}'s proxy or resolver"
+            )
         renderer = renderer_for(check.browser.settings)
         async with renderer.slots:
             browser = await renderer.browser()

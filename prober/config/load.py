@@ -154,7 +154,7 @@ def _browser_rules(data: dict[str, Any], tree: _Tree) -> None:
                     path,
                     tree.keys.get(path) or tree.near(path),
                     f"{tree.quote(name)} has only source_address, which a browser check cannot use: "
-                    "give that vantage a proxy or probe this check from another vantage",
+                    "probe this check from another vantage",
                 )
 
 
