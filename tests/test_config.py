@@ -1128,7 +1128,14 @@ def test_json_schema_structure() -> None:
     assert schema["type"] == "object"
     assert schema["required"] == ["checks"]
     assert schema["additionalProperties"] is False
-    assert set(schema["properties"]) == {"defaults", "vantages", "signatures", "checks", "retention"}
+    assert set(schema["properties"]) == {
+        "defaults",
+        "vantages",
+        "signatures",
+        "checks",
+        "retention",
+        "browser",
+    }
     check = schema["$defs"][schema["properties"]["checks"]["items"]["$ref"].rsplit("/", 1)[1]]
     assert check["required"] == ["name", "url"]
     assert all(prop.get("description") for prop in check["properties"].values())
@@ -1136,6 +1143,8 @@ def test_json_schema_structure() -> None:
     assert '"string"' in types and '"number"' in types
     defaults = schema["$defs"][schema["properties"]["defaults"]["anyOf"][0]["$ref"].rsplit("/", 1)[1]]
     assert defaults["properties"]["interval"]["default"] == "60s"
+    refs = set(re.findall(r'"#/\$defs/([^"]+)"', json.dumps(schema)))
+    assert refs and refs <= set(schema["$defs"]), refs - set(schema["$defs"])  # every reference resolves
     assert defaults["properties"]["max_body"]["default"] == "256KiB"
 
 

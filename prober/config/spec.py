@@ -248,9 +248,7 @@ class _ConfigSpec(_Spec):
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of checks.yaml as users write it, for editors and the YAML language server."""
     text = json.dumps(_ConfigSpec.model_json_schema())
-    text = text.replace('"_CheckBrowserSpec"', '"check browser"').replace(
-        "/_CheckBrowserSpec", "/check_browser"
-    )
+    text = text.replace("_CheckBrowserSpec", "check_browser")  # before "_BrowserSpec" below matches inside it
     for model in (
         "Browser",
         "Check",
