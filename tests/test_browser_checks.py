@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import shutil
+import signal
 import textwrap
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from prober.browser import renderer_for
 from prober.config import ConfigError, parse_config
 from prober.model import ProbeResult, Reason, Verdict
 from prober.probe import probe_everywhere
@@ -73,14 +78,44 @@ async def spa() -> AsyncIterator[str]:
     async def beacon(request: web.Request) -> web.Response:
         return web.Response(status=500)
 
+    async def hang(request: web.Request) -> web.Response:
+        hanging.set()
+        await asyncio.sleep(30)  # longer than any test waits: the browser dies first
+        return await page(NOISY)
+
+    hanging = HANGING[0] = asyncio.Event()
     app = web.Application()
     app.router.add_get("/app", shell)
     app.router.add_get("/api/data", data)
     app.router.add_get("/api/fail", fail)
     app.router.add_get("/noisy", noisy)
     app.router.add_get("/analytics/beacon", beacon)
+    app.router.add_get("/hang", hang)
     async with TestServer(app, host="127.0.0.1") as server:
         yield str(server.make_url("")).rstrip("/")
+
+
+HANGING: list[asyncio.Event] = [asyncio.Event()]  # set when the browser is inside /hang
+
+
+def my_chromium() -> list[int]:
+    """The browser processes this test process started (children of its Playwright driver)."""
+    me, found = os.getpid(), []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")[0]
+            if not entry.name.isdigit() or not Path(command.decode()).name.startswith("chromium"):
+                continue
+            parent = _ppid(int(entry.name))
+            if _ppid(parent) == me:
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue  # a process that ended meanwhile
+    return found
+
+
+def _ppid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def config(checks: str, extra: str = "") -> str:
@@ -217,3 +252,35 @@ async def test_a_proxy_vantage_is_not_bypassed(spa: str) -> None:
     )
     assert (result.verdict, result.reason) == (Verdict.UNKNOWN, Reason.INTERNAL), result
     assert result.error is not None and "proxy" in result.error
+
+
+async def test_a_crash_is_unknown_internal_and_the_next_probe_relaunches(spa: str) -> None:
+    cfg = parse_config(
+        config(
+            f"""
+            - {{name: hang, url: "{spa}/hang", timeout: 20s, browser: {{}}}}
+            - {{name: ok, url: "{spa}/noisy", timeout: 10s, browser: {{wait_until: load}}}}
+            """,
+            f"browser: {{executable: {CHROMIUM}}}\n",
+        ),
+        env={},
+    )
+    hang, ok = cfg.checks
+    pool = VantagePool()
+    await pool.sync(cfg.vantages)
+    try:
+        probing = asyncio.create_task(probe_everywhere(pool, hang, cfg.signatures_for(hang)))
+        async with asyncio.timeout(15):
+            await HANGING[0].wait()
+        killed = my_chromium()
+        assert len(killed) == 1, killed
+        os.kill(killed[0], signal.SIGKILL)
+        async with asyncio.timeout(15):
+            (crashed,) = await probing
+        assert (crashed.verdict, crashed.reason) == (Verdict.UNKNOWN, Reason.INTERNAL), crashed
+        assert crashed.error is not None and "crashed" in crashed.error
+        (after,) = await probe_everywhere(pool, ok, cfg.signatures_for(ok))
+        assert (after.verdict, after.reason) == (Verdict.UP, None), after
+        assert ok.browser is not None and renderer_for(ok.browser.settings).launches == 2
+    finally:
+        await pool.close()
