@@ -7,8 +7,11 @@ import copy
 import html
 import json
 import math
+import os
 import pickle
 import re
+import subprocess
+import sys
 import textwrap
 from collections.abc import Callable
 from dataclasses import FrozenInstanceError
@@ -1174,3 +1177,23 @@ def test_a_variable_used_as_a_number_is_not_a_secret() -> None:
     config = parse_config(text, env={"CONFIRM": "3", "KEY": "s3cr3t"})
     assert config.checks[0].confirm == 3
     assert config.redact("3 attempts, key s3cr3t") == "3 attempts, key ${KEY}"
+
+
+def test_a_browser_check_without_playwright_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "playwright", None)  # as if it were not installed
+    with pytest.raises(ConfigError) as caught:
+        parse_config("checks:\n  - name: x\n    url: http://127.0.0.1/\n    browser: {}\n", env={})
+    assert "checks.yaml:4:5: checks[0].browser: a browser check needs Playwright" in str(caught.value)
+    assert "pip install 'prober[browser]'" in str(caught.value)
+    parse_config("checks:\n  - name: x\n    url: http://127.0.0.1/\n", env={})  # HTTP checks need nothing
+
+
+def test_the_core_never_imports_the_browser_package() -> None:
+    code = (
+        "import sys, prober.cli, prober.daemon, prober.probe, prober.once, prober.web;"
+        "print(sorted(m for m in sys.modules if m.startswith(('prober.browser', 'playwright'))))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
