@@ -432,8 +432,20 @@ async def probe_check(
         # reaches the database, the page or a terminal.
         error=None if error is None else printable(redact(error)),
         cert_days=obs.cert_days,
-        browser=evidence,
+        browser=None if evidence is None else _cleaned(evidence, redact),
     )
+
+
+def _cleaned(value: Any, redact: Callable[[str], str]) -> Any:
+    """The browser's evidence with every string redacted and escaped, as errors are: its URLs and
+    messages come from the page (a failed request's URL may carry a `${NAME}` secret)."""
+    if isinstance(value, str):
+        return printable(redact(value))
+    if isinstance(value, dict):
+        return {k: _cleaned(v, redact) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cleaned(v, redact) for v in value]
+    return value
 
 
 async def probe_everywhere(

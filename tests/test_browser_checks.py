@@ -122,9 +122,9 @@ def config(checks: str, extra: str = "") -> str:
     return textwrap.dedent(extra) + "checks:\n" + textwrap.indent(textwrap.dedent(checks), "  ")
 
 
-async def probe_all(text: str) -> list[ProbeResult]:
+async def probe_all(text: str, env: dict[str, str] | None = None) -> list[ProbeResult]:
     """Probe every check of the configuration once, sharing one pool (and one browser)."""
-    cfg = parse_config(text, env={})
+    cfg = parse_config(text, env=env or {})
     pool = VantagePool()
     await pool.sync(cfg.vantages)
     try:
@@ -180,6 +180,26 @@ async def test_noise_after_rendering_is_evidence_not_a_verdict(spa: str) -> None
     )
     assert evidence["console_errors"], evidence
     assert any("widget exploded" in e for e in evidence["page_errors"]), evidence
+
+
+async def test_evidence_is_redacted_and_escaped(spa: str) -> None:
+    # The main document's 404 is recorded with its URL, which carries a secret of the configuration.
+    (result,) = await probe_all(
+        config(
+            f"""
+        - name: secret
+          url: "{spa}/missing?token=${{TOKEN}}"
+          timeout: 10s
+          browser: {{wait_until: load}}
+        """,
+            f"browser: {{executable: {CHROMIUM}}}\n",
+        ),
+        env={"TOKEN": "s3cr3t-t0ken"},
+    )
+    assert result.verdict == Verdict.DOWN, result
+    assert result.browser is not None and result.browser["failed_requests"], result
+    text = json.dumps(result.browser)
+    assert "s3cr3t-t0ken" not in text and "${TOKEN}" in text, text
 
 
 async def test_wait_for_never_visible_is_down_render(spa: str) -> None:
