@@ -289,10 +289,21 @@ async def prober_process() -> AsyncIterator[Callable[..., Awaitable[ProberProces
             await proc.process.wait()
 
 
-async def wait_for(condition: Callable[[], bool], within: float, what: str) -> None:
-    """Poll `condition` until it holds, failing after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
+async def wait_for(
+    condition: Callable[[], bool | Awaitable[bool]],
+    within: float,
+    what: str,
+    log: Callable[[], str] = lambda: "",
+) -> float:
+    """Poll `condition` (plain or async) until it holds, failing after `within` seconds; returns
+    how long it took. What `log()` says then is added to the failure (a subprocess's output)."""
+    started = time.monotonic()
+    while True:
+        held = condition()
+        if not isinstance(held, bool):
+            held = await held
+        if held:
+            return time.monotonic() - started
+        if time.monotonic() - started > within:
+            raise AssertionError(f"timed out after {within}s waiting for {what}\n{log()}".rstrip())
         await asyncio.sleep(0.05)

@@ -8,7 +8,6 @@ import asyncio
 import os
 import socket
 import sqlite3
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import ERROR_PAGE, HEALTHY_PAGE, ProberProcess, start_app
+from conftest import ERROR_PAGE, HEALTHY_PAGE, ProberProcess, start_app, wait_for
 
 from prober.config import load_config
 from prober.model import utcnow
@@ -110,12 +109,7 @@ async def test_every_vantage_change_reaches_the_live_view_as_the_database_says_i
             conn.conn.close()
 
     async def until(what: str, within: float, condition: Callable[[], Awaitable[bool]]) -> float:
-        started = time.monotonic()
-        while not await condition():
-            if time.monotonic() - started > within:
-                raise AssertionError(f"timed out after {within}s waiting for {what}\n{proc.log}")
-            await asyncio.sleep(0.1)
-        return time.monotonic() - started
+        return await wait_for(condition, within, what, log=lambda: proc.log)
 
     want: dict[str, Any] = {}  # what both must say at this step
     seen: dict[str, Any] = {}  # what the live view said last
@@ -128,7 +122,7 @@ async def test_every_vantage_change_reaches_the_live_view_as_the_database_says_i
         return {"state": seen["state"], "regions": seen["regions"]} == want
 
     try:
-        await until("the status page", 20, lambda: asyncio.sleep(0, "status page on" in proc.log))
+        await wait_for(lambda: "status page on" in proc.log, 20, "the status page", log=lambda: proc.log)
         for step, (regions, state) in enumerate(STEPS):
             down.clear()
             down.update(regions)
