@@ -300,23 +300,29 @@ async def test_every_spelling_of_an_internal_name_is_refused(
     assert lab.internal_hits == 0
 
 
+def two_addresses(resolver: ZoneResolver, name: str, first: str, second: str) -> None:
+    """Make `resolver` answer `name` with two A records, in that order."""
+
+    class TwoAddresses(ZoneResolver):
+        def resolve(self, request, handler):  # type: ignore[no-untyped-def]
+            from dnslib import QTYPE, RR, A
+
+            reply = super().resolve(request, handler)
+            if str(request.q.qname).rstrip(".") == name and request.q.qtype == QTYPE.A:
+                reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A(second), ttl=5))
+            return reply
+
+    resolver.__class__ = TwoAddresses
+    resolver.records[name] = first
+
+
 async def test_the_reference_is_the_address_connected_to(lab: Lab, zone: tuple[str, ZoneResolver]) -> None:
     # mixed.test has a public and an internal address; the probe connects to the public one. Before:
     # any internal address among the first name's made the target "internal", and a redirect to
     # loopback was then followed.
     address, resolver = zone
 
-    class Mixed(ZoneResolver):
-        def resolve(self, request, handler):  # type: ignore[no-untyped-def]
-            from dnslib import QTYPE, RR, A
-
-            reply = super().resolve(request, handler)
-            if str(request.q.qname).rstrip(".") == "mixed.test" and request.q.qtype == QTYPE.A:
-                reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A("127.0.0.1"), ttl=5))
-            return reply
-
-    resolver.__class__ = Mixed
-    resolver.records["mixed.test"] = LAB_PUBLIC  # first: the address connected to
+    two_addresses(resolver, "mixed.test", LAB_PUBLIC, "127.0.0.1")  # first: the address connected to
     cfg = config(f"""
         vantages:
           lab: {{resolver: ["{address}"]}}
@@ -334,17 +340,7 @@ async def test_a_redirect_to_a_mixed_name_connects_only_to_its_public_address(
     # Whatever order the records come in, the internal one is never connected to.
     address, resolver = zone
 
-    class Mixed(ZoneResolver):
-        def resolve(self, request, handler):  # type: ignore[no-untyped-def]
-            from dnslib import QTYPE, RR, A
-
-            reply = super().resolve(request, handler)
-            if str(request.q.qname).rstrip(".") == "mixed.test" and request.q.qtype == QTYPE.A:
-                reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A(LAB_PUBLIC), ttl=5))
-            return reply
-
-    resolver.__class__ = Mixed
-    resolver.records["mixed.test"] = "127.0.0.1"  # the internal address first
+    two_addresses(resolver, "mixed.test", "127.0.0.1", LAB_PUBLIC)  # the internal address first
     cfg = config(f"""
         vantages:
           lab: {{resolver: ["{address}"]}}
