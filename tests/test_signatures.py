@@ -131,3 +131,15 @@ def test_loader_builds_patterns_and_defaults() -> None:
     assert regex.search("Sorry! ACME is down.") and regex.search("x\nacme-ref 42\ny")
     assert not regex.search("They say acme is down again")
     assert load_signatures("", "empty.yaml") == ()
+
+
+def test_a_trie_of_alternatives_matches_what_their_alternation_matches() -> None:
+    from prober.signatures.alternation import trie
+
+    leaves = ["ab", "ac", "a", "(?:x|y)?z", "(?:q)+r", "(?:m|n)??o", "b?c", "[de]f", "", "a(?:b|c)d"]
+    plain = re.compile("|".join(f"(?:{leaf})" for leaf in leaves))
+    grouped = re.compile(f"(?:{trie(leaves)})")
+    samples = ["ab", "ac", "a", "xz", "yz", "z", "qr", "qqr", "mo", "no", "o", "c", "bc", "df", "ef", "",
+               "abd", "acd", "ad", "b", "xyz", "r", "f"]  # fmt: skip
+    for text in samples:
+        assert bool(plain.fullmatch(text)) == bool(grouped.fullmatch(text)), (text, trie(leaves))

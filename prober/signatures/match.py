@@ -23,6 +23,7 @@ from functools import lru_cache
 from prober.model import Verdict
 from prober.page import Body, short
 from prober.signatures import FLAGS, LINE_TEMPLATE, STRICT_TAIL, TAIL, ZONES, Signature, compile_pattern
+from prober.signatures.alternation import alternatives, trie
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +118,7 @@ def _without_phrases(sig: Signature) -> str:
     """A built-in signature's `pattern` part, without its phrases ("" if it has none)."""
     if sig.platform == "user":
         return sig.pattern
-    leaves = [leaf for leaf in _alternatives(sig.pattern) if not leaf.startswith(_TEMPLATE_HEAD)]
+    leaves = [leaf for leaf in alternatives(sig.pattern) if not leaf.startswith(_TEMPLATE_HEAD)]
     return leaves[0] if len(leaves) == 1 else "|".join(f"(?:{leaf})" for leaf in leaves)
 
 
@@ -356,7 +357,7 @@ def _combined_source(members: Sequence[_Entry]) -> str | None:
     anchored: list[str] = []
     free: list[str] = []
     for pattern in patterns:
-        for leaf in _alternatives(pattern):
+        for leaf in alternatives(pattern):
             tail = next((t for t in _TEMPLATE_TAILS if leaf.endswith(t)), None)
             if leaf.startswith(_TEMPLATE_HEAD) and tail is not None:
                 phrases[tail].append(leaf[len(_TEMPLATE_HEAD) : len(leaf) - len(tail)])
@@ -366,41 +367,12 @@ def _combined_source(members: Sequence[_Entry]) -> str | None:
                 free.append(leaf)
     for tail, found in reversed(phrases.items()):
         if found:
-            anchored.insert(0, f"{_TEMPLATE_HEAD[1:]}{'|'.join(found)}{tail}")
-    parts = [f"^(?:{'|'.join(f'(?:{a})' for a in anchored)})"] if anchored else []
+            # Each `found` is a signature's "p1)|(?:p2": the head's "(?:" and the tail's ")" wrap them.
+            leaves = [leaf for phrase in found for leaf in alternatives(f"(?:{phrase})")]
+            anchored.insert(0, f"{_TEMPLATE_HEAD[1:]}{trie(leaves)}{tail}")
+    parts = [f"^(?:{trie(anchored)})"] if anchored else []
     parts += [f"(?:{f})" for f in free]
     return "|".join(parts)
-
-
-def _alternatives(pattern: str) -> list[str]:
-    """The top-level alternatives of a regular expression, each (?:...) wrapping all of one split too."""
-    found: list[str] = []
-    depth, start, i, n = 0, 0, 0, len(pattern)
-    closes_at_end = True  # the group opened at 0 closes at the very end (it wraps the whole)
-    while i < n:
-        c = pattern[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "[":  # a class: skip to its end; "]" right after "[" or "[^" is a literal
-            i += 2 if pattern.startswith("[^", i) else 1
-            i += 1 if pattern.startswith("]", i) else 0
-            while i < n and pattern[i] != "]":
-                i += 2 if pattern[i] == "\\" else 1
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth == 0 and i != n - 1:
-                closes_at_end = False
-        elif c == "|" and depth == 0:
-            found.append(pattern[start:i])
-            start = i + 1
-        i += 1
-    found.append(pattern[start:])
-    if len(found) == 1 and pattern.startswith("(?:") and pattern.endswith(")") and closes_at_end:
-        return _alternatives(pattern[3:-1])
-    return [leaf for part in found for leaf in (_alternatives(part) if len(found) > 1 else [part])]
 
 
 _BACKREF = re.compile(r"\\[1-9]|\(\?P=|\\g<|\(\?\(")
