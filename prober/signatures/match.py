@@ -371,7 +371,7 @@ def _combined_source(members: Sequence[_Entry]) -> str | None:
             leaves = [leaf for phrase in found for leaf in alternatives(f"(?:{phrase})")]
             anchored.insert(0, f"{_TEMPLATE_HEAD[1:]}{trie(leaves)}{tail}")
     parts = [f"^(?:{trie(anchored)})"] if anchored else []
-    parts += [f"(?:{f})" for f in free]
+    parts += [trie(free)] if free else []
     return "|".join(parts)
 
 
