@@ -30,6 +30,7 @@ def incident_from_row(row: Mapping[str, Any]) -> Incident:
         resolved_at=parse_iso(row["resolved_at"]) if row["resolved_at"] else None,
         vantages=tuple(json.loads(row["vantages"] or "[]")),
         regions=tuple(json.loads(row["regions"] or "[]")),
+        maintenance=bool(row.get("maintenance")),
     )
 
 
