@@ -138,3 +138,9 @@ def refresh(db: sqlite_utils.Database, config: Config, now: datetime, since: dat
     # A recount reads raw results: never further back than they are kept, or it would count nothing.
     floor = now - timedelta(seconds=config.retention) + timedelta(hours=1)
     return recount(db, max(since or now - RECOUNT, floor), now)
+
+
+def under_maintenance(db: sqlite_utils.Database, now: datetime, checks: Iterable[str]) -> set[str]:
+    """Which of `checks` a recorded span covers at `now`."""
+    spans = spans_between(db, now, now + timedelta(microseconds=1))
+    return {c for c in checks if any(s["checks"] is None or c in s["checks"] for s in spans)}
