@@ -24,12 +24,14 @@ UPCOMING_PER_WINDOW = 5  # at most this many upcoming spans of one recurring win
 RECOUNT = timedelta(hours=2)  # results arriving this late (agents, a busy writer) are still left out
 
 
-def planned(config: Config, now: datetime) -> list[tuple[Occurrence, str | None, str]]:
-    """The spans of `config`'s windows in progress or due within AHEAD, with their cron and zone."""
+def planned(
+    config: Config, now: datetime, since: datetime | None = None
+) -> list[tuple[Occurrence, str | None, str]]:
+    """The spans of `config`'s windows from `since` (default: now) to AHEAD, with their cron and zone."""
     found = []
     for window in config.maintenance:
         upcoming = 0
-        for span in occurrences(window, now, now + AHEAD):
+        for span in occurrences(window, since or now, now + AHEAD):
             upcoming += span.starts_at > now
             if upcoming > UPCOMING_PER_WINDOW:
                 break
@@ -37,9 +39,14 @@ def planned(config: Config, now: datetime) -> list[tuple[Occurrence, str | None,
     return found
 
 
-def record_spans(db: sqlite_utils.Database, config: Config, now: datetime) -> int:
-    """Write the spans in progress and to come; forget future ones no longer configured. Spans written."""
-    spans = planned(config, now)
+def record_spans(
+    db: sqlite_utils.Database, config: Config, now: datetime, since: datetime | None = None
+) -> int:
+    """Write the spans since `since` (default: now) and to come; forget future ones no longer configured.
+
+    Spans that ended before `since` are history: a window taken out of the configuration keeps them.
+    """
+    spans = planned(config, now, since)
     wanted = {(s.window, iso(s.starts_at)) for s, _, _ in spans}
     with db.conn:
         later = db.execute(
@@ -134,10 +141,11 @@ def _hours(low: datetime, high: datetime) -> Iterable[datetime]:
 
 def refresh(db: sqlite_utils.Database, config: Config, now: datetime, since: datetime | None = None) -> int:
     """Record the spans of `config`; recount the results in them since `since` (default: RECOUNT ago)."""
-    record_spans(db, config, now)
     # A recount reads raw results: never further back than they are kept, or it would count nothing.
     floor = now - timedelta(seconds=config.retention) + timedelta(hours=1)
-    return recount(db, max(since or now - RECOUNT, floor), now)
+    since = max(since or now - RECOUNT, floor)
+    record_spans(db, config, now, since)
+    return recount(db, since, now)
 
 
 def under_maintenance(db: sqlite_utils.Database, now: datetime, checks: Iterable[str]) -> set[str]:

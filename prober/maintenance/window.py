@@ -8,10 +8,11 @@ real elapsed time, added in UTC.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from prober.config import Config, MaintenanceWindow
+from prober.model import Incident
 from prober.schedule import cron_trigger
 
 MAX_OCCURRENCES = 10_000  # per window and question: a "* * * * *" window over a year stays bounded
@@ -81,6 +82,13 @@ class Calendar:
     def in_maintenance(self, check: str, ts: datetime) -> bool:
         """Whether `check` is under maintenance at `ts`."""
         return bool(self.windows) and bool(active(self.windows, ts, check))
+
+    def mark(self, incident: Incident) -> Incident:
+        """`incident`, marked `maintenance` if it started or was detected in a window covering its check."""
+        planned = self.in_maintenance(incident.check, incident.started_at) or self.in_maintenance(
+            incident.check, incident.detected_at
+        )
+        return replace(incident, maintenance=planned)
 
     def predicate(self, check: str) -> MaintenancePredicate | None:
         """A test of time for one check, for its tracker; None when no window covers the check."""
