@@ -3,6 +3,7 @@ them, and the Statuspage scheduled-maintenance endpoints, over a real database."
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -412,3 +413,16 @@ def test_rebuilt_incidents_keep_their_mark(tmp_path: Path) -> None:
 
     (incident,) = read.incidents(connect(planned.path))
     assert incident.check == "x-web" and incident.maintenance and incident.state is State.MAJOR_OUTAGE
+
+
+def test_the_documentation_examples_are_true(tmp_path: Path) -> None:
+    text = (Path(__file__).parents[1] / "docs" / "maintenance.md").read_text()
+    good, bad = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    assert len(parse_config(good, env={}).maintenance) == 2
+    (tmp_path / "checks.yaml").write_text(bad)
+    out = CliRunner().invoke(main, ["validate", "-c", str(tmp_path / "checks.yaml")])
+    assert out.exit_code == 2
+    shown = re.search(r"```console\n\$ prober validate -c checks.yaml\n(.*?)\$ echo", text, flags=re.S)
+    assert shown is not None
+    got = out.output.replace(str(tmp_path / "checks.yaml"), "checks.yaml")
+    assert got.splitlines() == shown.group(1).splitlines()
