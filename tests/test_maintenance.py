@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from prober.cli import main
 from prober.config import Config, ConfigError, MaintenanceWindow, parse_config
 from prober.maintenance import Calendar, active, occurrences
-from prober.maintenance.record import record_spans, refresh, spans_between
+from prober.maintenance.record import prune, record_spans, refresh, spans_between
 from prober.model import ProbeResult, Reason, State, Surface, Verdict, utcnow
 from prober.report import collect, format_text, to_json
 from prober.state import CheckTracker, Policy
@@ -426,3 +426,38 @@ def test_the_documentation_examples_are_true(tmp_path: Path) -> None:
     assert shown is not None
     got = out.output.replace(str(tmp_path / "checks.yaml"), "checks.yaml")
     assert got.splitlines() == shown.group(1).splitlines()
+
+
+def test_prober_once_marks_and_records_too(tmp_path: Path, target: Any) -> None:
+    start = (utcnow() - timedelta(minutes=1)).isoformat()
+    (tmp_path / "checks.yaml").write_text(
+        f"""
+defaults: {{confirm: 1}}
+checks:
+  - {{name: x-web, url: "{target.url}/error-page"}}
+maintenance:
+  - {{name: db-upgrade, start: "{start}", duration: 1h}}
+"""
+    )
+    db = tmp_path / "prober.db"
+    out = CliRunner().invoke(main, ["once", "-c", str(tmp_path / "checks.yaml"), "--db", str(db)])
+    assert out.exit_code == 1, out.output  # something is down
+    from prober.store import read
+
+    (incident,) = read.incidents(connect(db))
+    assert incident.maintenance
+    assert [s["name"] for s in spans_between(connect(db), utcnow(), utcnow() + timedelta(minutes=1))] == [
+        "db-upgrade"
+    ]
+    assert history.counts(connect(db), utcnow() - timedelta(hours=1))[("x-web",)].judged == 0  # left out
+
+
+def test_old_spans_and_counts_are_pruned_with_the_daily_rollups(tmp_path: Path) -> None:
+    planned = build(tmp_path / "prober.db")
+    db = connect(planned.path)
+    assert db.execute("SELECT COUNT(*) FROM maintenance_counts").fetchone()[0] > 0
+    with Store(planned.path) as store:
+        assert store.submit(lambda db: prune(db, planned.now)).result() == 0  # nothing that old
+        gone = store.submit(lambda db: prune(db, planned.now + timedelta(days=401))).result()
+    assert gone > 0
+    assert connect(planned.path).execute("SELECT COUNT(*) FROM maintenance_counts").fetchone()[0] == 0

@@ -17,7 +17,7 @@ import sqlite_utils
 from prober.config import Config
 from prober.maintenance.window import Occurrence, occurrences
 from prober.model import iso, parse_iso
-from prober.store.retention import hour_key
+from prober.store.retention import DAILY_RETENTION, day_key, hour_key
 
 AHEAD = timedelta(days=30)  # how far ahead upcoming spans are listed
 UPCOMING_PER_WINDOW = 5  # at most this many upcoming spans of one recurring window
@@ -137,6 +137,15 @@ def _hours(low: datetime, high: datetime) -> Iterable[datetime]:
     while hour < high:
         yield hour
         hour += timedelta(hours=1)
+
+
+def prune(db: sqlite_utils.Database, now: datetime) -> int:
+    """Forget spans and counts older than the daily rollups they are subtracted from; rows deleted."""
+    oldest = now - timedelta(seconds=DAILY_RETENTION)
+    with db.conn:
+        spans = db.execute("DELETE FROM maintenance_windows WHERE ends_at < ?", [iso(oldest)]).rowcount
+        counts = db.execute("DELETE FROM maintenance_counts WHERE bucket < ?", [day_key(oldest)]).rowcount
+    return int(spans) + int(counts)
 
 
 def refresh(db: sqlite_utils.Database, config: Config, now: datetime, since: datetime | None = None) -> int:

@@ -9,7 +9,7 @@ from datetime import timedelta
 from functools import partial
 
 from prober.config import Config
-from prober.maintenance.record import refresh
+from prober.maintenance.record import prune, refresh
 from prober.maintenance.window import active
 from prober.model import utcnow
 from prober.store import Store
@@ -17,6 +17,7 @@ from prober.store import Store
 log = logging.getLogger("prober")
 
 PERIOD = 60.0  # seconds between refreshes: spans are minutes long at the least
+PRUNE_EVERY = 60 * 24  # refreshes between two prunings: about once a day
 CATCH_UP = timedelta(days=1)  # at start: results that arrived while the daemon was down (agents)
 
 
@@ -42,6 +43,7 @@ async def keep_windows(
     """
     since: timedelta | None = CATCH_UP
     shown: set[str] | None = None
+    rounds = 0
     while True:
         config, now = config_of(), utcnow()
         try:
@@ -49,10 +51,13 @@ async def keep_windows(
                 partial(refresh, config=config, now=now, since=None if since is None else now - since)
             )
             since = None
+            if rounds % PRUNE_EVERY == 0:
+                await store.call(partial(prune, now=now))
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("maintenance windows: recording them failed; will try again in %.0fs", period)
+        rounds += 1
         current = checks_in_maintenance(config)
         if on_change is not None and current != shown:
             shown = current

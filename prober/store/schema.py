@@ -112,6 +112,8 @@ def _v6_maintenance(db: sqlite_utils.Database) -> None:
   PRIMARY KEY (check_name, bucket, vantage)
 ) WITHOUT ROWID"""
     )
+    # The recount replaces whole hours and pruning drops old ones: both by bucket, across checks.
+    db.execute("CREATE INDEX IF NOT EXISTS maintenance_counts_bucket ON maintenance_counts (bucket)")
 
 
 # Append only: migration i takes a database from version i to i + 1.
