@@ -219,15 +219,21 @@ checks:
   - {name: x-api, surface: api, url: "http://127.0.0.1:1/api"}
 maintenance:
   - {name: db-upgrade, checks: [x-web], start: "%s", duration: 1h}
-  - {name: weekly, every: "0 3 * * SUN", timezone: Europe/Paris, duration: 2h}
 """
+
+
+def config_text(start: datetime, *, nightly: bool = True) -> str:
+    """CONFIG with the one-off window at `start` and a daily one hours away, never now."""
+    hour = (utcnow() + timedelta(hours=6)).hour
+    extra = f'  - {{name: nightly, every: "0 {hour} * * *", timezone: Europe/Paris, duration: 1h}}\n'
+    return CONFIG % start.isoformat() + (extra if nightly else "")
 
 
 def build(path: Path, *, record: bool = True) -> Planned:
     """Six hours of results every 5 minutes; x-web down for an hour, inside a one-off window."""
     now = utcnow().replace(second=0, microsecond=0)
     start = (now - timedelta(hours=3)).replace(minute=0)
-    config = parse_config(CONFIG % start.isoformat(), env={})
+    config = parse_config(config_text(start), env={})
     with Store(path) as store:
         ts = now - timedelta(hours=6)
         while ts < now:
@@ -275,9 +281,9 @@ def test_recorded_spans_follow_the_configuration(tmp_path: Path) -> None:
         s["name"]
         for s in spans_between(db, planned.now - timedelta(hours=4), planned.now + timedelta(days=30))
     }
-    assert names == {"db-upgrade", "weekly"}
+    assert names == {"db-upgrade", "nightly"}
     # The recurring window is taken out of the configuration: its future spans go, the past stays.
-    config = parse_config(CONFIG.split("  - {name: weekly")[0] % planned.window[0].isoformat(), env={})
+    config = parse_config(config_text(planned.window[0], nightly=False), env={})
     with Store(planned.path) as store:
         store.submit(lambda db: record_spans(db, config, planned.now)).result()
     later = spans_between(connect(planned.path), planned.now, planned.now + timedelta(days=30))
@@ -291,7 +297,7 @@ def test_recorded_spans_follow_the_configuration(tmp_path: Path) -> None:
 async def client(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, Any], Planned]]:
     planned = build(tmp_path / "prober.db")
     # The one-off window is made to last until after now: in progress.
-    config = parse_config(CONFIG % (planned.now - timedelta(minutes=30)).isoformat(), env={})
+    config = parse_config(config_text(planned.now - timedelta(minutes=30)), env={})
     with Store(planned.path) as store:
         store.submit(lambda db: refresh(db, config, planned.now)).result()
     app = create_app(planned.path, config=config, title="X status", cache_seconds=0)
@@ -340,7 +346,7 @@ async def test_statuspage_scheduled_maintenance_endpoints(
 
     upcoming = await get_json(c, "/api/v2/scheduled-maintenances/upcoming.json")
     soon = upcoming["scheduled_maintenances"]
-    assert soon and {m["name"] for m in soon} == {"weekly"} and {m["status"] for m in soon} == {"scheduled"}
+    assert soon and {m["name"] for m in soon} == {"nightly"} and {m["status"] for m in soon} == {"scheduled"}
     assert [m["scheduled_for"] for m in soon] == sorted(m["scheduled_for"] for m in soon)
     assert {x["id"] for x in soon[0]["components"]} == {"x-web", "x-api"}
     assert {x["status"] for x in soon[0]["components"]} == {"operational"}  # not yet under maintenance
@@ -356,7 +362,7 @@ async def test_statuspage_scheduled_maintenance_endpoints(
 
     summary = await get_json(c, "/api/v2/summary.json")
     listed = {m["name"] for m in summary["scheduled_maintenances"]}
-    assert listed == {"db-upgrade", "weekly"}
+    assert listed == {"db-upgrade", "nightly"}
     components = {x["id"]: x["status"] for x in summary["components"]}
     assert components["x-web"] == "under_maintenance" and components["x-api"] == "operational"
     assert components["surface:web"] == "under_maintenance"  # every check of the group is
@@ -372,7 +378,7 @@ async def test_page_and_api_say_what_is_under_maintenance(
     assert "maintenance" in (await get_json(c, "/api/checks"))["availability_excludes"]
     page = await (await c.get("/")).text()
     assert (
-        "Scheduled maintenance" in page and "db-upgrade: in progress" in page and "weekly: scheduled" in page
+        "Scheduled maintenance" in page and "db-upgrade: in progress" in page and "nightly: scheduled" in page
     )
     assert page.count("Under maintenance") == 1  # x-web only
     assert "Availability figures leave out maintenance windows." in page
@@ -380,7 +386,7 @@ async def test_page_and_api_say_what_is_under_maintenance(
 
 def test_metrics_say_which_checks_are_under_maintenance(tmp_path: Path) -> None:
     planned = build(tmp_path / "prober.db")
-    config = parse_config(CONFIG % (planned.now - timedelta(minutes=30)).isoformat(), env={})
+    config = parse_config(config_text(planned.now - timedelta(minutes=30)), env={})
     with Store(planned.path) as store:
         store.submit(lambda db: refresh(db, config, utcnow())).result()
     metrics = ProberMetrics()
@@ -392,7 +398,7 @@ def test_metrics_say_which_checks_are_under_maintenance(tmp_path: Path) -> None:
 
 def test_report_command_shows_windows(tmp_path: Path) -> None:
     planned = build(tmp_path / "prober.db")
-    (tmp_path / "checks.yaml").write_text(CONFIG % planned.window[0].isoformat())
+    (tmp_path / "checks.yaml").write_text(config_text(planned.window[0]))
     out = CliRunner().invoke(
         main, ["report", "--db", str(planned.path), "-c", str(tmp_path / "checks.yaml"), "--since", "12h"]
     )
@@ -403,7 +409,7 @@ def test_report_command_shows_windows(tmp_path: Path) -> None:
 
 def test_rebuilt_incidents_keep_their_mark(tmp_path: Path) -> None:
     planned = build(tmp_path / "prober.db")
-    (tmp_path / "checks.yaml").write_text(CONFIG % planned.window[0].isoformat())
+    (tmp_path / "checks.yaml").write_text(config_text(planned.window[0]))
     out = CliRunner().invoke(
         main,
         ["report", "--db", str(planned.path), "-c", str(tmp_path / "checks.yaml"), "--rebuild", "--json"],

@@ -47,6 +47,7 @@ async def test_a_window_covering_an_outage_marks_its_incident(
     app.add_routes([web.get("/web", page), web.get("/other", page)])
     runner, port = await start_app(app)
     start = (utcnow() - timedelta(minutes=1)).isoformat()
+    later = (utcnow() + timedelta(hours=6)).hour  # a daily window hours away: never in progress now
     config = tmp_path / "checks.yaml"
     config.write_text(
         f"""
@@ -56,7 +57,7 @@ checks:
   - {{name: x-other, url: "http://127.0.0.1:{port}/other"}}
 maintenance:
   - {{name: db-upgrade, checks: [x-web], start: "{start}", duration: 1h}}
-  - {{name: weekly, every: "0 2 * * SUN", timezone: Europe/Paris, duration: 1h}}
+  - {{name: nightly, every: "0 {later} * * *", timezone: Europe/Paris, duration: 1h}}
 """
     )
     http = f"127.0.0.1:{free_port()}"
@@ -96,13 +97,13 @@ maintenance:
             assert (window["name"], window["status"]) == ("db-upgrade", "in_progress")
             assert [(c["id"], c["status"]) for c in window["components"]] == [("x-web", "under_maintenance")]
             upcoming = await get("/api/v2/scheduled-maintenances/upcoming.json")
-            assert {m["name"] for m in upcoming["scheduled_maintenances"]} == {"weekly"}
+            assert {m["name"] for m in upcoming["scheduled_maintenances"]} == {"nightly"}
 
             summary = await get("/api/v2/summary.json")
             statuses = {c["id"]: c["status"] for c in summary["components"]}
             assert statuses["x-web"] == "under_maintenance"
             assert statuses["x-other"] in ("partial_outage", "major_outage")
-            assert {m["name"] for m in summary["scheduled_maintenances"]} == {"db-upgrade", "weekly"}
+            assert {m["name"] for m in summary["scheduled_maintenances"]} == {"db-upgrade", "nightly"}
             checks = {c["name"]: c for c in (await get("/api/checks"))["checks"]}
             assert checks["x-web"]["maintenance"] and not checks["x-other"]["maintenance"]
 
