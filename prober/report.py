@@ -245,10 +245,9 @@ def collect(
     db: sqlite_utils.Database, since: datetime, until: datetime, now: datetime, check: str | None = None
 ) -> Report:
     """Read what a report needs from the database and build it."""
-    from prober.maintenance.record import spans_between  # loaded only here: the core does without it
+    from prober.maintenance.report import windows_in  # loaded only here: the core does without it
 
-    spans = spans_between(db, since, until)
-    windows = tuple(s for s in spans if check is None or s["checks"] is None or check in s["checks"])
+    windows = windows_in(db, since, until, check)
     groups = read.verdict_counts(db, since, until, check, exclude=windows)
     found = read.incidents(db, since, until, check)
     longest = read.longest_incidents(db, now, check)
@@ -443,6 +442,7 @@ def _seconds(delta: timedelta | None) -> float | None:
 
 def to_json(report: Report) -> dict[str, Any]:
     """The report as JSON for scripts: availability as fractions (null without data), times in ISO UTC."""
+    from prober.maintenance.report import windows_json  # the core does without it
 
     def lines(items: Sequence[Line], names: Sequence[str]) -> list[dict[str, Any]]:
         out = []
@@ -474,15 +474,7 @@ def to_json(report: Report) -> dict[str, Any]:
         "mttr_s": _seconds(mean_time_to_recovery(report.incidents)),
         "mttr_by_check_s": by_check_mttr,
         "mttd_s": _seconds(mean_time_to_detect(report.incidents)),
-        "maintenance": [
-            {
-                **s,
-                "starts_at": iso(s["starts_at"]),
-                "ends_at": iso(s["ends_at"]),
-                "checks": s["checks"] and list(s["checks"]),
-            }
-            for s in report.maintenance
-        ],
+        "maintenance": [windows_json(s) for s in report.maintenance],
         "longest": [
             {
                 **incident_json(i, report),
