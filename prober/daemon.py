@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prober.config import Config, ConfigError, load_config
+from prober.maintenance import Calendar
+from prober.maintenance.task import keep_windows
 from prober.model import Incident, ProberError, ProbeResult, Verdict, utcnow
 from prober.pace import Lateness, LoopWatch, report_store
 from prober.probe import probe_everywhere
@@ -94,16 +96,18 @@ class Monitor:
                 ).result()
         if self.live is not None:
             self.live.configure(config)
+        calendar = Calendar(config)  # an incident that opens in a maintenance window is marked
         for name, check in wanted.items():
             tracker = self.trackers.get(name)
             if tracker is None:
                 tracker = self.trackers[name] = CheckTracker(
-                    name, regions_of(config, check), policy_of(check)
+                    name, regions_of(config, check), policy_of(check), calendar.predicate(name)
                 )
                 if restore:
                     tracker.restore(recent.get(name, []), opened.get(name))
                     self._publish_state(tracker)
             else:
+                tracker.maintenance = calendar.predicate(name)
                 # A reload can open or resolve an incident (a lower `confirm`, a down vantage removed):
                 # saved like any other change.
                 for event in tracker.reconfigure(regions_of(config, check), policy_of(check)):
@@ -282,6 +286,9 @@ class Daemon:
                 asyncio.create_task(self.watch.run()),
                 asyncio.create_task(self._every_minute()),
                 asyncio.create_task(self._prune_hourly()),
+                asyncio.create_task(
+                    keep_windows(self.store, lambda: self.config, self.live.metrics.set_maintenance)
+                ),
             ]
             log.info("prober running: %d checks, %d vantages, database %s", len(self.config.checks),
                      len(self.config.vantages), self.db_path)  # fmt: skip

@@ -236,6 +236,7 @@ class Incident:
     vantages: tuple[str, ...] = ()
     regions: tuple[str, ...] = ()
     id: int | None = None
+    maintenance: bool = False  # opened during a maintenance window: notifies no one
 
     def duration(self, now: datetime) -> timedelta:
         """From its start to its resolution, or to `now` while it is open."""
@@ -256,6 +257,7 @@ class Incident:
             "duration_seconds": round(self.duration(now).total_seconds(), 3),
             "vantages": list(self.vantages),
             "regions": list(self.regions),
+            "maintenance": self.maintenance,
         }
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from prober.config import Config
 from prober.daemon import Monitor
-from prober.model import ProbeResult
+from prober.model import ProbeResult, utcnow
 from prober.probe import probe_everywhere
 from prober.store import Store, StoreError, describe
 from prober.vantage import VantagePool
@@ -66,6 +66,9 @@ async def probe_once(
         runs = [probe_everywhere(pool, c, config.signatures_for(c), config.redact, limit) for c in selected]
         results = [r for batch in await asyncio.gather(*runs) for r in batch]
         monitor.observe(results)
+        from prober.maintenance.record import refresh  # loaded here: the core does without it
+
+        store.submit(lambda db: refresh(db, config, utcnow()))  # cron mode records windows too
         # Closing writes what is queued, retrying a lock or a full disk until the deadline, then
         # counts what it gave up on; what a writer left behind past it is still in its backlog.
         closed = True

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -173,6 +173,7 @@ class Report:
     history: Mapping[str, datetime]  # check -> when its history starts (oldest result or incident)
     check: str | None = None
     surfaces: Mapping[str, str] = field(default_factory=dict)  # check -> surface
+    maintenance: tuple[Mapping[str, Any], ...] = ()  # spans of maintenance windows, left out of availability
 
     @property
     def regions(self) -> list[str]:
@@ -244,12 +245,15 @@ def collect(
     db: sqlite_utils.Database, since: datetime, until: datetime, now: datetime, check: str | None = None
 ) -> Report:
     """Read what a report needs from the database and build it."""
-    groups = read.verdict_counts(db, since, until, check)
+    from prober.maintenance.report import windows_in  # loaded only here: the core does without it
+
+    windows = windows_in(db, since, until, check)
+    groups = read.verdict_counts(db, since, until, check, exclude=windows)
     found = read.incidents(db, since, until, check)
     longest = read.longest_incidents(db, now, check)
     checks = {row["check_name"] for row in groups} | {i.check for i in found} | {i.check for i, _ in longest}
     first = read.first_result_times(db, sorted(checks))
-    return build(groups, found, longest, first, since, until, now, check)
+    return replace(build(groups, found, longest, first, since, until, now, check), maintenance=windows)
 
 
 # -- rebuilding incidents from results ---------------------------------------------------------------
@@ -275,10 +279,13 @@ def rebuild(db: sqlite_utils.Database, config: Config, checks: Sequence[str] = (
     trackers = policies(config, checks)
     rebuilt: list[Incident] = []
     replayed = 0
+    from prober.maintenance import Calendar  # loaded only here: the core does without it
+
+    calendar = Calendar(config)  # incidents that opened in a maintenance window are marked again
     for name, setup in trackers.items():  # one check at a time: memory stays bounded by one check
         results = list(read.check_results(db, name))
         replayed += len(results)
-        rebuilt.extend(rebuild_incidents(results, {name: setup}))
+        rebuilt.extend(calendar.mark(i) for i in rebuild_incidents(results, {name: setup}))
     changes = replace_incidents(db, trackers, sorted(rebuilt, key=lambda i: (i.started_at, i.check)))
     return {"results": replayed, "incidents": len(rebuilt), "checks": len(trackers), **changes}
 
@@ -387,6 +394,8 @@ def format_text(report: Report, source: str | None = None) -> str:
         total = report.total()
         out += [f"All checks: {percent(total)} available over {total.judged} probes"
                 f" ({total.unknown} unknown, which do not count)", ""]  # fmt: skip
+        if report.maintenance:
+            out[-1:] = ["Results inside maintenance windows are left out.", ""]
         out += ["By check", availability_table(report.by_check(), ["check", "surface"], regions), ""]
         if not report.check:
             out += ["By surface", availability_table(report.by_surface(), ["surface"], regions), ""]
@@ -406,6 +415,10 @@ def format_text(report: Report, source: str | None = None) -> str:
         out += ["No incidents in this window.", ""]
     if report.longest:
         out += ["Longest incident of each check, whole history", longest_table(report), ""]
+    if report.maintenance:
+        from prober.maintenance.report import windows_table  # only a report with windows loads it
+
+        out += [f"Maintenance windows ({len(report.maintenance)})", windows_table(report.maintenance), ""]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -429,6 +442,7 @@ def _seconds(delta: timedelta | None) -> float | None:
 
 def to_json(report: Report) -> dict[str, Any]:
     """The report as JSON for scripts: availability as fractions (null without data), times in ISO UTC."""
+    from prober.maintenance.report import windows_json  # the core does without it
 
     def lines(items: Sequence[Line], names: Sequence[str]) -> list[dict[str, Any]]:
         out = []
@@ -454,11 +468,13 @@ def to_json(report: Report) -> dict[str, Any]:
             "surfaces": lines(report.by_surface(), ["surface"]),
             "regions": lines(report.by_region(), ["region"]),
             "vantages": lines(report.by_vantage(), ["vantage", "region"]),
+            "excludes": "results inside maintenance windows",
         },
         "incidents": [incident_json(i, report) for i in report.incidents],
         "mttr_s": _seconds(mean_time_to_recovery(report.incidents)),
         "mttr_by_check_s": by_check_mttr,
         "mttd_s": _seconds(mean_time_to_detect(report.incidents)),
+        "maintenance": [windows_json(s) for s in report.maintenance],
         "longest": [
             {
                 **incident_json(i, report),

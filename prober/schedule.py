@@ -19,6 +19,7 @@ from typing import Any
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from prober.model import ProberError
@@ -33,6 +34,11 @@ def planned_time(name: str, interval: float, now: float) -> float:
     """The latest planned start of check `name` at or before `now` (epoch seconds)."""
     offset = phase(name, interval)
     return offset + math.floor((now - offset) / interval) * interval
+
+
+def cron_trigger(expression: str, timezone: str = "UTC") -> CronTrigger:
+    """A five-field crontab expression in an IANA time zone; ValueError if either is not valid."""
+    return CronTrigger.from_crontab(expression, timezone=timezone)
 
 
 class ScheduleError(ProberError):

@@ -7,7 +7,7 @@ incident opens when the check enters partial_outage or major_outage and resolves
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
@@ -115,10 +115,21 @@ class _Vantage:
 class CheckTracker:
     """Follows one check across its vantages and reports state changes and incidents."""
 
-    def __init__(self, check: str, vantages: Mapping[str, str], policy: Policy) -> None:
-        """Track `check`, probed from `vantages` (name -> region), under `policy`."""
+    def __init__(
+        self,
+        check: str,
+        vantages: Mapping[str, str],
+        policy: Policy,
+        maintenance: Callable[[datetime], bool] | None = None,
+    ) -> None:
+        """Track `check`, probed from `vantages` (name -> region), under `policy`.
+
+        `maintenance` says whether a time falls in one of the check's maintenance windows: an incident
+        that starts or is detected in one is marked `maintenance`.
+        """
         self.check = check
         self.policy = policy
+        self.maintenance = maintenance
         self._vantages = {name: _Vantage(region) for name, region in vantages.items()}
         # Bumped whenever a vantage's confirmed status changes, even when the check's state does not
         # (a second vantage confirming a major outage): what shows per-vantage status must follow it.
@@ -251,7 +262,10 @@ class CheckTracker:
         for result in sorted(runs, key=lambda r: r.ts):
             self._count(result)
         reason, signature = self._dominant()
-        incident = Incident(self.check, state, reason, signature, started_at=started, detected_at=ts)
+        planned = self.maintenance is not None and (self.maintenance(started) or self.maintenance(ts))
+        incident = Incident(
+            self.check, state, reason, signature, started_at=started, detected_at=ts, maintenance=planned
+        )
         return self._merge(incident, state, self._down())
 
     def _extend(self, incident: Incident, state: State) -> Incident:

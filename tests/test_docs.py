@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from prober.cli import main
-from prober.config import json_schema, load_config, parse_config
+from prober.config import ConfigError, json_schema, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -22,8 +22,10 @@ README = (ROOT / "README.md").read_text()
 DOCS = README + "".join(page.read_text() for page in sorted((ROOT / "docs").glob("*.md")))
 
 
-def yaml_blocks() -> list[str]:
-    return re.findall(r"```yaml\n(.*?)```", DOCS, flags=re.S)
+def yaml_blocks() -> list[tuple[str, bool]]:
+    """Each YAML example, and whether it shows a mistake: `prober validate`'s errors follow it."""
+    found = re.finditer(r"```yaml\n(.*?)```\s*(```console\n\$ prober validate)?", DOCS, flags=re.S)
+    return [(m.group(1), m.group(2) is not None) for m in found]
 
 
 def test_readme_starts_with_the_two_commands() -> None:
@@ -35,12 +37,17 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert "scripts/test-all" in (ROOT / ".ci" / "run").read_text()
 
 
-@pytest.mark.parametrize("block", yaml_blocks(), ids=lambda b: b.splitlines()[0][:40])
-def test_documented_yaml_blocks_validate(block: str) -> None:
+@pytest.mark.parametrize(("block", "mistaken"), yaml_blocks(), ids=lambda b: str(b).splitlines()[0][:40])
+def test_documented_yaml_blocks_validate(block: str, mistaken: bool) -> None:
     data = yaml.safe_load(block)
     if not isinstance(data, dict) or "checks" not in data:
         pytest.skip("a fragment, not a whole checks.yaml")
-    parse_config(block, filename="README.md", env={"API_TOKEN": "t", "X_APP_BEARER": "t"})
+    env = {"API_TOKEN": "t", "X_APP_BEARER": "t"}
+    if mistaken:  # an example of what `prober validate` refuses
+        with pytest.raises(ConfigError):
+            parse_config(block, filename="docs", env=env)
+    else:
+        parse_config(block, filename="docs", env=env)
 
 
 def test_repository_checks_yaml_validates() -> None:

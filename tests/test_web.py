@@ -210,7 +210,7 @@ async def test_api_checks(client: TestClient[Any, Any], scenario: Scenario) -> N
     mobile = checks["x-mobile"]
     assert set(mobile) == {
         "name", "surface", "url", "state", "regions", "vantages", "last_probed_at", "last_results",
-        "incident", "availability", "counts",
+        "incident", "availability", "counts", "maintenance",
     }  # fmt: skip
     assert (mobile["surface"], mobile["state"]) == ("mobile", "partial_outage")
     assert mobile["regions"] == {"JP": "major_outage", "UK": "operational", "US": "operational"}
@@ -315,7 +315,7 @@ async def test_api_incidents(client: TestClient[Any, Any], scenario: Scenario) -
         "detected_at": iso(scenario.outage[0] + timedelta(minutes=10)),
         "resolved_at": iso(scenario.outage[1]),
         "ongoing": False, "duration_seconds": 3300.0, "vantages": ["us-east", "tokyo", "london"],
-        "regions": ["JP", "UK", "US"],
+        "regions": ["JP", "UK", "US"], "maintenance": False,
     }  # fmt: skip
     body = await get_json(client, "/api/incidents?since=1h")
     assert [i["check"] for i in body["incidents"]] == ["x-mobile"]

@@ -250,6 +250,9 @@ OptTimeout = Annotated[float | None, _Parsed(_timeout, _DURATION_SCHEMA, optiona
 OptDuration = Annotated[
     float | None, _Parsed(_at_most(MAX_DURATION, "365d", _duration), _DURATION_SCHEMA, optional=True)
 ]
+MaintenanceDuration = Annotated[
+    float, _Parsed(_at_most(MAX_DURATION, "365d", _at_least(1, "1s", _duration)), _DURATION_SCHEMA)
+]
 MAX_BODY_LIMIT = 64 * 2**20  # every probe may hold this much in memory; a page is judged on far less
 _bounded_size = _at_most(MAX_BODY_LIMIT, "64MiB", _at_least(1, "1B", _size))
 

@@ -6,8 +6,10 @@ import difflib
 import importlib.util
 import os
 from collections.abc import Iterator, Mapping
+from datetime import UTC
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
@@ -20,6 +22,7 @@ from prober.config.model import (
     Config,
     Defaults,
     Expect,
+    MaintenanceWindow,
     Vantage,
     _builtin_names,
 )
@@ -116,6 +119,7 @@ def _cross_check(data: dict[str, Any], tree: _Tree) -> None:
                 tree.issue((*path, j), tree.values[(*path, j)], f"{tree.quote(name)} is listed twice")
 
     _browser_rules(data, tree)
+    _maintenance_rules(data, tree)
     known = _builtin_names() | _unique_names(tree, data, "signatures", "is already signatures")
     _unique_names(tree, data, "checks", "is already the name of checks")
     for i, check in _items(data, "checks"):
@@ -156,6 +160,45 @@ def _browser_rules(data: dict[str, Any], tree: _Tree) -> None:
                     f"{tree.quote(name)} has only source_address, which a browser check cannot use: "
                     "probe this check from another vantage",
                 )
+
+
+def _maintenance_rules(data: dict[str, Any], tree: _Tree) -> None:
+    """A window is one-off or recurring, not both nor neither, and names checks that exist."""
+    _unique_names(tree, data, "maintenance", "is already the name of maintenance")
+    checks = {c.get("name") for _, c in _items(data, "checks")}
+    for i, window in _items(data, "maintenance"):
+        path: _YamlPath = ("maintenance", i)
+        has = [key for key in ("start", "every") if window.get(key) is not None]
+        if len(has) != 1:
+            where = tree.keys.get((*path, "every")) or tree.near(path)
+            how = "has both start: and every:" if has else "needs start: (one-off) or every: (a cron)"
+            tree.issue(path, where, f"the window {how}")
+        names = window.get("checks")
+        for j, name in enumerate(names if isinstance(names, list) else []):
+            if isinstance(name, str) and name not in checks:
+                close = difflib.get_close_matches(name, sorted(n for n in checks if isinstance(n, str)), n=1)
+                hint = f' (did you mean "{close[0]}"?)' if close else ""
+                at = (*path, "checks", j)
+                tree.issue(at, tree.values[at], f"{tree.quote(name)} is not a check{hint}")
+
+
+def _maintenance(spec: _ConfigSpec) -> tuple[MaintenanceWindow, ...]:
+    windows = []
+    for m in spec.maintenance or ():
+        start = m.start
+        if start is not None and start.tzinfo is None:  # a wall-clock time in the window's zone
+            start = start.replace(tzinfo=ZoneInfo(m.timezone))
+        windows.append(
+            MaintenanceWindow(
+                name=m.name,
+                duration=m.duration,
+                checks=None if m.checks is None else tuple(m.checks),
+                start=None if start is None else start.astimezone(UTC),
+                every=m.every,
+                timezone=m.timezone,
+            )
+        )
+    return tuple(windows)
 
 
 def _unique_names(tree: _Tree, data: dict[str, Any], key: str, already: str) -> set[str]:
@@ -243,6 +286,7 @@ def _build(spec: _ConfigSpec, tree: _Tree) -> Config:
         checks=tuple(checks),
         retention=spec.retention,
         browser=browser,
+        maintenance=_maintenance(spec),
         secrets=frozenset(tree.secrets),
         secret_names=tree.secrets,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from prober.config.redaction import Redactor
@@ -108,6 +109,22 @@ class CheckBrowser:
 
 
 @dataclass(frozen=True, slots=True)
+class MaintenanceWindow:
+    """A `maintenance:` entry: a one-off (`start`) or recurring (`every`, cron) window of planned work."""
+
+    name: str
+    duration: float  # seconds
+    checks: tuple[str, ...] | None = None  # None: every check
+    start: datetime | None = None  # aware; a one-off window
+    every: str | None = None  # a crontab expression, in `timezone`
+    timezone: str = "UTC"
+
+    def covers(self, check: str) -> bool:
+        """Whether the window applies to the check named `check`."""
+        return self.checks is None or check in self.checks
+
+
+@dataclass(frozen=True, slots=True)
 class Check:
     """One check, with the defaults merged in."""
 
@@ -162,6 +179,7 @@ class Config:
     checks: tuple[Check, ...] = ()
     retention: float = DEFAULT_RETENTION
     browser: BrowserSettings = field(default_factory=BrowserSettings)
+    maintenance: tuple[MaintenanceWindow, ...] = ()
     secrets: frozenset[str] = frozenset()  # every value substituted from ${NAME}
     secret_names: Mapping[str, str] = field(default_factory=dict, repr=False)  # value -> NAME
     _redactor: Redactor = field(init=False, repr=False, compare=False)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import difflib
 import json
+from datetime import datetime
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,6 +20,7 @@ from prober.config.fields import (
     Duration,
     FollowField,
     Interval,
+    MaintenanceDuration,
     MaxBody,
     Name,
     OptCount,
@@ -226,6 +229,58 @@ class _CheckSpec(_Spec):
     )
 
 
+def _start(value: Any) -> datetime:
+    if isinstance(value, datetime):  # YAML reads an unquoted timestamp itself
+        return value
+    if not isinstance(value, str):
+        raise ValueError("is not an ISO 8601 time, like 2026-12-06T02:00:00Z")
+    try:
+        return datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError("is not an ISO 8601 time, like 2026-12-06T02:00:00Z") from None
+
+
+def _cron(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("is not a string")
+    from prober.schedule import cron_trigger  # only a file with recurring windows loads APScheduler here
+
+    try:
+        cron_trigger(value)
+    except ValueError as exc:
+        raise ValueError(f'is not a cron expression ("MIN HOUR DAY MONTH WEEKDAY"): {exc}') from None
+    return value
+
+
+def _timezone(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("is not a string")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError('is not a time zone: use an IANA name like "Europe/Paris" or "UTC"') from None
+    return value
+
+
+class _MaintenanceSpec(_Spec):
+    model_config = ConfigDict(title="maintenance")
+
+    name: Name = Field(description="Unique window name, shown on the page and in the Statuspage API.")
+    checks: list[str] | None = Field(
+        default=None, min_length=1, description="Checks under maintenance (default: every check)."
+    )
+    start: Annotated[datetime | None, _Parsed(_start, _STRING, optional=True)] = Field(
+        default=None, description="A one-off window: its ISO 8601 start (without an offset: in `timezone`)."
+    )
+    every: Annotated[str | None, _Parsed(_cron, _STRING, optional=True)] = Field(
+        default=None, description='A recurring window: a cron expression, like "0 2 * * SUN".'
+    )
+    timezone: Annotated[str, _Parsed(_timezone, _STRING)] = Field(
+        default="UTC", description="IANA time zone of `every` and of a `start` without an offset."
+    )
+    duration: MaintenanceDuration = Field(description="How long each window lasts: 30m, 2h...")
+
+
 class _ConfigSpec(_Spec):
     model_config = ConfigDict(title="checks.yaml")
 
@@ -243,6 +298,9 @@ class _ConfigSpec(_Spec):
         description="How long raw results are kept.",
     )
     browser: _BrowserSpec | None = Field(default=None, description="Chromium for browser checks.")
+    maintenance: list[_MaintenanceSpec] | None = Field(
+        default=None, description="Windows of planned work: probed, but no alerts and no availability."
+    )
 
 
 def json_schema() -> dict[str, Any]:
@@ -254,6 +312,7 @@ def json_schema() -> dict[str, Any]:
         "Check",
         "Defaults",
         "Expect",
+        "Maintenance",
         "Signature",
         "Vantage",
     ):  # the internal class names
@@ -345,6 +404,7 @@ def _known_keys(parent: _YamlPath) -> list[str]:
         ("checks", "#", "expect"): _ExpectSpec,
         ("checks", "#", "browser"): _CheckBrowserSpec,
         ("browser",): _BrowserSpec,
+        ("maintenance", "#"): _MaintenanceSpec,
     }
     model = _VantageSpec if len(kind) == 2 and kind[0] == "vantages" else models.get(kind)
     if model is None:

@@ -22,6 +22,7 @@ from prober.store import read
 from prober.store.retention import HOURLY_RETENTION, day_key, hour_key
 from prober.store.rollup import HISTOGRAM_COLUMNS, LATENCY_BOUNDS_MS
 
+MAINTENANCE_COUNTS = "maintenance_counts"  # results inside maintenance windows (schema migration 6)
 DEGRADED_DAY_SHARE = 0.02  # a day without incident is degraded above this share of degraded results
 
 
@@ -155,13 +156,16 @@ def counts(
         if check is not None:
             where += " AND check_name = ?"
             params.append(check)
-        sql = (
-            f"SELECT {group}, SUM(up), SUM(degraded), SUM(down), SUM(unknown) FROM {table} "
-            f"WHERE {where} GROUP BY {group}"
-        )
-        for row in db.execute(sql, params).fetchall():
-            key = tuple(row[: len(by)])
-            out[key] = out.get(key, Counts()) + Counts(*row[len(by) :])
+        # Results inside maintenance windows are left out: their hourly counts, whose bucket keys sort
+        # within the same day or hour bounds, are subtracted (see prober.maintenance.record).
+        for source, sign in ((table, 1), (MAINTENANCE_COUNTS, -1)):
+            sql = (
+                f"SELECT {group}, SUM(up), SUM(degraded), SUM(down), SUM(unknown) FROM {source} "
+                f"WHERE {where} GROUP BY {group}"
+            )
+            for row in db.execute(sql, params).fetchall():
+                key = tuple(row[: len(by)])
+                out[key] = out.get(key, Counts()) + Counts(*(sign * n for n in row[len(by) :]))
     return out
 
 
@@ -184,12 +188,14 @@ def window_counts(
     windows = [("rollup_hourly", f"{n}h", hour_key(now - timedelta(hours=n))) for n in hours]
     windows += [("rollup_daily", f"{n}d", day_key(now - timedelta(days=n - 1))) for n in days]
     for table, label, low in windows:
-        sql = (
-            f"SELECT check_name, SUM(up), SUM(degraded), SUM(down), SUM(unknown) FROM {table} "
-            f"WHERE {which} AND bucket >= ? GROUP BY check_name"
-        )
-        for name, *n in db.execute(sql, [*params, low]).fetchall():
-            out.setdefault(name, {})[label] = Counts(*n)
+        for source, sign in ((table, 1), (MAINTENANCE_COUNTS, -1)):  # maintenance left out, as in `counts`
+            sql = (
+                f"SELECT check_name, SUM(up), SUM(degraded), SUM(down), SUM(unknown) FROM {source} "
+                f"WHERE {which} AND bucket >= ? GROUP BY check_name"
+            )
+            for name, *n in db.execute(sql, [*params, low]).fetchall():
+                got = out.setdefault(name, {})
+                got[label] = got.get(label, Counts()) + Counts(*(sign * x for x in n))
     every = [label for _, label, _ in windows]
     return {name: {label: windows.get(label, Counts()) for label in every} for name, windows in out.items()}
 
@@ -233,10 +239,19 @@ def daily_counts(
     )
     rows = db.execute(sql, [*params, day_key(first_day)]).fetchall()
     days = {day: date.fromisoformat(day) for day in {row[1] for row in rows}}  # 90 names, parsed once
-    return {  # rows come by check, then day
+    out = {  # rows come by check, then day
         name: {days[r[1]]: Counts(r[2], r[3], r[4], r[5]) for r in group}
         for name, group in itertools.groupby(rows, key=operator.itemgetter(0))
     }
+    excluded = (  # results inside maintenance windows, left out as in `counts`
+        f"SELECT check_name, substr(bucket, 1, 10), SUM(up), SUM(degraded), SUM(down), SUM(unknown) "
+        f"FROM {MAINTENANCE_COUNTS} WHERE {which} AND bucket >= ? GROUP BY check_name, substr(bucket, 1, 10)"
+    )
+    for name, day, *n in db.execute(excluded, [*params, day_key(first_day)]).fetchall():
+        by_day = out.setdefault(name, {})
+        key = date.fromisoformat(day)
+        by_day[key] = by_day.get(key, Counts()) + Counts(*(-x for x in n))
+    return out
 
 
 def day_states(

@@ -11,7 +11,7 @@ import sqlite_utils
 from prober.model import Incident, iso
 
 INCIDENT_COLUMNS = ("check_name", "state", "reason", "signature", "started_at", "detected_at",
-                    "resolved_at", "vantages", "regions")  # fmt: skip
+                    "resolved_at", "vantages", "regions", "maintenance")  # fmt: skip
 
 
 def incident_row(incident: Incident) -> dict[str, Any]:
@@ -26,6 +26,7 @@ def incident_row(incident: Incident) -> dict[str, Any]:
         "resolved_at": None if incident.resolved_at is None else iso(incident.resolved_at),
         "vantages": json.dumps(list(incident.vantages)),
         "regions": json.dumps(list(incident.regions)),
+        "maintenance": int(incident.maintenance),
     }
 
 

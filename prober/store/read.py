@@ -30,6 +30,7 @@ def incident_from_row(row: Mapping[str, Any]) -> Incident:
         resolved_at=parse_iso(row["resolved_at"]) if row["resolved_at"] else None,
         vantages=tuple(json.loads(row["vantages"] or "[]")),
         regions=tuple(json.loads(row["regions"] or "[]")),
+        maintenance=bool(row.get("maintenance")),
     )
 
 
@@ -140,14 +141,25 @@ def verdict_counts(
     since: datetime | None = None,
     until: datetime | None = None,
     check: str | None = None,
+    exclude: Iterable[Mapping[str, Any]] = (),
 ) -> list[dict[str, Any]]:
     """Results in [since, until) counted by verdict, per check, surface, region and vantage.
+
+    Results inside the spans of `exclude` (maintenance windows: starts_at, ends_at, checks or None
+    for every check) are left out.
 
     Each row: check_name, surface, region, vantage, up, degraded, down, unknown. Every availability
     figure of `prober report` comes from here, so this is the one function to switch to the rollup
     tables for long windows (whole hours or days from the rollups, raw results for the ragged edges).
     """
     where, params = _result_filter(check, None, since, until)
+    for span in exclude:
+        term = "NOT (ts >= ? AND ts < ?"
+        params += [iso(span["starts_at"]), iso(span["ends_at"])]
+        if span["checks"] is not None:
+            term += f" AND check_name IN ({', '.join('?' * len(span['checks']))})"
+            params += list(span["checks"])
+        where.append(term + ")")
     sql = f"""
         SELECT check_name, surface, region, vantage,
                SUM(verdict = 'up') AS up, SUM(verdict = 'degraded') AS degraded,

@@ -79,8 +79,45 @@ def _v3_browser_evidence(db: sqlite_utils.Database) -> None:
         db.table("results").add_column("browser", str)
 
 
+def _v6_maintenance(db: sqlite_utils.Database) -> None:
+    # Maintenance windows (prober.maintenance): incidents opened in one are marked; each span of a
+    # window is a row, so `serve` and `report` know them without the configuration; the results inside
+    # a span are counted per hour and vantage, so availability leaves them out after raw results expire.
+    if "maintenance" not in db.table("incidents").columns_dict:
+        db.execute("ALTER TABLE incidents ADD COLUMN maintenance INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS maintenance_windows (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  starts_at TEXT NOT NULL,
+  ends_at TEXT NOT NULL,
+  checks TEXT,
+  every TEXT,
+  timezone TEXT,
+  UNIQUE (name, starts_at)
+)"""
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS maintenance_windows_ends ON maintenance_windows (ends_at)")
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS maintenance_counts (
+  check_name TEXT NOT NULL,
+  bucket TEXT NOT NULL,
+  vantage TEXT NOT NULL,
+  region TEXT,
+  surface TEXT,
+  up INTEGER NOT NULL DEFAULT 0,
+  degraded INTEGER NOT NULL DEFAULT 0,
+  down INTEGER NOT NULL DEFAULT 0,
+  unknown INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (check_name, bucket, vantage)
+) WITHOUT ROWID"""
+    )
+    # The recount replaces whole hours and pruning drops old ones: both by bucket, across checks.
+    db.execute("CREATE INDEX IF NOT EXISTS maintenance_counts_bucket ON maintenance_counts (bucket)")
+
+
 # Append only: migration i takes a database from version i to i + 1.
-MIGRATIONS: list[Migration] = [_v1_results_and_incidents, _v2_rollups, _v3_browser_evidence]
+MIGRATIONS: list[Migration] = [_v1_results_and_incidents, _v2_rollups, _v3_browser_evidence, _v6_maintenance]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

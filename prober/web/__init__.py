@@ -23,6 +23,7 @@ from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from prober.config import Config
+from prober.maintenance import statuspage as maintenance
 from prober.model import ProberError, iso, utcnow
 from prober.store import StoreError, read
 from prober.web import statuspage
@@ -115,7 +116,10 @@ class WebState:
             overview = snap.overview(db)
             shown = {c.name for c in overview.checks}
             incidents = [i for i in snap.incidents(db) if i.check in shown]
-            html = render(self.env, overview, snap.history(db, ("days", "latency")), incidents, self.title)
+            windows = maintenance.page_windows(db, overview)
+            html = render(
+                self.env, overview, snap.history(db, ("days", "latency")), incidents, self.title, windows
+            )
             return Answer.of(html, "text/html; charset=utf-8", snap.now)
 
         return await self.reader.run(work)
@@ -130,6 +134,7 @@ class WebState:
                 "state": str(overview.state),
                 "checks": [check_json(c, history, overview.now) for c in overview.checks],
             }
+            maintenance.decorate_checks(body, db, overview)
             return Answer.of(dumps(body), JSON_TYPE, snap.now)
 
         return await self.reader.run(work)
@@ -139,7 +144,10 @@ class WebState:
 
         async def make(snap: Snapshot) -> Answer:
             def work(db: sqlite_utils.Database) -> Answer:
-                return Answer.of(dumps(which(snap.overview(db), self.title, url)), JSON_TYPE, snap.now)
+                overview = snap.overview(db)
+                body = which(overview, self.title, url)
+                maintenance.decorate(body, db, overview, self.title, url)
+                return Answer.of(dumps(body), JSON_TYPE, snap.now)
 
             return await self.reader.run(work)
 
@@ -435,6 +443,7 @@ def create_app(
     app.router.add_get("/api/incidents", incidents)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
+    maintenance.register(app, state)
 
     async def start(app: web.Application) -> None:
         await state.start()

@@ -60,6 +60,7 @@ class ProberMetrics:
         self._counts: dict[tuple[str, ...], int] = {}  # probe labels + verdict + reason -> count
         self._states: dict[str, State] = {}
         self._open: dict[str, int] = {}
+        self._maintenance: frozenset[str] = frozenset()  # checks under maintenance now
         self._surfaces: dict[str, str] = {}  # check -> surface, for the check-level labels
         self.health: Callable[[], Health] | None = None  # a daemon's; `prober serve` has none
         self.registry.register(_Collector(self))
@@ -98,6 +99,10 @@ class ProberMetrics:
             if incident.resolved_at is None:
                 counts[incident.check] = counts.get(incident.check, 0) + 1
         self._open = counts
+
+    def set_maintenance(self, checks: Iterable[str]) -> None:
+        """Record which checks are under maintenance now (the others are not)."""
+        self._maintenance = frozenset(checks)
 
     def forget(self, check: str) -> None:
         """Drop every series of a check (removed from the configuration)."""
@@ -175,6 +180,11 @@ class ProberMetrics:
         )
         for check, n in list(self._open.items()):
             open_incidents.add_metric([check, self._surface(check, None)], n)
+        maintenance = GaugeMetricFamily(
+            "prober_check_maintenance", "1 while a maintenance window covers the check", labels=CHECK_LABELS
+        )
+        for check in list(self._surfaces):
+            maintenance.add_metric([check, self._surface(check, None)], int(check in self._maintenance))
         if self.health is not None:
             yield from _health_families(self.health())
         yield from (
@@ -188,6 +198,7 @@ class ProberMetrics:
             results,
             state,
             open_incidents,
+            maintenance,
         )
 
     # -- from the database --------------------------------------------------------------------------
@@ -206,9 +217,11 @@ class ProberMetrics:
         self, db: sqlite_utils.Database, now: datetime | None = None, config: Config | None = None
     ) -> None:
         """Set the gauges from the database's newest results and open incidents (blocking)."""
+        from prober.maintenance.record import under_maintenance
         from prober.web.view import load_overview  # view imports nothing of this module
 
         self.load(load_overview(db, now or utcnow(), config))
+        self.set_maintenance(under_maintenance(db, now or utcnow(), self._surfaces))
 
     def exposition(self) -> bytes:
         """The metrics in the Prometheus text format."""

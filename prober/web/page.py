@@ -13,7 +13,7 @@ no script at all.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -284,7 +284,12 @@ def incident_rows(incidents: Sequence[Incident], now: datetime) -> list[dict[str
 
 
 def render(
-    env: Environment, overview: Overview, history: History, incidents: Sequence[Incident], title: str
+    env: Environment,
+    overview: Overview,
+    history: History,
+    incidents: Sequence[Incident],
+    title: str,
+    maintenance: Mapping[str, Any] | None = None,
 ) -> str:
     """The status page's HTML (blocking: CPU-bound for thousands of checks; run off the loop)."""
     groups = [
@@ -310,5 +315,6 @@ def render(
         history_days=INCIDENT_HISTORY_DAYS,
         refresh=REFRESH_SECONDS,
         Verdict=Verdict,
+        maintenance=maintenance or {"windows": [], "checks": set(), "note": ""},
         ago=lambda ts: "never" if ts is None else duration((overview.now - ts).total_seconds()) + " ago",
     )
