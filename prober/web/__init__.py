@@ -360,6 +360,13 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={**SECURITY_HEADERS, "Content-Type": content_type})
 
 
+async def agents(request: web.Request) -> web.Response:
+    """/api/agents: the agents of a collector (`prober run --nats`): heard when, clock skew, silence."""
+    s = request.app[STATE]
+    source = None if s.live is None else s.live.agents
+    return _json({"agents": [] if source is None else source()})
+
+
 async def healthz(request: web.Request) -> web.Response:
     """/healthz: whether the database can be read and, in a daemon, written; 503 if not.
 
@@ -433,6 +440,7 @@ def create_app(
     app.router.add_get("/api/checks/{name}", check)
     app.router.add_get("/api/checks/{name}/results", results)
     app.router.add_get("/api/incidents", incidents)
+    app.router.add_get("/api/agents", agents)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
 

@@ -27,6 +27,7 @@ class LiveState:
         self._incidents: dict[str, Incident] = {}  # check -> its open incident, saved or not
         self._listeners: list[Callable[[], None]] = []
         self.health: Callable[[], Health] | None = None
+        self.agents: Callable[[], list[dict[str, object]]] | None = None  # set by a NATS collector
         if config is not None:
             self.metrics.configure(config)
 

@@ -1,0 +1,98 @@
+"""The connection to NATS, the same for agents and the collector: URL, credentials, TLS, reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import nats
+from nats.aio.client import Client
+
+from prober.model import ProberError
+
+log = logging.getLogger("prober.agents")
+
+# What a client keeps while disconnected (results published meanwhile); beyond it publishing fails,
+# and an agent counts and logs what it could not keep. About 20,000 results of 800 bytes.
+RECONNECT_BUFFER = 16 * 1024 * 1024
+FLUSH_TIMEOUT = 2.0  # seconds a full buffer may wait for the socket before publishing gives up
+
+
+class LinkError(ProberError):
+    """NATS cannot be reached or refused what was asked."""
+
+
+@dataclass(frozen=True)
+class Link:
+    """Where NATS is and how to log in: `nats://`, `tls://` (user:password@ allowed), creds, CA file."""
+
+    url: str
+    creds: Path | None = None
+    ca: Path | None = None
+
+    @property
+    def shown(self) -> str:
+        """The URL without its password, for logs and errors."""
+        parts = [urlsplit(u.strip()) for u in self.url.split(",")]
+        return ",".join(
+            urlunsplit(p._replace(netloc=f"{p.username}:***@{p.hostname}:{p.port}"))
+            if p.password
+            else p.geturl()
+            for p in parts
+        )
+
+    def tls(self) -> ssl.SSLContext | None:
+        """The TLS context: with the CA file if one was given; None for plain nats:// without one."""
+        if self.ca is None and not self.url.startswith("tls://"):
+            return None
+        try:
+            return ssl.create_default_context(cafile=None if self.ca is None else str(self.ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise LinkError(f"--nats-ca {self.ca}: {exc}") from exc
+
+
+async def connect(link: Link, name: str, *, retry_for: float | None = None) -> Client:
+    """Connect, reconnecting for ever once connected; the first connection is tried for `retry_for` s
+    (None: once), since an agent may well start before its NATS server does."""
+    if link.creds is not None and not link.creds.is_file():
+        raise LinkError(f"--nats-creds {link.creds}: no such file")
+    tls = link.tls()
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats %s: %s", link.shown, exc or type(exc).__name__)
+
+    async def on_disconnect() -> None:
+        log.warning("nats %s: disconnected; reconnecting (results wait in a %d MiB buffer)",
+                    link.shown, RECONNECT_BUFFER >> 20)  # fmt: skip
+
+    async def on_reconnect() -> None:
+        log.info("nats %s: reconnected", link.shown)
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + (retry_for or 0.0)
+    delay = 0.2
+    while True:
+        try:
+            return await nats.connect(
+                link.url.split(","), name=name, tls=tls, user_credentials=None if link.creds is None
+                else str(link.creds), allow_reconnect=True, max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5, connect_timeout=3, pending_size=RECONNECT_BUFFER,
+                flush_timeout=FLUSH_TIMEOUT, error_cb=on_error, disconnected_cb=on_disconnect,
+                reconnected_cb=on_reconnect,
+            )  # fmt: skip
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if loop.time() >= deadline:
+                raise LinkError(
+                    f"cannot connect to NATS at {link.shown}: {exc or type(exc).__name__}"
+                ) from exc
+            log.warning(
+                "cannot connect to NATS at %s (%s); trying again", link.shown, exc or type(exc).__name__
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
