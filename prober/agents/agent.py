@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 from nats.errors import Error as NatsError
 from nats.errors import OutboundBufferLimitError
 from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import NotFoundError
 
-from prober.agents import BUCKET, CONFIG_KEY, heartbeat_subject, results_subject
-from prober.agents.collector import config_digest
-from prober.agents.link import Link, connect
+from prober.agents import BUCKET, CONFIG_KEY, STREAM, heartbeat_subject, results_subject
+from prober.agents.collector import DUPLICATE_WINDOW, MAX_AGE, MAX_BYTES, config_digest
+from prober.agents.link import Link, LinkError, connect
 from prober.agents.wire import Heartbeat, heartbeat_message, result_message
 from prober.config import Config, ConfigError, parse_config
 from prober.model import ProbeResult, utcnow
@@ -50,8 +52,13 @@ DROP_LOG_EVERY = 60.0
 class Agent:
     """One vantage's prober on its own machine."""
 
-    def __init__(self, link: Link, vantage: str, heartbeat: float = HEARTBEAT) -> None:
+    def __init__(
+        self, link: Link, vantage: str, heartbeat: float = HEARTBEAT, hub: str | None = None
+    ) -> None:
         self.link = link
+        # Behind a leaf node: the JetStream domain of the hub, where the configuration is. The leaf's
+        # own stream keeps this agent's results while the hub is away (store and forward).
+        self.hub = hub
         self.vantage = vantage
         self.heartbeat = heartbeat
         self.config: Config | None = None
@@ -78,6 +85,8 @@ class Agent:
         self._nc = await _until(stopping, connect(self.link, f"prober-agent-{self.vantage}", retry_for=1e9))
         if self._nc is None:
             return 0
+        if self.hub is not None:
+            await self._leaf_stream()
         tasks = [asyncio.create_task(self._follow_config()), asyncio.create_task(self._beat())]
         log.info("agent %s: connected to %s", self.vantage, self.link.shown)
         try:
@@ -86,11 +95,27 @@ class Agent:
             await self._shutdown(tasks)
         return 0
 
+    async def _leaf_stream(self) -> None:
+        """The leaf node's stream of this vantage's results, which the hub's stream sources."""
+        assert self._nc is not None
+        js = self._nc.jetstream()
+        config = StreamConfig(
+            name=STREAM, subjects=[results_subject(self.vantage)], storage=StorageType.FILE,
+            max_age=MAX_AGE, max_bytes=MAX_BYTES, duplicate_window=DUPLICATE_WINDOW,
+        )  # fmt: skip
+        try:
+            try:
+                await js.stream_info(STREAM)
+            except NotFoundError:
+                await js.add_stream(config)
+        except NatsError as exc:
+            raise LinkError(f"the leaf node at {self.link.shown} refused the stream {STREAM}: {exc}") from exc
+
     # -- configuration ---------------------------------------------------------------------------
 
     async def _follow_config(self) -> None:
         assert self._nc is not None
-        js = self._nc.jetstream()
+        js = self._nc.jetstream(domain=self.hub)
         while True:  # the watch ends when the server restarts: watch again
             try:
                 kv: KeyValue = await js.key_value(BUCKET)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import sqlite_utils
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
-from nats.js.api import ConsumerConfig, StorageType, StreamConfig
+from nats.js.api import ConsumerConfig, ExternalStream, StorageType, StreamConfig, StreamSource
 from nats.js.errors import NotFoundError
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector as MetricsCollector
@@ -79,8 +79,11 @@ def config_digest(text: bytes) -> str:
 class Collector:
     """The daemon addon that talks to NATS (prober.daemon.Addon)."""
 
-    def __init__(self, link: Link, *, batch: int = BATCH, ack_wait: float = ACK_WAIT) -> None:
+    def __init__(
+        self, link: Link, *, leaves: Sequence[str] = (), batch: int = BATCH, ack_wait: float = ACK_WAIT
+    ) -> None:
         self.link = link
+        self.leaves = tuple(leaves)  # JetStream domains of leaf nodes whose streams this one sources
         self.batch = batch
         self.ack_wait = min(ack_wait, ACK_WAIT)
         self.roster = Roster()
@@ -126,8 +129,14 @@ class Collector:
         )
 
     async def _stream(self, js: JetStreamContext) -> None:
+        # A region's leaf node keeps its agents' results in a stream of its own while the hub is away;
+        # this stream sources from it, and catches up when the hub is back.
+        sources = [
+            StreamSource(name=STREAM, external=ExternalStream(api=f"$JS.{d}.API")) for d in self.leaves
+        ]
         config = StreamConfig(
             name=STREAM,
+            sources=sources or None,
             subjects=[f"{RESULTS}.*"],
             storage=StorageType.FILE,
             max_age=MAX_AGE,

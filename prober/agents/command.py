@@ -38,7 +38,10 @@ _ca = click.option(
 
 def collector_options(fn: F) -> F:
     """The options `prober run` takes to collect agents' results from NATS."""
-    fn = _ca(_creds(fn))
+    fn = click.option(
+        "--nats-leaf", "nats_leaves", multiple=True, metavar="DOMAIN",
+        help="JetStream domain of a region's leaf node whose results stream to source (repeatable).",
+    )(_ca(_creds(fn)))  # fmt: skip
     return click.option(
         "--nats",
         "nats_url",
@@ -58,14 +61,18 @@ def _link(url: str, creds: Path | None, ca: Path | None) -> Link:
     return Link(url, creds, ca)
 
 
-def collectors(url: str | None, creds: Path | None, ca: Path | None) -> list[Collector]:
+def collectors(
+    url: str | None, creds: Path | None, ca: Path | None, leaves: tuple[str, ...] = ()
+) -> list[Collector]:
     """The daemon's addons for these options: a NATS collector with --nats, none without."""
     if url is None:
+        if leaves:
+            raise click.UsageError("--nats-leaf needs --nats")
         return []
     link = _link(url, creds, ca)
     from prober.agents.collector import Collector
 
-    return [Collector(link)]
+    return [Collector(link, leaves=leaves)]
 
 
 def _seconds(ctx: click.Context, param: click.Parameter, value: str) -> float:
@@ -106,9 +113,20 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: str) -> float:
     metavar="DURATION",
     help="How often the agent says it is alive; silent for 3 of them, its vantage is unknown.",
 )
+@click.option(
+    "--hub-domain", default=None, metavar="DOMAIN",
+    help="Behind a leaf node with JetStream: the hub's JetStream domain. The leaf keeps the results "
+    "while the hub is away; the collector sources them with --nats-leaf.",
+)  # fmt: skip
 @click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
 def agent(
-    nats_url: str, vantage: str, nats_creds: Path | None, nats_ca: Path | None, heartbeat: float, quiet: bool
+    nats_url: str,
+    vantage: str,
+    nats_creds: Path | None,
+    nats_ca: Path | None,
+    heartbeat: float,
+    hub_domain: str | None,
+    quiet: bool,
 ) -> None:
     """Probe the checks of one vantage on this machine and send the results through NATS (no database)."""
     from prober.cli import EXIT_USAGE, fail, run_async
@@ -120,7 +138,7 @@ def agent(
     from prober.agents.agent import Agent
 
     try:
-        code = run_async(Agent(link, vantage, heartbeat).run())
+        code = run_async(Agent(link, vantage, heartbeat, hub=hub_domain).run())
     except ProberError as exc:
         fail(str(exc), EXIT_USAGE)
     raise SystemExit(code)

@@ -65,7 +65,11 @@ async def connect(link: Link, name: str, *, retry_for: float | None = None) -> C
     async def on_error(exc: Exception) -> None:
         log.warning("nats %s: %s", link.shown, exc or type(exc).__name__)
 
+    made: list[Client] = []
+
     async def on_disconnect() -> None:
+        if made and made[0].is_closed:
+            return  # closed on purpose
         log.warning("nats %s: disconnected; reconnecting (results wait in a %d MiB buffer)",
                     link.shown, RECONNECT_BUFFER >> 20)  # fmt: skip
 
@@ -77,13 +81,15 @@ async def connect(link: Link, name: str, *, retry_for: float | None = None) -> C
     delay = 0.2
     while True:
         try:
-            return await nats.connect(
+            nc = await nats.connect(
                 link.url.split(","), name=name, tls=tls, user_credentials=None if link.creds is None
                 else str(link.creds), allow_reconnect=True, max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5, connect_timeout=3, pending_size=RECONNECT_BUFFER,
                 flush_timeout=FLUSH_TIMEOUT, error_cb=on_error, disconnected_cb=on_disconnect,
                 reconnected_cb=on_reconnect,
             )  # fmt: skip
+            made.append(nc)
+            return nc
         except asyncio.CancelledError:
             raise
         except Exception as exc:
