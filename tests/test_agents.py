@@ -198,3 +198,51 @@ def test_without_nats_nothing_of_it_is_imported() -> None:
     code = f"import sys, prober.cli, prober.daemon, prober.web; print({loaded})"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['prober.agents.command']"
+
+
+def test_the_documentation_yaml_validates() -> None:
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "agents.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    assert blocks
+    for block in blocks:
+        config = parse_config(block, filename="docs/agents.md", env={})
+        assert any(v.agent for v in config.vantages.values())
+
+
+@pytest.mark.skipif(
+    not (Path("/usr/sbin/nats-server").exists() or __import__("shutil").which("nats-server")),
+    reason="needs nats-server",
+)
+def test_the_example_server_configurations_are_valid(tmp_path: Path) -> None:
+    import shutil
+
+    import trustme
+
+    deploy = Path(__file__).resolve().parent.parent / "deploy" / "nats"
+    ca = trustme.CA()
+    cert = ca.issue_cert("hub.example.com")
+    cert.cert_chain_pems[0].write_to_path(tmp_path / "hub-cert.pem")
+    cert.private_key_pem.write_to_path(tmp_path / "hub-key.pem")
+    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+    shutil.copy(deploy / "permissions.conf", tmp_path / "permissions.conf")
+    env = {
+        "COLLECTOR_PASSWORD": "a",
+        "US_EAST_PASSWORD": "b",
+        "TOKYO_PASSWORD": "c",
+        "LEAF_LONDON_PASSWORD": "d",
+    }
+    server = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    for name in ("hub.conf", "leaf.conf"):
+        text = (
+            (deploy / name)
+            .read_text()
+            .replace("/etc/nats/", f"{tmp_path}/")
+            .replace("/var/lib/nats", f"{tmp_path}/js")
+        )
+        (tmp_path / name).write_text(text)
+        done = subprocess.run(
+            [server, "-c", str(tmp_path / name), "-t"], capture_output=True, text=True, env=env
+        )
+        assert done.returncode == 0, done.stderr + done.stdout

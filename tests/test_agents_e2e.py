@@ -20,9 +20,10 @@ import pytest
 
 from tests.conftest import ProberProcess, Target, wait_for
 
+NATS_SERVER = shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin")
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("nats-server") is None, reason="needs nats-server (Debian: nats-server)"),
+    pytest.mark.skipif(NATS_SERVER is None, reason="needs nats-server (Debian: nats-server)"),
 ]
 nats = pytest.importorskip("nats")
 
@@ -59,7 +60,12 @@ class NatsServer:
     async def start(self) -> None:
         with self.log.open("ab") as out:
             self.process = await asyncio.create_subprocess_exec(
-                "nats-server", "-c", str(self.conf), stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL
+                NATS_SERVER or "nats-server",
+                "-c",
+                str(self.conf),
+                stdout=out,
+                stderr=out,
+                stdin=asyncio.subprocess.DEVNULL,
             )
 
         async def ready() -> bool:
@@ -113,8 +119,10 @@ def write_checks(path: Path, target: Target, checks: dict[str, list[str]], inter
     body = "\n".join(
         f"  - {{name: {n}, url: '{target.url}/ok', vantages: {json.dumps(vs)}}}" for n, vs in checks.items()
     )
-    path.write_text(f"vantages:\n{vantages}\n  local: {{region: EU}}\ndefaults: {{interval: {interval}, timeout: 3s, "
-                    f"confirm: 1, recover: 1}}\nchecks:\n{body}\n")  # fmt: skip
+    defaults = f"{{interval: {interval}, timeout: 3s, confirm: 1, recover: 1}}"
+    path.write_text(
+        f"vantages:\n{vantages}\n  local: {{region: EU}}\ndefaults: {defaults}\nchecks:\n{body}\n"
+    )
     return path
 
 
