@@ -124,7 +124,7 @@ class Agent:
                 raise
             except Exception as exc:
                 log.warning("agent %s: no configuration in the %s bucket yet (%s); is the collector running?",
-                            self.vantage, BUCKET, exc or type(exc).__name__)  # fmt: skip
+                            self.vantage, BUCKET, str(exc) or type(exc).__name__)  # fmt: skip
                 await asyncio.sleep(2.0)
                 continue
             try:

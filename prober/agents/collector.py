@@ -180,12 +180,12 @@ class Collector:
         while True:
             try:
                 msgs = await sub.fetch(self.batch, timeout=1.0)
-            except NatsTimeout:
+            except (NatsTimeout, TimeoutError):  # nothing to take within the second
                 continue
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # disconnected: the client reconnects, the consumer is durable
-                log.warning("taking results from %s failed: %s", STREAM, exc or type(exc).__name__)
+                log.warning("taking results from %s failed: %s", STREAM, str(exc) or type(exc).__name__)
                 await asyncio.sleep(1.0)
                 continue
             try:

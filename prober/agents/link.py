@@ -63,7 +63,7 @@ async def connect(link: Link, name: str, *, retry_for: float | None = None) -> C
     tls = link.tls()
 
     async def on_error(exc: Exception) -> None:
-        log.warning("nats %s: %s", link.shown, exc or type(exc).__name__)
+        log.warning("nats %s: %s", link.shown, str(exc) or type(exc).__name__)
 
     made: list[Client] = []
 
@@ -95,10 +95,10 @@ async def connect(link: Link, name: str, *, retry_for: float | None = None) -> C
         except Exception as exc:
             if loop.time() >= deadline:
                 raise LinkError(
-                    f"cannot connect to NATS at {link.shown}: {exc or type(exc).__name__}"
+                    f"cannot connect to NATS at {link.shown}: {str(exc) or type(exc).__name__}"
                 ) from exc
             log.warning(
-                "cannot connect to NATS at %s (%s); trying again", link.shown, exc or type(exc).__name__
+                "cannot connect to NATS at %s (%s); trying again", link.shown, str(exc) or type(exc).__name__
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
