@@ -51,6 +51,7 @@ _INSERT = (
     f"INSERT OR IGNORE INTO results ({', '.join(RESULT_COLUMNS)}, result_id) "
     f"VALUES ({', '.join('?' * (len(RESULT_COLUMNS) + 1))})"
 )
+_KNOWN = "SELECT result_id FROM results WHERE result_id IN ({})"
 Hook = Callable[[sqlite_utils.Database, list[ProbeResult]], None]
 
 
@@ -58,13 +59,19 @@ def store_unique(
     db: sqlite_utils.Database, received: Sequence[Received], hooks: Sequence[Hook]
 ) -> list[ProbeResult]:
     """Write `received` in one transaction, skipping ids already stored; the results that were new."""
-    new: list[ProbeResult] = []
+    ids = [item.id for item in received]
     with db.conn:
+        known = {row[0] for row in db.conn.execute(_KNOWN.format(",".join("?" * len(ids))), ids)}
+        new: list[ProbeResult] = []
+        rows = []
         for item in received:
+            if item.id in known:
+                continue
+            known.add(item.id)  # twice in one batch: once
             row = item.result.to_row()
-            cursor = db.conn.execute(_INSERT, (*(row[c] for c in RESULT_COLUMNS), item.id))
-            if cursor.rowcount == 1:
-                new.append(item.result)
+            rows.append((*(row[c] for c in RESULT_COLUMNS), item.id))
+            new.append(item.result)
+        db.conn.executemany(_INSERT, rows)
         if new:
             for hook in hooks:  # rollups count each result once, like the store's own batches
                 hook(db, new)
