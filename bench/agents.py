@@ -268,7 +268,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print(f"written {out}")
-    print(f"logs in {work}")  # DEBUG
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
