@@ -7,12 +7,14 @@ each request came from, and every answered probe can be matched with a stored re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import signal
 import socket
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -320,6 +322,9 @@ async def test_an_agent_cannot_publish_as_another_and_forged_payloads_are_refuse
         for n, (check, vantage) in enumerate([("web", "jp"), ("us-only", "jp"), ("nope", "us")], start=2):
             rid, data = message(check, vantage, n)  # forged on its own subject
             await nc.publish("prober.results.us", data, headers={"Nats-Msg-Id": rid})
+        # A heartbeat from a clock 5 s ahead: shown, and warned about.
+        beat = {"vantage": "us", "ts": (utcnow() + timedelta(seconds=5)).isoformat(), "interval": 5.0}
+        await nc.publish("prober.heartbeat.us", json.dumps(beat).encode())
         rid, data = message("us-only", "us", 9)  # a genuine one, last
         await nc.publish("prober.results.us", data, headers={"Nats-Msg-Id": rid})
         await nc.flush()
@@ -329,6 +334,9 @@ async def test_an_agent_cannot_publish_as_another_and_forged_payloads_are_refuse
     async with aiohttp.ClientSession() as session, session.get(f"http://{http}/metrics") as resp:
         assert "prober_agent_messages_refused_total 3.0" in await resp.text()
     assert collector.log.count("refused a message on prober.results.us") >= 1
+    agents = {a["vantage"]: a for a in (await get_json(f"http://{http}/api/agents"))["agents"]}  # type: ignore[index]
+    assert agents["us"]["clock_skewed"] and 4.0 < agents["us"]["clock_skew_s"] < 5.5
+    assert "agent us: its clock is +5" in collector.log
     assert await collector.stop() == 0
 
 
@@ -377,3 +385,59 @@ async def test_a_hub_restart_behind_a_leaf_node_loses_nothing(
     await wait_for(lambda: counts(db).get("us", 0) == answered, 90, f"all {answered} stored", logs)
     assert stored(db)[0][1] == stored(db)[0][2]
     assert await collector.stop() == 0
+
+
+async def test_tls_with_a_ca_file(
+    tmp_path: Path,
+    target: Target,
+    servers: Callable[[str, str], Awaitable[NatsServer]],
+    prober_process: Start,
+) -> None:
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost")
+    cert.cert_chain_pems[0].write_to_path(tmp_path / "cert.pem")
+    cert.private_key_pem.write_to_path(tmp_path / "key.pem")
+    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+    tls = f'tls {{ cert_file: "{tmp_path}/cert.pem", key_file: "{tmp_path}/key.pem" }}\n'
+    hub = await servers("hub", tls + hub_body())
+    config = write_checks(tmp_path / "checks.yaml", target, {"web": ["us"]})
+    db = tmp_path / "prober.db"
+    collector = await prober_process(
+        "run", "-c", str(config), "--db", str(db), "--nats-ca", str(tmp_path / "ca.pem"),
+        "--nats", f"tls://collector:collector-pw@localhost:{hub.port}",
+    )  # fmt: skip
+    agent = await prober_process(
+        "agent", "--nats", f"tls://us:us-pw@localhost:{hub.port}", "--vantage", "us",
+        "--nats-ca", str(tmp_path / "ca.pem"),
+    )  # fmt: skip
+    await wait_for(
+        lambda: counts(db).get("us", 0) >= 2, 60, "results over TLS", lambda: collector.log + agent.log
+    )
+    assert "collector-pw" not in collector.log + agent.log  # passwords never logged
+    assert await agent.stop() == 0 and await collector.stop() == 0
+
+
+async def test_results_that_do_not_fit_the_reconnect_buffer_are_counted_and_logged(
+    servers: Callable[[str, str], Awaitable[NatsServer]], caplog: pytest.LogCaptureFixture
+) -> None:
+    from prober.agents.agent import Agent
+    from prober.agents.link import Link, connect
+    from prober.model import ProbeResult, Surface, Verdict, utcnow
+
+    server = await servers("solo", "")
+    agent = Agent(Link(f"nats://127.0.0.1:{server.port}"), "us", buffer=4096)
+    nc = agent._nc = await connect(agent.link, "test", buffer=4096)
+    try:
+        await server.stop(signal.SIGKILL)
+        await wait_for(lambda: not nc.is_connected, 10, "the client to see the server gone")
+        result = ProbeResult(utcnow(), "web", "us", "US", Surface.WEB, "u", Verdict.UP, status=200)
+        for _ in range(40):  # about 300 bytes each: the first dozen fit
+            await agent.publish(result)
+        assert 0 < agent.dropped < 40
+        assert f"{agent.dropped} lost in all" in caplog.text or "could not be kept" in caplog.text
+    finally:
+        with contextlib.suppress(ConnectionResetError):  # nats-py's close, with the server gone
+            await nc.close()
+        await agent.pool.close()

@@ -26,7 +26,7 @@ from nats.js.errors import NotFoundError
 
 from prober.agents import BUCKET, CONFIG_KEY, STREAM, heartbeat_subject, results_subject
 from prober.agents.collector import DUPLICATE_WINDOW, MAX_AGE, MAX_BYTES, config_digest
-from prober.agents.link import Link, LinkError, connect
+from prober.agents.link import RECONNECT_BUFFER, Link, LinkError, connect
 from prober.agents.wire import Heartbeat, heartbeat_message, result_message
 from prober.config import Config, ConfigError, parse_config
 from prober.model import ProbeResult, utcnow
@@ -53,9 +53,15 @@ class Agent:
     """One vantage's prober on its own machine."""
 
     def __init__(
-        self, link: Link, vantage: str, heartbeat: float = HEARTBEAT, hub: str | None = None
+        self,
+        link: Link,
+        vantage: str,
+        heartbeat: float = HEARTBEAT,
+        hub: str | None = None,
+        buffer: int = RECONNECT_BUFFER,
     ) -> None:
         self.link = link
+        self.buffer = buffer  # bytes of results kept while disconnected
         # Behind a leaf node: the JetStream domain of the hub, where the configuration is. The leaf's
         # own stream keeps this agent's results while the hub is away (store and forward).
         self.hub = hub
@@ -82,7 +88,9 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         stopping: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
-        self._nc = await _until(stopping, connect(self.link, f"prober-agent-{self.vantage}", retry_for=1e9))
+        self._nc = await _until(
+            stopping, connect(self.link, f"prober-agent-{self.vantage}", retry_for=1e9, buffer=self.buffer)
+        )
         if self._nc is None:
             return 0
         if self.hub is not None:
@@ -211,7 +219,7 @@ class Agent:
         except (OutboundBufferLimitError, NatsError) as exc:
             self.dropped += 1
             logged, at = self._drops_logged
-            if self.dropped - logged == 1 or time.monotonic() - at >= DROP_LOG_EVERY:
+            if logged == 0 or time.monotonic() - at >= DROP_LOG_EVERY:
                 self._drops_logged = (self.dropped, time.monotonic())
                 log.error("agent %s: a result could not be kept for sending (%s): %d lost in all",
                           self.vantage, type(exc).__name__, self.dropped)  # fmt: skip

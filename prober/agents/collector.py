@@ -227,7 +227,7 @@ class Collector:
     def _refuse(self, subject: str, why: str) -> None:
         self.refused += 1
         logged, at = self._refused_logged
-        if self.refused - logged == 1 or time.monotonic() - at >= REFUSED_LOG_EVERY:
+        if logged == 0 or time.monotonic() - at >= REFUSED_LOG_EVERY:
             log.warning("refused a message on %s: %s (%d refused in all)", subject, why, self.refused)
             self._refused_logged = (self.refused, time.monotonic())
 

@@ -87,6 +87,18 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: str) -> float:
     return seconds
 
 
+def _bytes(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    from prober.config.units import parse_size
+
+    try:
+        size = parse_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if size < 1024:
+        raise click.BadParameter("must be at least 1KiB")
+    return size
+
+
 @click.command()
 @click.option(
     "--nats",
@@ -118,6 +130,10 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: str) -> float:
     help="Behind a leaf node with JetStream: the hub's JetStream domain. The leaf keeps the results "
     "while the hub is away; the collector sources them with --nats-leaf.",
 )  # fmt: skip
+@click.option(
+    "--buffer", default="16MiB", show_default=True, callback=_bytes, metavar="SIZE",
+    help="Results kept while NATS is unreachable; beyond it they are counted and logged as lost.",
+)  # fmt: skip
 @click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
 def agent(
     nats_url: str,
@@ -126,6 +142,7 @@ def agent(
     nats_ca: Path | None,
     heartbeat: float,
     hub_domain: str | None,
+    buffer: int,
     quiet: bool,
 ) -> None:
     """Probe the checks of one vantage on this machine and send the results through NATS (no database)."""
@@ -138,7 +155,7 @@ def agent(
     from prober.agents.agent import Agent
 
     try:
-        code = run_async(Agent(link, vantage, heartbeat, hub=hub_domain).run())
+        code = run_async(Agent(link, vantage, heartbeat, hub=hub_domain, buffer=buffer).run())
     except ProberError as exc:
         fail(str(exc), EXIT_USAGE)
     raise SystemExit(code)

@@ -55,7 +55,9 @@ class Link:
             raise LinkError(f"--nats-ca {self.ca}: {exc}") from exc
 
 
-async def connect(link: Link, name: str, *, retry_for: float | None = None) -> Client:
+async def connect(
+    link: Link, name: str, *, retry_for: float | None = None, buffer: int = RECONNECT_BUFFER
+) -> Client:
     """Connect, reconnecting for ever once connected; the first connection is tried for `retry_for` s
     (None: once), since an agent may well start before its NATS server does."""
     if link.creds is not None and not link.creds.is_file():
@@ -70,8 +72,8 @@ async def connect(link: Link, name: str, *, retry_for: float | None = None) -> C
     async def on_disconnect() -> None:
         if made and made[0].is_closed:
             return  # closed on purpose
-        log.warning("nats %s: disconnected; reconnecting (results wait in a %d MiB buffer)",
-                    link.shown, RECONNECT_BUFFER >> 20)  # fmt: skip
+        log.warning("nats %s: disconnected; reconnecting (what is published waits in a %d KiB buffer)",
+                    link.shown, buffer >> 10)  # fmt: skip
 
     async def on_reconnect() -> None:
         log.info("nats %s: reconnected", link.shown)
@@ -84,7 +86,7 @@ async def connect(link: Link, name: str, *, retry_for: float | None = None) -> C
             nc = await nats.connect(
                 link.url.split(","), name=name, tls=tls, user_credentials=None if link.creds is None
                 else str(link.creds), allow_reconnect=True, max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5, connect_timeout=3, pending_size=RECONNECT_BUFFER,
+                reconnect_time_wait=0.5, connect_timeout=3, pending_size=buffer,
                 flush_timeout=FLUSH_TIMEOUT, error_cb=on_error, disconnected_cb=on_disconnect,
                 reconnected_cb=on_reconnect,
             )  # fmt: skip
