@@ -275,6 +275,8 @@ async def test_reload_reaches_agents_and_a_killed_agent_is_unknown_without_incid
     await wait_for(jp_unknown, 20, "JP unknown, the check operational", logs)
     async with aiohttp.ClientSession() as session, session.get(f"http://{http}/metrics") as resp:
         assert 'prober_agent_silent{region="JP",vantage="jp"} 1.0' in await resp.text()
+    async with aiohttp.ClientSession() as session, session.get(f"http://{http}/") as resp:
+        assert "Agent jp silent since" in await resp.text()
     assert stored(db, "SELECT count(*) FROM incidents") == [(0,)]
     assert "agent jp silent since" in collector.log
     assert await collector.stop() == 0

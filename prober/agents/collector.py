@@ -242,6 +242,7 @@ class Collector:
         if spoke_again and self._daemon is not None:
             log.info("agent %s speaks again", beat.vantage)
             self._daemon.monitor.set_silent(beat.vantage, False)
+            self._daemon.live.set_silent(beat.vantage, None)
         if skewed:
             agent = self.roster.agents[beat.vantage]
             log.warning(
@@ -262,6 +263,7 @@ class Collector:
                 )
                 if self._daemon is not None:
                     self._daemon.monitor.set_silent(agent.vantage, True)
+                    self._daemon.live.set_silent(agent.vantage, since)
 
     def agents_json(self) -> list[dict[str, object]]:
         """Every agent vantage as /api/agents shows it."""

@@ -109,13 +109,16 @@ class WebState:
     async def page(self, snap: Snapshot) -> Answer:
         """The status page."""
 
+        silent = {} if self.live is None else dict(self.live.silent)  # agents (prober.agents)
+
         # One thread reads it all: reading the parts in parallel threads is slower, as a thread
         # fetching rows gives up the GIL for each row and waits to get it back from the others.
         def work(db: sqlite_utils.Database) -> Answer:
             overview = snap.overview(db)
             shown = {c.name for c in overview.checks}
             incidents = [i for i in snap.incidents(db) if i.check in shown]
-            html = render(self.env, overview, snap.history(db, ("days", "latency")), incidents, self.title)
+            history = snap.history(db, ("days", "latency"))
+            html = render(self.env, overview, history, incidents, self.title, silent)
             return Answer.of(html, "text/html; charset=utf-8", snap.now)
 
         return await self.reader.run(work)

@@ -13,7 +13,7 @@ no script at all.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -284,7 +284,12 @@ def incident_rows(incidents: Sequence[Incident], now: datetime) -> list[dict[str
 
 
 def render(
-    env: Environment, overview: Overview, history: History, incidents: Sequence[Incident], title: str
+    env: Environment,
+    overview: Overview,
+    history: History,
+    incidents: Sequence[Incident],
+    title: str,
+    silent: Mapping[str, datetime] | None = None,
 ) -> str:
     """The status page's HTML (blocking: CPU-bound for thousands of checks; run off the loop)."""
     groups = [
@@ -300,6 +305,7 @@ def render(
     affected.sort(key=lambda c: -STATE_SEVERITY[c.state])  # the worst first
     return env.get_template("status.html").render(
         title=title,
+        silent=sorted((silent or {}).items()),  # agents not heard for three heartbeats
         now=overview.now,
         overview=overview,
         banner=INDICATOR[overview.state][1],
