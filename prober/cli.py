@@ -196,7 +196,7 @@ def run(
     setup_logging(logging.WARNING if quiet else logging.INFO)
     config = read_config(config_path)  # fail fast with exit 2, before anything starts
     check_http(http)
-    addons = collectors(nats["nats_url"], nats["nats_creds"], nats["nats_ca"], nats["nats_leaves"])
+    addons = collectors(nats["nats_url"], nats["nats_creds"], nats["nats_ca"], nats["nats_leaves"], config)
     from prober.daemon import Daemon
 
     async def go() -> int:

@@ -246,3 +246,14 @@ def test_the_example_server_configurations_are_valid(tmp_path: Path) -> None:
             [server, "-c", str(tmp_path / name), "-t"], capture_output=True, text=True, env=env
         )
         assert done.returncode == 0, done.stderr + done.stdout
+
+
+def test_agent_vantages_are_not_probed_by_the_daemon_and_without_nats_it_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from prober.agents.command import collectors
+
+    here = CONFIG.probed_here()
+    assert [(c.name, c.vantages) for c in here] == [("web", ("local",)), ("api", ("local",))]
+    assert collectors(None, None, None, (), CONFIG) == []
+    assert "vantages jp, us are probed by agents" in caplog.text

@@ -15,6 +15,7 @@ import click
 if TYPE_CHECKING:
     from prober.agents.collector import Collector
     from prober.agents.link import Link
+    from prober.config import Config
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,12 +63,22 @@ def _link(url: str, creds: Path | None, ca: Path | None) -> Link:
 
 
 def collectors(
-    url: str | None, creds: Path | None, ca: Path | None, leaves: tuple[str, ...] = ()
+    url: str | None,
+    creds: Path | None,
+    ca: Path | None,
+    leaves: tuple[str, ...] = (),
+    config: Config | None = None,
 ) -> list[Collector]:
     """The daemon's addons for these options: a NATS collector with --nats, none without."""
     if url is None:
         if leaves:
             raise click.UsageError("--nats-leaf needs --nats")
+        agents = [] if config is None else sorted(n for n, v in config.vantages.items() if v.agent)
+        if agents:
+            logging.getLogger("prober").warning(
+                "vantages %s are probed by agents (agent: true): without --nats nothing collects their "
+                "results", ", ".join(agents),
+            )  # fmt: skip
         return []
     link = _link(url, creds, ca)
     from prober.agents.collector import Collector
