@@ -257,3 +257,11 @@ def test_agent_vantages_are_not_probed_by_the_daemon_and_without_nats_it_says_so
     assert [(c.name, c.vantages) for c in here] == [("web", ("local",)), ("api", ("local",))]
     assert collectors(None, None, None, (), CONFIG) == []
     assert "vantages jp, us are probed by agents" in caplog.text
+
+
+def test_passwords_in_nats_urls_are_never_shown() -> None:
+    from prober.agents.link import Link
+
+    link = Link("nats://us:s3cret@hub:4222,tls://us:s3cret@other")
+    assert link.shown == "nats://us:***@hub:4222,tls://us:***@other"
+    assert Link("nats://hub").shown == "nats://hub"

@@ -37,13 +37,7 @@ class Link:
     @property
     def shown(self) -> str:
         """The URL without its password, for logs and errors."""
-        parts = [urlsplit(u.strip()) for u in self.url.split(",")]
-        return ",".join(
-            urlunsplit(p._replace(netloc=f"{p.username}:***@{p.hostname}:{p.port}"))
-            if p.password
-            else p.geturl()
-            for p in parts
-        )
+        return ",".join(_without_password(u.strip()) for u in self.url.split(","))
 
     def tls(self) -> ssl.SSLContext | None:
         """The TLS context: with the CA file if one was given; None for plain nats:// without one."""
@@ -104,3 +98,11 @@ async def connect(
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
