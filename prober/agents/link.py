@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -19,6 +20,7 @@ log = logging.getLogger("prober.agents")
 # What a client keeps while disconnected (results published meanwhile); beyond it publishing fails,
 # and an agent counts and logs what it could not keep. About 20,000 results of 800 bytes.
 RECONNECT_BUFFER = 16 * 1024 * 1024
+ERROR_LOG_EVERY = 60.0  # seconds between two log lines with the same error from the server
 FLUSH_TIMEOUT = 2.0  # seconds a full buffer may wait for the socket before publishing gives up
 
 
@@ -58,8 +60,18 @@ async def connect(
         raise LinkError(f"--nats-creds {link.creds}: no such file")
     tls = link.tls()
 
+    said: dict[str, float] = {}  # error text -> when last logged
+
     async def on_error(exc: Exception) -> None:
-        log.warning("nats %s: %s", link.shown, str(exc) or type(exc).__name__)
+        # The server says why it refused each message (a permissions violation per publish): the same
+        # words once a minute are enough.
+        text = str(exc) or type(exc).__name__
+        now = time.monotonic()
+        if now - said.get(text, -ERROR_LOG_EVERY) >= ERROR_LOG_EVERY:
+            if len(said) > 100:
+                said.clear()
+            said[text] = now
+            log.warning("nats %s: %s", link.shown, text)
 
     made: list[Client] = []
 
