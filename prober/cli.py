@@ -20,6 +20,7 @@ import click
 from tabulate import tabulate
 
 from prober import __version__
+from prober.agents.command import agent, collector_options, collectors
 from prober.config import Config, ConfigError, json_schema, load_config
 from prober.model import ProberError, ProbeResult, Verdict
 from prober.terminal import printable, setup_logging
@@ -187,15 +188,22 @@ def results_table(results: Sequence[ProbeResult]) -> str:
     envvar="PROBER_MAX_BACKLOG",
     help="Results kept in memory while the database refuses writes; beyond it they are dropped and counted.",
 )
-def run(config_path: Path, db_path: Path, http: str | None, quiet: bool, max_backlog: int) -> None:
+@collector_options
+def run(
+    config_path: Path, db_path: Path, http: str | None, quiet: bool, max_backlog: int, **nats: Any
+) -> None:
     """Probe on schedule until SIGTERM or SIGINT; SIGHUP reloads the configuration."""
     setup_logging(logging.WARNING if quiet else logging.INFO)
     config = read_config(config_path)  # fail fast with exit 2, before anything starts
     check_http(http)
+    addons = collectors(nats["nats_url"], nats["nats_creds"], nats["nats_ca"], nats["nats_leaves"], config)
     from prober.daemon import Daemon
 
     async def go() -> int:
-        return await Daemon(config_path, db_path, http=http, config=config, max_backlog=max_backlog).run()
+        daemon = Daemon(
+            config_path, db_path, http=http, config=config, max_backlog=max_backlog, addons=addons
+        )
+        return await daemon.run()
 
     try:
         code = run_async(go())
@@ -393,3 +401,6 @@ def demo(db_path: Path, duration: float, speed: float, as_json: bool, quiet: boo
         echo(dm.dumps(found))
     else:
         echo(dm.format_findings(found), nl=False)
+
+
+main.add_command(agent)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prober.config import Config, ConfigError, load_config
 from prober.maintenance import Calendar
@@ -124,10 +124,11 @@ class Monitor:
         if self.live is not None:
             self.live.set_open_incidents(t.open_incident for t in self.trackers.values() if t.open_incident)
 
-    def observe(self, results: Sequence[ProbeResult]) -> None:
-        """Queue results for the store and feed them to their check's tracker, logging changes."""
+    def observe(self, results: Sequence[ProbeResult], *, stored: bool = False) -> None:
+        """Queue results for the store (unless `stored` already) and feed them to their check's tracker."""
         for result in sorted(results, key=lambda r: r.ts):
-            self.store.add(result)
+            if not stored:
+                self.store.add(result)
             if self.live is not None:
                 self.live.observe(result)
             self._log_verdict(result)
@@ -143,6 +144,15 @@ class Monitor:
                 self._publish_state(tracker)
             if any(e.kind != "state" and e.incident is not None for e in events):
                 self._publish_incidents()
+
+    def set_silent(self, vantage: str, silent: bool) -> None:
+        """An agent's vantage fell silent (or spoke again): until it speaks, it counts for nothing."""
+        for tracker in self.trackers.values():
+            for event in tracker.set_silent(vantage, silent):
+                self._persist(event)
+            if tracker.revision != self._published.get(tracker.check):
+                self._publish_state(tracker)
+        self._publish_incidents()
 
     def _log_verdict(self, result: ProbeResult) -> None:
         key = (result.check, result.vantage)
@@ -210,6 +220,14 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
+class Addon(Protocol):
+    """A part the daemon runs beside its own (the NATS collector): started, told of reloads, stopped."""
+
+    async def start(self, daemon: Daemon) -> None: ...
+    async def reloaded(self, daemon: Daemon) -> None: ...
+    async def stop(self) -> None: ...
+
+
 class ApplyError(ProberError):
     """A configuration that loaded but cannot be run (a number the runtime cannot hold, say)."""
 
@@ -244,7 +262,9 @@ class Daemon:
         config: Config | None = None,
         *,
         max_backlog: int = DEFAULT_MAX_BACKLOG,
+        addons: Sequence[Addon] = (),
     ) -> None:
+        self.addons = tuple(addons)  # e.g. the NATS collector of prober.agents
         self.config_path = config_path
         self.http = http
         self.db_path = db_path
@@ -282,6 +302,8 @@ class Daemon:
             loop.add_signal_handler(signal.SIGHUP, self._reload.set)
             freeze_heap()  # before the first run: the full collection it makes blocks the loop
             self.schedule.start()
+            for addon in self.addons:
+                await addon.start(self)
             self._background = [
                 asyncio.create_task(self.watch.run()),
                 asyncio.create_task(self._every_minute()),
@@ -303,7 +325,9 @@ class Daemon:
                 if self._reload.is_set() and not self._stop.is_set():
                     self._reload.clear()
                     try:
-                        await self.reload()
+                        if await self.reload():
+                            for addon in self.addons:
+                                await addon.reloaded(self)
                     except Exception:  # whatever a reload does wrong, the daemon goes on
                         log.exception("reload failed")
         finally:
@@ -363,11 +387,12 @@ class Daemon:
             for check in config.checks:
                 policy_of(check)
                 regions_of(config, check)
+            here = config.probed_here()  # an agent's vantages are probed on its own machine
             return Prepared(
                 config=config,
-                checks={c.name: c for c in config.checks},
-                signatures={c.name: config.signatures_for(c) for c in config.checks},
-                schedule=self.schedule.plan({c.name: c.interval for c in config.checks}),
+                checks={c.name: c for c in here},
+                signatures={c.name: config.signatures_for(c) for c in here},
+                schedule=self.schedule.plan({c.name: c.interval for c in here}),
             )
         except ProberError:
             raise
@@ -469,6 +494,8 @@ class Daemon:
             log.warning(
                 "stopping: cancelled %d checks still running after %.0fs", len(leftover), STOP_DEADLINE
             )
+        for addon in self.addons:  # before the store closes: what they took is written or given back
+            await addon.stop()
         await self.pool.close()
         if self._web is not None:
             try:

@@ -80,6 +80,7 @@ class _Vantage:
     downs: list[ProbeResult] = field(default_factory=list)  # that run, kept until it confirms
     up_run: int = 0  # consecutive non-down results, unknowns skipped
     up_since: datetime | None = None  # the first result of that run
+    silent: bool = False  # an agent that stopped speaking: unknown, out of the quorum, results ignored
 
     def feed(self, result: ProbeResult, policy: Policy) -> datetime | None:
         """Count a result that is not unknown; the start of the recovery if it just completed one."""
@@ -166,7 +167,7 @@ class CheckTracker:
     def observe(self, result: ProbeResult) -> list[Event]:
         """Take one result into account; what changed. Other checks and unknown vantages are ignored."""
         vantage = self._vantages.get(result.vantage)
-        if result.check != self.check or vantage is None:
+        if result.check != self.check or vantage is None or vantage.silent:
             return []
         self._last_ts = result.ts if self._last_ts is None else max(self._last_ts, result.ts)
         if result.verdict is Verdict.UNKNOWN:  # never counts for or against, never breaks a run
@@ -195,6 +196,22 @@ class CheckTracker:
         if ts is None:  # nothing observed yet: every vantage is unknown, nothing can happen
             return []
         return self._transition(ts, None, max(recoveries, default=None))
+
+    def set_silent(self, name: str, silent: bool) -> list[Event]:
+        """An agent's vantage fell silent, or spoke again; what changed.
+
+        A silent vantage is unknown and leaves the quorum: it counts neither for nor against the
+        check. Silence can resolve or escalate an incident, never open one (it takes a down away).
+        """
+        vantage = self._vantages.get(name)
+        if vantage is None or vantage.silent is silent:
+            return []
+        # Its streaks start again when it speaks; the quorum counts the vantages heard.
+        self._vantages[name] = _Vantage(vantage.region, silent=silent)
+        self.revision += 1
+        if self._last_ts is None:
+            return []
+        return self._transition(self._last_ts, name, None)
 
     def restore(self, recent: Sequence[ProbeResult], open_incident: Incident | None) -> None:
         """Rebuild streaks and state from `recent` results after a restart, adopting the stored open incident.
@@ -225,7 +242,8 @@ class CheckTracker:
     def _transition(self, ts: datetime, vantage: str | None, recovered_at: datetime | None) -> list[Event]:
         """Recompute the check's state and the incident after a change; the events it makes."""
         old = self._state
-        new = self._state = check_state(self.statuses(), self.policy.quorum_count(len(self._vantages)))
+        heard = sum(not v.silent for v in self._vantages.values())
+        new = self._state = check_state(self.statuses(), self.policy.quorum_count(heard))
         before = self._incident
         kind: Literal["opened", "updated", "resolved"] | None = None
         if old in OUTAGES and new not in OUTAGES:

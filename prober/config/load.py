@@ -223,6 +223,7 @@ def _build(spec: _ConfigSpec, tree: _Tree) -> Config:
             proxy=v.proxy if v else None,
             resolver=tuple(v.resolver) if v and v.resolver else None,
             canaries=tuple(v.canaries) if v and v.canaries else (),
+            agent=bool(v and v.agent),
         )
         for name, v in (spec.vantages or {"local": None}).items()
     }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
@@ -56,6 +56,7 @@ class Vantage:
     proxy: str | None = None
     resolver: tuple[str, ...] | None = None
     canaries: tuple[str, ...] = ()  # URLs that are always up, probed when a check fails from here
+    agent: bool = False  # probed by a `prober agent` on another machine (prober.agents), not here
 
     def __post_init__(self) -> None:
         if not self.region:
@@ -209,6 +210,15 @@ class Config:
     def redact(self, text: str) -> str:
         """`text` with every substituted secret, in any encoding, replaced by its ${NAME} placeholder."""
         return self._redactor(text)
+
+    def probed_here(self) -> tuple[Check, ...]:
+        """The checks this machine probes, each with its vantages that are not agents' (none: left out)."""
+        out = []
+        for check in self.checks:
+            here = tuple(v for v in check.vantages if not self.vantages[v].agent)
+            if here:
+                out.append(check if here == check.vantages else replace(check, vantages=here))
+        return tuple(out)
 
     def check(self, name: str) -> Check:
         """The check named `name`; KeyError if there is none."""

@@ -107,6 +107,11 @@ class _VantageSpec(_Spec):
         description="URLs that are always up: when a check fails from this vantage and they fail "
         "too, the vantage is offline and the result is unknown/vantage.",
     )
+    agent: bool = Field(
+        default=False,
+        description="Probed by `prober agent --vantage NAME` on another machine, its results sent "
+        "through NATS to the collector (`prober run --nats URL`).",
+    )
 
 
 class _SignatureSpec(_Spec):

@@ -249,6 +249,11 @@ class Store:
             return f"{self.path}: the database file was replaced by another file while prober had it open"
         return None
 
+    @property
+    def batch_hooks(self) -> tuple[Callable[[sqlite_utils.Database, list[ProbeResult]], None], ...]:
+        """What runs inside each batch's transaction: a writer of its own (prober.agents) runs them too."""
+        return tuple(self._batch_hooks)
+
     def add_batch_hook(self, hook: Callable[[sqlite_utils.Database, list[ProbeResult]], None]) -> None:
         """Run `hook(db, results)` in the writer thread inside each batch's transaction."""
         self._batch_hooks.append(hook)

@@ -116,8 +116,25 @@ def _v6_maintenance(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS maintenance_counts_bucket ON maintenance_counts (bucket)")
 
 
+def _v8_result_ids(db: sqlite_utils.Database) -> None:
+    # The id an agent gave a result (prober.agents): a result delivered twice by NATS is stored once.
+    # Local results have none; the partial index only holds the agents'.
+    if "result_id" not in db.table("results").columns_dict:
+        db.table("results").add_column("result_id", str)
+    db.execute(
+        "CREATE UNIQUE INDEX IF NOT EXISTS results_result_id ON results (result_id)"
+        " WHERE result_id IS NOT NULL"
+    )
+
+
 # Append only: migration i takes a database from version i to i + 1.
-MIGRATIONS: list[Migration] = [_v1_results_and_incidents, _v2_rollups, _v3_browser_evidence, _v6_maintenance]
+MIGRATIONS: list[Migration] = [
+    _v1_results_and_incidents,
+    _v2_rollups,
+    _v3_browser_evidence,
+    _v6_maintenance,
+    _v8_result_ids,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

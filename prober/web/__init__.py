@@ -110,6 +110,8 @@ class WebState:
     async def page(self, snap: Snapshot) -> Answer:
         """The status page."""
 
+        silent = {} if self.live is None else dict(self.live.silent)  # agents (prober.agents)
+
         # One thread reads it all: reading the parts in parallel threads is slower, as a thread
         # fetching rows gives up the GIL for each row and waits to get it back from the others.
         def work(db: sqlite_utils.Database) -> Answer:
@@ -117,9 +119,8 @@ class WebState:
             shown = {c.name for c in overview.checks}
             incidents = [i for i in snap.incidents(db) if i.check in shown]
             windows = maintenance.page_windows(db, overview)
-            html = render(
-                self.env, overview, snap.history(db, ("days", "latency")), incidents, self.title, windows
-            )
+            history = snap.history(db, ("days", "latency"))
+            html = render(self.env, overview, history, incidents, self.title, windows, silent)
             return Answer.of(html, "text/html; charset=utf-8", snap.now)
 
         return await self.reader.run(work)
@@ -368,6 +369,13 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={**SECURITY_HEADERS, "Content-Type": content_type})
 
 
+async def agents(request: web.Request) -> web.Response:
+    """/api/agents: the agents of a collector (`prober run --nats`): heard when, clock skew, silence."""
+    s = request.app[STATE]
+    source = None if s.live is None else s.live.agents
+    return _json({"agents": [] if source is None else source()})
+
+
 async def healthz(request: web.Request) -> web.Response:
     """/healthz: whether the database can be read and, in a daemon, written; 503 if not.
 
@@ -441,6 +449,7 @@ def create_app(
     app.router.add_get("/api/checks/{name}", check)
     app.router.add_get("/api/checks/{name}/results", results)
     app.router.add_get("/api/incidents", incidents)
+    app.router.add_get("/api/agents", agents)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     maintenance.register(app, state)

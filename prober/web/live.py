@@ -8,6 +8,7 @@ the web app subscribes to hear of state changes (to make its page again at once)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 
 from prober.config import Config
 from prober.model import Incident, ProbeResult, State, Verdict
@@ -27,6 +28,8 @@ class LiveState:
         self._incidents: dict[str, Incident] = {}  # check -> its open incident, saved or not
         self._listeners: list[Callable[[], None]] = []
         self.health: Callable[[], Health] | None = None
+        self.agents: Callable[[], list[dict[str, object]]] | None = None  # set by a NATS collector
+        self.silent: dict[str, datetime] = {}  # agent vantage -> silent since (prober.agents)
         if config is not None:
             self.metrics.configure(config)
 
@@ -60,6 +63,14 @@ class LiveState:
         """The incidents open now, across all checks."""
         self._incidents = {i.check: i for i in incidents}
         self.metrics.set_open_incidents(self._incidents.values())
+        self._notify()
+
+    def set_silent(self, vantage: str, since: datetime | None) -> None:
+        """An agent's vantage fell silent at `since`, or (None) speaks again: the page says so."""
+        if since is None:
+            self.silent.pop(vantage, None)
+        else:
+            self.silent[vantage] = since
         self._notify()
 
     def states(self) -> LiveStates:

@@ -290,6 +290,7 @@ def render(
     incidents: Sequence[Incident],
     title: str,
     maintenance: Mapping[str, Any] | None = None,
+    silent: Mapping[str, datetime] | None = None,
 ) -> str:
     """The status page's HTML (blocking: CPU-bound for thousands of checks; run off the loop)."""
     groups = [
@@ -305,6 +306,7 @@ def render(
     affected.sort(key=lambda c: -STATE_SEVERITY[c.state])  # the worst first
     return env.get_template("status.html").render(
         title=title,
+        silent=sorted((silent or {}).items()),  # agents not heard for three heartbeats
         now=overview.now,
         overview=overview,
         banner=INDICATOR[overview.state][1],
