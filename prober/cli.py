@@ -393,3 +393,13 @@ def demo(db_path: Path, duration: float, speed: float, as_json: bool, quiet: boo
         echo(dm.dumps(found))
     else:
         echo(dm.format_findings(found), nl=False)
+
+
+def _register() -> None:
+    # Imported last: prober.alerts.cli uses this module's options and helpers.
+    from prober.alerts.cli import alerts
+
+    main.add_command(alerts)
+
+
+_register()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from prober.config.redaction import Redactor
 from prober.model import Surface
@@ -14,6 +14,9 @@ from prober.signatures import Signature, builtin_signatures
 Quorum = int | Literal["majority", "all"]
 Selection = Literal["all", "none"] | tuple[str, ...]
 _V = TypeVar("_V")
+
+if TYPE_CHECKING:
+    from prober.alerts.settings import AlertSettings
 
 DEFAULT_RETENTION = 14 * 86400.0
 
@@ -131,6 +134,7 @@ class Check:
     signatures: Selection = "all"
     tags: tuple[str, ...] = ()
     browser: CheckBrowser | None = None  # set: a rendered (browser) check
+    alerts: tuple[str, ...] = ()  # alert channels notified of its incidents
 
     def __post_init__(self) -> None:
         if not self.display_url:
@@ -162,6 +166,7 @@ class Config:
     checks: tuple[Check, ...] = ()
     retention: float = DEFAULT_RETENTION
     browser: BrowserSettings = field(default_factory=BrowserSettings)
+    alerts: AlertSettings | None = None  # the `alerts:` key, if any
     secrets: frozenset[str] = frozenset()  # every value substituted from ${NAME}
     secret_names: Mapping[str, str] = field(default_factory=dict, repr=False)  # value -> NAME
     _redactor: Redactor = field(init=False, repr=False, compare=False)

@@ -81,6 +81,9 @@ class _DefaultsSpec(_Spec):
         json_schema_extra={"default": "256KiB"},
         description="How much of a body is read for classification.",
     )
+    alerts: list[str] | None = Field(
+        default=None, description="Alert channels of every check (names under alerts.channels)."
+    )
 
 
 class _VantageSpec(_Spec):
@@ -224,6 +227,9 @@ class _CheckSpec(_Spec):
         default=None,
         description="Render the page in Chromium and judge what it shows (needs prober[browser]).",
     )
+    alerts: list[str] | None = Field(
+        default=None, description="Overrides defaults.alerts: the channels notified ([] = none)."
+    )
 
 
 class _ConfigSpec(_Spec):
@@ -243,6 +249,8 @@ class _ConfigSpec(_Spec):
         description="How long raw results are kept.",
     )
     browser: _BrowserSpec | None = Field(default=None, description="Chromium for browser checks.")
+    # Validated by prober.alerts.settings (loaded only when the key is there).
+    alerts: Any = Field(default=None, description="Alert channels, events and reminders.")
 
 
 def json_schema() -> dict[str, Any]:

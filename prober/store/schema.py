@@ -79,8 +79,44 @@ def _v3_browser_evidence(db: sqlite_utils.Database) -> None:
         db.table("results").add_column("browser", str)
 
 
+def _v5_notifications(db: sqlite_utils.Database) -> None:
+    # The alert outbox (prober.alerts): one row per notification, written with the incident change
+    # that caused it, delivered and retried from here. `incident` is the incident's JSON at the event.
+    db.table("notifications").create(
+        {
+            "id": str,
+            "created_at": str,
+            "channel": str,
+            "event": str,
+            "incident_id": int,
+            "check_name": str,
+            "state": str,
+            "attempts": int,
+            "next_attempt_at": str,
+            "sent_at": str,
+            "last_error": str,
+            "incident": str,
+        },
+        pk="id",
+        not_null={"created_at", "channel", "event", "state", "attempts", "next_attempt_at"},
+        defaults={"attempts": 0, "state": "pending"},
+        if_not_exists=True,
+    )
+    db.table("notifications").create_index(
+        ["state", "next_attempt_at"], index_name="notifications_due", if_not_exists=True
+    )
+    db.table("notifications").create_index(
+        ["incident_id", "channel"], index_name="notifications_incident", if_not_exists=True
+    )
+
+
 # Append only: migration i takes a database from version i to i + 1.
-MIGRATIONS: list[Migration] = [_v1_results_and_incidents, _v2_rollups, _v3_browser_evidence]
+MIGRATIONS: list[Migration] = [
+    _v1_results_and_incidents,
+    _v2_rollups,
+    _v3_browser_evidence,
+    _v5_notifications,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
