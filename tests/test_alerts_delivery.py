@@ -1,0 +1,358 @@
+"""The sender against real receivers on loopback: refusals, Retry-After, a hang, SMTP, Alertmanager."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import sys
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from conftest import start_app, wait_for
+
+from prober.alerts import Alerts
+from prober.config import Config, parse_config
+from prober.model import Incident, Reason, State
+from prober.store import Store
+
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
+SECRET = "hook-secret-value"
+
+
+@dataclass
+class Receiver:
+    """An HTTP receiver whose answers are scripted per path: "500", "429:SECONDS", "hang", else 200."""
+
+    script: dict[str, list[str]] = field(default_factory=dict)
+    got: dict[str, list[tuple[float, dict[str, str], bytes, int]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        body = await request.read()
+        plan = self.script.get(name) or ["ok"]
+        action = plan.pop(0) if len(plan) > 1 else plan[0]
+        status = 200
+        if action == "500":
+            status = 500
+        elif action.startswith("429:"):
+            status = 429
+        self.got[name].append((time.monotonic(), dict(request.headers), body, status))
+        if action == "hang":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.release.wait(), 20)
+            return web.Response(status=200)
+        if status == 429:
+            return web.Response(status=429, headers={"Retry-After": action[4:]}, text="slow down")
+        return web.Response(status=status, text="receiver broke" if status == 500 else "ok")
+
+    def accepted(self, name: str) -> list[dict[str, Any]]:
+        return [json.loads(b) for _, _, b, s in self.got[name] if s == 200]
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = Receiver()
+    app = web.Application()
+    app.router.add_post("/{name}", r.handle)
+    app.router.add_post("/{name}/api/v2/alerts", r.handle)
+    runner, port = await start_app(app)
+    r.url = f"http://127.0.0.1:{port}"
+    yield r
+    r.release.set()
+    await runner.cleanup()
+
+
+def config_for(channels: str, extra: str = "") -> Config:
+    text = (
+        f"alerts:\n  channels:\n{channels}\n{extra}\ndefaults: {{alerts: [{', '.join(_names(channels))}]}}\n"
+    )
+    text += "checks:\n  - {name: api, url: 'http://127.0.0.1:9/api', surface: api}\n"
+    return parse_config(text, "checks.yaml", {"HOOK_SECRET": SECRET})
+
+
+def _names(channels: str) -> list[str]:
+    return [line.strip().split(":")[0] for line in channels.splitlines() if line.strip()]
+
+
+def incident(**changes: Any) -> Incident:
+    base = Incident(
+        check="api",
+        state=State.MAJOR_OUTAGE,
+        reason=Reason.CONNECT,
+        signature=None,
+        started_at=T0,
+        detected_at=T0 + timedelta(seconds=20),
+        vantages=("local",),
+        regions=("local",),
+    )
+    return replace(base, **changes)
+
+
+@dataclass
+class Sender:
+    store: Store
+    alerts: Alerts
+    db: Path
+
+    async def save(self, i: Incident) -> int:
+        return await asyncio.wrap_future(self.store.save_incident(i))
+
+    def rows(self) -> list[dict[str, Any]]:
+        with contextlib.closing(sqlite3.connect(self.db)) as conn:
+            conn.row_factory = sqlite3.Row
+            return [dict(r) for r in conn.execute("SELECT * FROM notifications ORDER BY rowid")]
+
+
+@pytest.fixture
+async def sender(tmp_path: Path) -> AsyncIterator[Callable[[Config], Awaitable[Sender]]]:
+    started: list[tuple[Store, asyncio.Task[None]]] = []
+
+    async def start(config: Config) -> Sender:
+        store = Store(tmp_path / "p.db").open()
+        alerts = Alerts(store, lambda: config, "http://status.test/")
+        alerts.attach()
+        started.append((store, asyncio.create_task(alerts.run())))
+        return Sender(store, alerts, tmp_path / "p.db")
+
+    yield start
+    for store, task in started:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        store.close()
+
+
+async def test_refusals_then_acceptance_with_a_stable_id_and_retry_after(
+    receiver: Receiver, sender: Callable[[Config], Awaitable[Sender]], caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver.script["ops"] = ["500", "429:2", "ok"]
+    config = config_for(f'    ops: {{type: webhook, url: "{receiver.url}/ops", secret: "${{HOOK_SECRET}}"}}')
+    s = await sender(config)
+    await s.save(incident())
+    await wait_for(lambda: len(receiver.accepted("ops")) == 1, 20, "the notification to be accepted")
+    attempts = receiver.got["ops"]
+    assert [status for *_, status in attempts] == [500, 429, 200]
+    assert attempts[2][0] - attempts[1][0] >= 1.9  # Retry-After: 2 was honoured
+    bodies = [json.loads(b) for _, _, b, _ in attempts]
+    assert len({b["id"] for b in bodies}) == 1  # the same id on every attempt: receivers deduplicate
+    for _, headers, body, _ in attempts:
+        expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        assert headers["X-Prober-Signature"] == expected
+    (row,) = s.rows()
+    assert (row["id"], row["state"], row["attempts"], row["event"]) == (bodies[0]["id"], "sent", 3, "open")
+    body = bodies[2]
+    assert body["event"] == "open" and body["status_page"] == "http://status.test/"
+    assert body["check"]["name"] == "api" and body["incident"]["state"] == "major_outage"
+    assert SECRET not in caplog.text and SECRET not in json.dumps(s.rows())
+    assert "HTTP 500: receiver broke" in caplog.text
+
+
+async def test_a_hanging_receiver_delays_no_other_channel(
+    receiver: Receiver, sender: Callable[[Config], Awaitable[Sender]]
+) -> None:
+    receiver.script["slow"] = ["hang"]
+    channels = (
+        f'    slow: {{type: webhook, url: "{receiver.url}/slow"}}\n'
+        f'    fast: {{type: discord, url: "{receiver.url}/fast"}}'
+    )
+    s = await sender(config_for(channels, "  timeout: 1s"))
+    opened = await s.save(incident())
+    await s.save(incident(id=opened, resolved_at=datetime.now(UTC)))
+    took = await wait_for(
+        lambda: len(receiver.accepted("fast")) == 2, 10, "the fast channel's open and resolve"
+    )
+    assert took < 5
+    assert [b["embeds"][0]["title"].split("]")[0] for b in receiver.accepted("fast")] == [
+        "[MAJOR OUTAGE",
+        "[RESOLVED",
+    ]
+
+    def slow_retried() -> bool:
+        slow = [r for r in s.rows() if r["channel"] == "slow"]
+        return any(r["attempts"] >= 1 and "no answer within 1s" in (r["last_error"] or "") for r in slow)
+
+    await wait_for(slow_retried, 10, "the hanging channel's attempt to time out")
+    # Its resolve waits behind its open: never delivered before the open it ends.
+    assert [r["attempts"] for r in s.rows() if r["channel"] == "slow" and r["event"] == "resolve"] == [0]
+
+
+async def test_given_up_after_give_up_after_and_listed(
+    receiver: Receiver, sender: Callable[[Config], Awaitable[Sender]], tmp_path: Path
+) -> None:
+    receiver.script["ops"] = ["500"]
+    s = await sender(
+        config_for(f'    ops: {{type: slack, url: "{receiver.url}/ops"}}', "  give_up_after: 2s")
+    )
+    await s.save(incident())
+    await wait_for(lambda: [r["state"] for r in s.rows()] == ["failed"], 20, "the notification to fail")
+    assert len(receiver.got["ops"]) >= 2
+    await wait_for(lambda: (s.alerts.figures or {}).get("failed") == 1, 10, "the figures to count it")
+    assert s.alerts.figures is not None and s.alerts.figures["pending"] == 0
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    for flag, present in (("--failed", True), ("--pending", False)):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "prober",
+            "alerts",
+            "list",
+            "--db",
+            str(s.db),
+            flag,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0
+        assert ("HTTP 500: receiver broke" in out.decode()) is present, out.decode()
+
+
+async def test_alerts_test_command(receiver: Receiver, tmp_path: Path) -> None:
+    config = tmp_path / "checks.yaml"
+    config.write_text(
+        f"alerts:\n  channels:\n    ops: {{type: teams, url: '{receiver.url}/ops'}}\n"
+        "checks:\n  - {name: api, url: 'http://127.0.0.1:9/api'}\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+
+    async def run(*args: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "prober",
+            "alerts",
+            "test",
+            *args,
+            "-c",
+            str(config),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        return proc.returncode or 0, out.decode()
+
+    code, out = await run("ops")
+    assert code == 0 and "ops: accepted" in out
+    (card,) = receiver.accepted("ops")
+    assert card["attachments"][0]["content"]["body"][0]["text"].startswith("[prober] test notification")
+    receiver.script["ops"] = ["500"]
+    code, out = await run("ops")
+    assert code == 1 and "HTTP 500: receiver broke" in out
+    code, out = await run("nope")
+    assert code == 2 and "no alert channel named 'nope'" in out
+
+
+async def test_email_through_a_real_smtp_server(sender: Callable[[Config], Awaitable[Sender]]) -> None:
+    from aiosmtpd.controller import Controller
+
+    received: list[Message] = []
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            received.append(email.message_from_bytes(envelope.content))
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        smtp = f"smtp://127.0.0.1:{port}"
+        channel = f'    mail: {{type: email, smtp: "{smtp}", from: p@example.com, to: [ops@example.com]}}'
+        s = await sender(config_for(channel))
+        await s.save(incident(signature="<b>x-fret</b>"))
+        await wait_for(lambda: len(received) == 1, 15, "the email")
+    finally:
+        controller.stop()
+    msg = received[0]
+    assert msg["Subject"].startswith("[MAJOR OUTAGE] api is down") and msg["To"] == "ops@example.com"
+    parts = {
+        p.get_content_type(): p.get_payload(decode=True).decode() for p in msg.walk() if not p.is_multipart()
+    }
+    assert "Cause: connect / <b>x-fret</b>" in parts["text/plain"]
+    assert "&lt;b&gt;x-fret&lt;/b&gt;" in parts["text/html"] and "<b>x-fret" not in parts["text/html"]
+    assert msg["X-Prober-Notification-Id"] == s.rows()[0]["id"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.skipif(shutil.which("prometheus-alertmanager") is None, reason="needs prometheus-alertmanager")
+async def test_alertmanager_shows_the_alert_while_open_and_not_after(
+    tmp_path: Path, sender: Callable[[Config], Awaitable[Sender]]
+) -> None:
+    (tmp_path / "am.yml").write_text("route: {receiver: none}\nreceivers: [{name: none}]\n")
+    port = free_port()
+    am = await asyncio.create_subprocess_exec(
+        "prometheus-alertmanager",
+        f"--config.file={tmp_path / 'am.yml'}",
+        f"--storage.path={tmp_path / 'am'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def alerts() -> list[dict[str, Any]] | None:
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/api/v2/alerts") as resp:
+                        return list(await resp.json()) if resp.status == 200 else None
+                except aiohttp.ClientError:
+                    return None
+
+            async def ready() -> bool:
+                return await alerts() is not None
+
+            await wait_for(ready, 30, "Alertmanager to start")
+            s = await sender(config_for(f'    am: {{type: alertmanager, url: "http://127.0.0.1:{port}"}}'))
+            opened = await s.save(incident())
+
+            async def firing() -> bool:
+                found = await alerts() or []
+                return any(
+                    a["labels"].get("check") == "api" and a["status"]["state"] == "active" for a in found
+                )
+
+            await wait_for(firing, 20, "the alert in Alertmanager")
+            (alert,) = await alerts() or []
+            assert alert["labels"] == {
+                "alertname": "ProberIncident",
+                "check": "api",
+                "surface": "api",
+                "severity": "critical",
+            }
+            await s.save(incident(id=opened, resolved_at=datetime.now(UTC)))
+
+            async def gone() -> bool:
+                return await alerts() == []
+
+            await wait_for(gone, 20, "the alert to end in Alertmanager")
+    finally:
+        am.kill()
+        await am.wait()
