@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from conftest import ProberProcess, start_app, wait_for
@@ -81,6 +83,12 @@ checks:
 """)
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def notifications(db: Path) -> list[dict[str, Any]]:
     if not db.exists():
         return []
@@ -134,12 +142,21 @@ async def test_kill_9_with_notifications_pending_then_restart(
     )
     assert await daemon.stop() == 0
 
-    # A third start re-sends nothing that was sent.
-    daemon = await prober_process("run", "-c", str(config), "--db", str(db), env=ENV)
+    # A third start re-sends nothing that was sent; /metrics and /healthz tell the outbox.
+    http = f"127.0.0.1:{free_port()}"
+    daemon = await prober_process("run", "-c", str(config), "--db", str(db), "--http", http, env=ENV)
     probed = world.hits["local"]
     await wait_for(
         lambda: world.hits["local"] >= probed + 8, 20, "the daemon to probe again", lambda: daemon.log
     )
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://{http}/metrics") as resp:
+            metrics = await resp.text()
+        async with session.get(f"http://{http}/healthz") as resp:
+            health = await resp.json()
+    assert 'prober_notifications{channel="ops",state="sent"} 2.0' in metrics, metrics
+    assert "prober_outbox_depth 0.0" in metrics and "prober_outbox_oldest_pending_seconds 0.0" in metrics
+    assert health["outbox"] == {"pending": 0, "failed": 0, "oldest_pending_seconds": 0.0}
     assert await daemon.stop() == 0
     assert len(world.accepted()) == 2
 

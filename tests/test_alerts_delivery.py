@@ -7,6 +7,7 @@ import contextlib
 import email
 import hashlib
 import hmac
+import itertools
 import json
 import os
 import shutil
@@ -331,15 +332,16 @@ async def test_alertmanager_shows_the_alert_while_open_and_not_after(
 
             await wait_for(ready, 30, "Alertmanager to start")
             s = await sender(config_for(f'    am: {{type: alertmanager, url: "http://127.0.0.1:{port}"}}'))
-            opened = await s.save(incident())
+            opened = await s.save(incident(state=State.PARTIAL_OUTAGE))
 
-            async def firing() -> bool:
+            async def firing(severity: str) -> bool:
                 found = await alerts() or []
-                return any(
-                    a["labels"].get("check") == "api" and a["status"]["state"] == "active" for a in found
-                )
+                active = [a["labels"] for a in found if a["status"]["state"] == "active"]
+                return [labels.get("severity") for labels in active] == [severity]
 
-            await wait_for(firing, 20, "the alert in Alertmanager")
+            await wait_for(lambda: firing("warning"), 20, "the alert in Alertmanager")
+            await s.save(incident(id=opened))  # escalated to a major outage
+            await wait_for(lambda: firing("critical"), 20, "only the critical alert in Alertmanager")
             (alert,) = await alerts() or []
             assert alert["labels"] == {
                 "alertname": "ProberIncident",
@@ -356,3 +358,41 @@ async def test_alertmanager_shows_the_alert_while_open_and_not_after(
     finally:
         am.kill()
         await am.wait()
+
+
+async def test_slack_rate_limit_and_pagerduty_dedup(
+    receiver: Receiver, sender: Callable[[Config], Awaitable[Sender]]
+) -> None:
+    channels = (
+        f'    chat: {{type: slack, url: "{receiver.url}/chat"}}\n'
+        f'    pd: {{type: pagerduty, routing_key: "rk-1", url: "{receiver.url}/pd"}}'
+    )
+    s = await sender(config_for(channels))
+    opened = await s.save(incident(state=State.PARTIAL_OUTAGE))
+    await s.save(incident(id=opened))  # escalate
+    await s.save(incident(id=opened, resolved_at=datetime.now(UTC)))
+    await wait_for(
+        lambda: len(receiver.accepted("chat")) == 3 and len(receiver.accepted("pd")) == 3, 20, "all"
+    )
+    times = [t for t, *_ in receiver.got["chat"]]
+    assert all(b - a >= 0.95 for a, b in itertools.pairwise(times))  # about one a second
+    assert [b["text"].split("]")[0] for b in receiver.accepted("chat")] == [
+        "[PARTIAL OUTAGE",
+        "[MAJOR OUTAGE",
+        "[RESOLVED",
+    ]
+    pd = receiver.accepted("pd")
+    assert [b["event_action"] for b in pd] == ["trigger", "trigger", "resolve"]
+    assert len({b["dedup_key"] for b in pd}) == 1 and pd[0]["routing_key"] == "rk-1"
+    assert [b["payload"]["severity"] for b in pd[:2]] == ["warning", "critical"]
+
+
+@pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")  # inside Apprise 2.x
+async def test_apprise_channel(receiver: Receiver, sender: Callable[[Config], Awaitable[Sender]]) -> None:
+    pytest.importorskip("apprise")
+    url = receiver.url.replace("http://", "json://") + "/apprise"
+    s = await sender(config_for(f'    other: {{type: apprise, url: "{url}"}}'))
+    await s.save(incident())
+    await wait_for(lambda: len(receiver.accepted("apprise")) == 1, 20, "the Apprise notification")
+    body = receiver.accepted("apprise")[0]
+    assert body["title"].startswith("[MAJOR OUTAGE] api is down") and "Regions down: local" in body["message"]

@@ -268,6 +268,12 @@ async def deliver(session: aiohttp.ClientSession, channel: Channel, note: Note, 
         return await post(session, s["url"], pagerduty_json(note, s["routing_key"]), deadline)
     if channel.type == "alertmanager":
         alerts = alertmanager_json(note, ended=note.resolved, now=utcnow())
+        if note.event == "escalate":  # the warning it fired as ends; the critical one fires
+            alerts = [
+                a
+                for a in alertmanager_json(note, ended=True, now=utcnow())
+                if a["labels"]["severity"] == "warning"
+            ] + alerts
         return await post(session, s["url"].rstrip("/") + "/api/v2/alerts", alerts, deadline)
     if channel.type == "email":
         return await send_email(note, dict(s), deadline)
