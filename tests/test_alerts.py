@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import sqlite3
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
@@ -355,3 +356,24 @@ def test_email_escapes_html() -> None:
     assert "<script>alert(1)</script>" in plain
     assert "<script>" not in rich and "&lt;script&gt;" in rich
     assert msg["X-Prober-Notification-Id"] == "n-1"
+
+
+DOCS = (Path(__file__).resolve().parent.parent / "docs" / "alerts.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "block",
+    [b for b in re.findall(r"```yaml\n(.*?)```", DOCS, flags=re.S) if b.startswith("alerts:")],
+    ids=lambda b: b.splitlines()[2].strip()[:30],
+)
+def test_docs_examples_validate(block: str) -> None:
+    if "apprise" in block:
+        pytest.importorskip("apprise")
+    if "checks:" not in block:
+        block += "checks:\n  - {name: a, url: 'https://example.com/'}\n"
+    env = {
+        name: "https://hooks.example.com/x" if name.endswith(("WEBHOOK", "URL")) else "x"
+        for name in re.findall(r"\$\{([A-Z_]+)\}", block)
+    }
+    config = parse_config(block, "docs/alerts.md", env)
+    assert config.alerts is not None and config.alerts.channels

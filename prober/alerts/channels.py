@@ -100,9 +100,9 @@ def slack_json(note: Note) -> dict[str, Any]:
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{esc(k)}*\n{esc(v)}"}
                                        for k, v in note.facts()[:10]]},
     ]  # fmt: skip
-    if note.status_page:
-        link = f"<{esc(note.status_page)}|Status page> · id {esc(note.id)}"
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": link}]})
+    context = f"<{esc(note.status_page)}|Status page> · " if note.status_page else ""
+    context += f"prober · id {esc(note.id)}"  # receivers and people deduplicate on it
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
     return {"text": note.text(), "blocks": blocks}
 
 
