@@ -28,7 +28,7 @@ import pytest
 from aiohttp import web
 from conftest import start_app, wait_for
 
-from prober.alerts import Alerts
+from prober.alerts import Alerts, outbox
 from prober.config import Config, parse_config
 from prober.model import Incident, Reason, State
 from prober.store import Store
@@ -67,6 +67,10 @@ class Receiver:
             return web.Response(status=429, headers={"Retry-After": action[4:]}, text="slow down")
         return web.Response(status=status, text="receiver broke" if status == 500 else "ok")
 
+    async def echo(self, request: web.Request) -> web.Response:
+        self.got["echo"].append((time.monotonic(), dict(request.headers), await request.read(), 404))
+        return web.Response(status=404, text=f"no such hook: {request.path}")
+
     def accepted(self, name: str) -> list[dict[str, Any]]:
         return [json.loads(b) for _, _, b, s in self.got[name] if s == 200]
 
@@ -77,6 +81,7 @@ async def receiver() -> AsyncIterator[Receiver]:
     app = web.Application()
     app.router.add_post("/{name}", r.handle)
     app.router.add_post("/{name}/api/v2/alerts", r.handle)
+    app.router.add_post("/echo/{tail:.*}", r.echo)
     runner, port = await start_app(app)
     r.url = f"http://127.0.0.1:{port}"
     yield r
@@ -89,7 +94,7 @@ def config_for(channels: str, extra: str = "") -> Config:
         f"alerts:\n  channels:\n{channels}\n{extra}\ndefaults: {{alerts: [{', '.join(_names(channels))}]}}\n"
     )
     text += "checks:\n  - {name: api, url: 'http://127.0.0.1:9/api', surface: api}\n"
-    return parse_config(text, "checks.yaml", {"HOOK_SECRET": SECRET})
+    return parse_config(text, "checks.yaml", {"HOOK_SECRET": SECRET, "SLACK_PATH": "T0/B0/" + SECRET})
 
 
 def _names(channels: str) -> list[str]:
@@ -396,3 +401,58 @@ async def test_apprise_channel(receiver: Receiver, sender: Callable[[Config], Aw
     await wait_for(lambda: len(receiver.accepted("apprise")) == 1, 20, "the Apprise notification")
     body = receiver.accepted("apprise")[0]
     assert body["title"].startswith("[MAJOR OUTAGE] api is down") and "Regions down: local" in body["message"]
+
+
+async def test_reminders_while_open_and_none_after(
+    receiver: Receiver, sender: Callable[[Config], Awaitable[Sender]]
+) -> None:
+    channel = f'    ops: {{type: webhook, url: "{receiver.url}/ops"}}'
+    s = await sender(config_for(channel, "  send_on: [open, resolve, reminder]\n  remind: 1s"))
+    opened = await s.save(incident())
+    events = lambda: [b["event"] for b in receiver.accepted("ops")]  # noqa: E731
+    await wait_for(lambda: events().count("reminder") >= 2, 20, "two reminders")
+    reminder = next(b for b in receiver.accepted("ops") if b["event"] == "reminder")
+    assert reminder["incident"]["id"] == opened and reminder["id"] != receiver.accepted("ops")[0]["id"]
+    await s.save(incident(id=opened, resolved_at=datetime.now(UTC)))
+    await wait_for(lambda: "resolve" in events(), 20, "the resolve")
+    # A resolved incident is never reminded of, however late it is.
+    config = s.alerts.config()
+    later = datetime.now(UTC) + timedelta(hours=1)
+    assert await s.store.call(lambda db: outbox.remind(db, config, 1.0, later)) == 0
+    assert [r["event"] for r in s.rows()].count("reminder") == events().count("reminder")
+
+
+async def test_a_secret_quoted_by_a_receiver_is_redacted(
+    receiver: Receiver, sender: Callable[[Config], Awaitable[Sender]], caplog: pytest.LogCaptureFixture
+) -> None:
+    s = await sender(config_for(f'    chat: {{type: slack, url: "{receiver.url}/echo/${{SLACK_PATH}}"}}'))
+    await s.save(incident())
+    await wait_for(lambda: bool(s.rows()[0]["last_error"]), 20, "a refusal")
+    assert s.rows()[0]["last_error"] == "HTTP 404: no such hook: /echo/${SLACK_PATH}"
+    assert SECRET not in caplog.text and "no such hook: /echo/${SLACK_PATH}" in caplog.text
+
+
+async def test_email_starttls_required_refuses_a_server_without_it(
+    sender: Callable[[Config], Awaitable[Sender]],
+) -> None:
+    from aiosmtpd.controller import Controller
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            raise AssertionError("a message was sent in clear text")
+
+    port = free_port()
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        smtp = f"smtp://prober:${{HOOK_SECRET}}@127.0.0.1:{port}"
+        channel = (
+            f'    mail: {{type: email, smtp: "{smtp}", from: p@e.com, to: [o@e.com], starttls: required}}'
+        )
+        s = await sender(config_for(channel))
+        await s.save(incident())
+        await wait_for(lambda: bool(s.rows()[0]["last_error"]), 15, "a refusal")
+    finally:
+        controller.stop()
+    assert "STARTTLS" in s.rows()[0]["last_error"] and s.rows()[0]["state"] == "pending", s.rows()
+    assert SECRET not in json.dumps(s.rows())

@@ -33,7 +33,7 @@ log = logging.getLogger("prober.alerts")
 
 MIN_DELAY, MAX_DELAY = 1.0, 600.0  # back-off bounds, seconds
 POLL = 1.0  # seconds between looks at the outbox when nothing wakes the sender
-EVERY_MINUTE = 60.0  # reminders, and Alertmanager's firing alerts re-sent
+EVERY_MINUTE = 60.0  # Alertmanager's firing alerts re-sent; reminders looked for (or every `remind`)
 FIGURES_EVERY = 5.0
 
 
@@ -102,7 +102,7 @@ class Alerts:
         """Deliver until cancelled."""
         self._loop = asyncio.get_running_loop()
         session = aiohttp.ClientSession()
-        minute = figures = 0.0
+        minute = reminded = figures = 0.0
         try:
             while True:
                 try:
@@ -114,7 +114,12 @@ class Alerts:
                         await self._dispatch(session, settings)
                         if time.monotonic() - minute >= EVERY_MINUTE:
                             minute = time.monotonic()
-                            await self._every_minute(session, settings)
+                            self._refresh_alertmanagers(session, settings)
+                        if settings.remind and time.monotonic() - reminded >= min(
+                            EVERY_MINUTE, settings.remind
+                        ):
+                            reminded = time.monotonic()
+                            await self._remind(settings)
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # the database or a bug: logged, and the sender goes on
@@ -202,12 +207,14 @@ class Alerts:
         await self.store.call(partial(outbox.record, row_id=row.id, state=state, at=now, error=error,
                                       retry_at=retry_at))  # fmt: skip
 
-    async def _every_minute(self, session: aiohttp.ClientSession, settings: AlertSettings) -> None:
-        if settings.remind is not None and "reminder" in settings.send_on:
-            added = await self.store.call(partial(outbox.remind, config=self.config(), every=settings.remind,
-                                                  now=utcnow()))  # fmt: skip
-            if added:
-                self._wake.set()
+    async def _remind(self, settings: AlertSettings) -> None:
+        if "reminder" not in settings.send_on or settings.remind is None:
+            return
+        config, every = self.config(), settings.remind
+        if await self.store.call(partial(outbox.remind, config=config, every=every, now=utcnow())):
+            self._wake.set()
+
+    def _refresh_alertmanagers(self, session: aiohttp.ClientSession, settings: AlertSettings) -> None:
         for channel in settings.channels.values():
             busy = self._workers.get(channel.name)
             if channel.type == "alertmanager" and (busy is None or busy.done()):
