@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import socket
 import sqlite3
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -194,3 +197,45 @@ async def test_a_flap_on_one_vantage_of_three_notifies_no_one(
     assert events in (["open"], ["open", "escalate"]), events  # partial first if one vantage confirmed first
     assert len(json.loads(notifications(db)[-1]["incident"])["regions"]) >= 2  # the quorum of three
     assert await daemon.stop() == 0
+
+
+async def test_prober_once_from_cron_sends_what_its_run_changed(tmp_path: Path, world: World) -> None:
+    config, db = tmp_path / "checks.yaml", tmp_path / "p.db"
+    write_config(config, world.port, "")
+    config.write_text(config.read_text().replace("confirm: 2, recover: 2", "confirm: 1, recover: 1"))
+
+    async def once() -> int:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "prober",
+            "once",
+            "-c",
+            str(config),
+            "--db",
+            str(db),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env=ENV,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert b"Traceback" not in err, err.decode()
+        return proc.returncode or 0
+
+    world.down = {"local"}
+    assert await once() == 1  # down: the incident opens, and its notification goes in the same run
+    assert [b["event"] for b in world.accepted()] == ["open"]
+    world.refuse = True
+    world.down = set()
+    assert await once() == 0  # resolved, but the receiver refuses: the resolve waits for the next run
+    assert [r["state"] for r in notifications(db)] == ["sent", "pending"]
+    world.refuse = False
+    pending = notifications(db)[1]
+
+    def due() -> bool:
+        return notifications(db)[1]["next_attempt_at"] <= datetime.now(UTC).isoformat()[:23] + "Z"
+
+    await wait_for(due, 20, "the retry to be due")
+    assert await once() == 0
+    assert [b["event"] for b in world.accepted()] == ["open", "resolve"]
+    assert world.accepted()[1]["id"] == pending["id"] and notifications(db)[1]["state"] == "sent"

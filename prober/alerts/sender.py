@@ -134,8 +134,27 @@ class Alerts:
             await asyncio.gather(*workers, return_exceptions=True)
             await session.close()
 
+    async def deliver_due(self, within: float) -> None:
+        """One pass, for `prober once`: each notification due now tried once, all within `within` seconds.
+
+        What is refused (or still running at the deadline) stays pending for the next run.
+        """
+        settings = self.config().alerts
+        if settings is None:
+            return
+        async with aiohttp.ClientSession() as session:
+            await self._dispatch(session, settings)
+            workers = [t for t in self._workers.values() if not t.done()]
+            if not workers:
+                return
+            _, late = await asyncio.wait(workers, timeout=within)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=1.0)
+
     async def _dispatch(self, session: aiohttp.ClientSession, settings: AlertSettings) -> None:
-        rows = await self.store.call(partial(_due, now=utcnow()))
+        rows = await self.store.call(lambda db: _due(db, utcnow()))  # now: after what is queued before
         for name, group in groupby(rows, key=lambda r: r.channel):
             busy = self._workers.get(name)
             if (busy is not None and not busy.done()) or self._paused.get(name, 0.0) > time.monotonic():
