@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
 import socket
 import sqlite3
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from conftest import ProberProcess, start_app, wait_for
+from test_alerts_delivery import prober_cli
 
 pytestmark = pytest.mark.slow
 
@@ -205,22 +204,9 @@ async def test_prober_once_from_cron_sends_what_its_run_changed(tmp_path: Path, 
     config.write_text(config.read_text().replace("confirm: 2, recover: 2", "confirm: 1, recover: 1"))
 
     async def once() -> int:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "prober",
-            "once",
-            "-c",
-            str(config),
-            "--db",
-            str(db),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            env=ENV,
-        )
-        _, err = await asyncio.wait_for(proc.communicate(), 60)
-        assert b"Traceback" not in err, err.decode()
-        return proc.returncode or 0
+        code, out = await prober_cli("once", "-c", str(config), "--db", str(db))
+        assert "Traceback" not in out, out
+        return code
 
     world.down = {"local"}
     assert await once() == 1  # down: the incident opens, and its notification goes in the same run

@@ -89,6 +89,22 @@ async def receiver() -> AsyncIterator[Receiver]:
     await runner.cleanup()
 
 
+async def prober_cli(*args: str) -> tuple[int, str]:
+    """Run `python -m prober ARGS` (this checkout); its exit code and output (stderr included)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "prober",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    return proc.returncode or 0, out.decode()
+
+
 def config_for(channels: str, extra: str = "") -> Config:
     text = (
         f"alerts:\n  channels:\n{channels}\n{extra}\ndefaults: {{alerts: [{', '.join(_names(channels))}]}}\n"
@@ -215,23 +231,10 @@ async def test_given_up_after_give_up_after_and_listed(
     assert len(receiver.got["ops"]) >= 2
     await wait_for(lambda: (s.alerts.figures or {}).get("failed") == 1, 10, "the figures to count it")
     assert s.alerts.figures is not None and s.alerts.figures["pending"] == 0
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
     for flag, present in (("--failed", True), ("--pending", False)):
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "prober",
-            "alerts",
-            "list",
-            "--db",
-            str(s.db),
-            flag,
-            stdout=asyncio.subprocess.PIPE,
-            env=env,
-        )
-        out, _ = await asyncio.wait_for(proc.communicate(), 30)
-        assert proc.returncode == 0
-        assert ("HTTP 500: receiver broke" in out.decode()) is present, out.decode()
+        code, out = await prober_cli("alerts", "list", "--db", str(s.db), flag)
+        assert code == 0
+        assert ("HTTP 500: receiver broke" in out) is present, out
 
 
 async def test_alerts_test_command(receiver: Receiver, tmp_path: Path) -> None:
@@ -240,24 +243,9 @@ async def test_alerts_test_command(receiver: Receiver, tmp_path: Path) -> None:
         f"alerts:\n  channels:\n    ops: {{type: teams, url: '{receiver.url}/ops'}}\n"
         "checks:\n  - {name: api, url: 'http://127.0.0.1:9/api'}\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
 
     async def run(*args: str) -> tuple[int, str]:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "prober",
-            "alerts",
-            "test",
-            *args,
-            "-c",
-            str(config),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env=env,
-        )
-        out, _ = await asyncio.wait_for(proc.communicate(), 30)
-        return proc.returncode or 0, out.decode()
+        return await prober_cli("alerts", "test", *args, "-c", str(config))
 
     code, out = await run("ops")
     assert code == 0 and "ops: accepted" in out
