@@ -377,3 +377,29 @@ def test_docs_examples_validate(block: str) -> None:
     }
     config = parse_config(block, "docs/alerts.md", env)
     assert config.alerts is not None and config.alerts.channels
+
+
+def test_prune_keeps_what_is_pending(tmp_path: Path) -> None:
+    config = config_of()
+    store = Store(tmp_path / "p.db").open()
+    try:
+        Alerts(store, lambda: config).attach()
+        store.save_incident(incident()).result()  # two notifications: ops and chat
+        sent = rows(tmp_path / "p.db")
+        store.submit(
+            lambda db: db.execute("UPDATE notifications SET state = 'sent' WHERE channel = 'ops'")
+        ).result()
+        later = outbox.utcnow() + timedelta(days=30)
+        assert store.submit(lambda db: outbox.prune(db, later)).result() == 1
+        assert store.submit(lambda db: outbox.prune(db, later)).result() == 0
+    finally:
+        store.close()
+    assert len(sent) == 2 and [(e, c, s) for e, c, s, _ in rows(tmp_path / "p.db")] == [
+        ("open", "chat", "pending")
+    ]
+
+
+def test_a_test_notification_never_pages() -> None:
+    test = replace(note(), event="test")
+    (alert,) = alertmanager_json(test, ended=False, now=T0)
+    assert alert["labels"]["alertname"] == "ProberTest" and alert["endsAt"] == "2026-12-01T06:01:00.000Z"

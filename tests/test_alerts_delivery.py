@@ -241,6 +241,7 @@ async def test_alerts_test_command(receiver: Receiver, tmp_path: Path) -> None:
     config = tmp_path / "checks.yaml"
     config.write_text(
         f"alerts:\n  channels:\n    ops: {{type: teams, url: '{receiver.url}/ops'}}\n"
+        f"    pd: {{type: pagerduty, routing_key: rk, url: '{receiver.url}/pd'}}\n"
         "checks:\n  - {name: api, url: 'http://127.0.0.1:9/api'}\n"
     )
 
@@ -256,6 +257,9 @@ async def test_alerts_test_command(receiver: Receiver, tmp_path: Path) -> None:
     assert code == 1 and "HTTP 500: receiver broke" in out
     code, out = await run("nope")
     assert code == 2 and "no alert channel named 'nope'" in out
+    code, out = await run("pd")  # PagerDuty: the test alert is resolved at once, paging no one for long
+    assert code == 0 and [b["event_action"] for b in receiver.accepted("pd")] == ["trigger", "resolve"]
+    assert len({b["dedup_key"] for b in receiver.accepted("pd")}) == 1
 
 
 async def test_email_through_a_real_smtp_server(sender: Callable[[Config], Awaitable[Sender]]) -> None:

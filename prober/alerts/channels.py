@@ -171,7 +171,8 @@ def pagerduty_json(note: Note, routing_key: str) -> dict[str, Any]:
 def alertmanager_json(note: Note, *, ended: bool, now: datetime) -> list[dict[str, Any]]:
     """Alertmanager /api/v2/alerts: the firing alert, or (ended) both severities ended now."""
     i = note.incident
-    labels = {"alertname": "ProberIncident", "check": str(note.check.get("name")),
+    name = "ProberTest" if note.event == "test" else "ProberIncident"  # a test must not page anyone
+    labels = {"alertname": name, "check": str(note.check.get("name")),
               "surface": str(note.check.get("surface") or "")}  # fmt: skip
     annotations = {"summary": note.title(), "description": note.text(), "incident_id": str(i.get("id"))}
     alert = {"annotations": annotations, "startsAt": i.get("started_at") or iso(now)}
@@ -182,7 +183,7 @@ def alertmanager_json(note: Note, *, ended: bool, now: datetime) -> list[dict[st
             {
                 **alert,
                 "labels": {**labels, "severity": note.severity},
-                "endsAt": iso(now + timedelta(minutes=5)),
+                "endsAt": iso(now + timedelta(minutes=1 if note.event == "test" else 5)),
             }
         ]
     # An escalated incident fired as warning first: end both, so neither lingers.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import aiohttp
@@ -44,7 +44,13 @@ def test(config_path: Path, channel: str, check_name: str | None) -> None:
 
     async def send() -> Delivery:
         async with aiohttp.ClientSession() as session:
-            return await deliver(session, settings.channels[channel], note, settings.timeout)
+            delivery = await deliver(session, settings.channels[channel], note, settings.timeout)
+            if delivery.ok and settings.channels[channel].type == "pagerduty":
+                # Close the test alert it opened: a test must not leave someone paged.
+                await deliver(
+                    session, settings.channels[channel], replace(note, event="resolve"), settings.timeout
+                )
+            return delivery
 
     delivery = run_async(send())
     if delivery.ok:

@@ -172,6 +172,15 @@ def remind(db: sqlite_utils.Database, config: Config, every: float, now: datetim
     return added
 
 
+def prune(db: sqlite_utils.Database, before: datetime) -> int:
+    """Delete delivered and failed notifications made before `before`; how many. Pending ones stay."""
+    with db.conn:
+        cursor = db.conn.execute(
+            "DELETE FROM notifications WHERE state != ? AND created_at < ?", (PENDING, iso(before))
+        )
+    return int(cursor.rowcount)
+
+
 def figures(db: sqlite_utils.Database, now: datetime) -> dict[str, Any]:
     """Counts by channel and state, the pending depth and the oldest pending notification's age."""
     counts = db.execute(

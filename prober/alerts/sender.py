@@ -35,6 +35,7 @@ MIN_DELAY, MAX_DELAY = 1.0, 600.0  # back-off bounds, seconds
 POLL = 1.0  # seconds between looks at the outbox when nothing wakes the sender
 EVERY_MINUTE = 60.0  # Alertmanager's firing alerts re-sent; reminders looked for (or every `remind`)
 FIGURES_EVERY = 5.0
+PRUNE_EVERY = 3600.0  # delivered and failed notifications older than `retention` go
 
 
 def backoff(attempts: int, retry_after: float | None, rand: Callable[[], float] = random.random) -> float:
@@ -102,7 +103,7 @@ class Alerts:
         """Deliver until cancelled."""
         self._loop = asyncio.get_running_loop()
         session = aiohttp.ClientSession()
-        minute = reminded = figures = 0.0
+        minute = reminded = figures = pruned = 0.0
         try:
             while True:
                 try:
@@ -110,6 +111,10 @@ class Alerts:
                     if time.monotonic() - figures >= FIGURES_EVERY:
                         figures = time.monotonic()
                         self.figures = await self.store.call(partial(outbox.figures, now=utcnow()))
+                    if time.monotonic() - pruned >= PRUNE_EVERY:
+                        pruned = time.monotonic()
+                        before = utcnow() - timedelta(seconds=self.config().retention)
+                        await self.store.call(partial(outbox.prune, before=before))
                     if settings is not None:
                         await self._dispatch(session, settings)
                         if time.monotonic() - minute >= EVERY_MINUTE:
