@@ -69,6 +69,12 @@ def _firing(db: sqlite_utils.Database, channel: str) -> list[dict[str, Any]]:
     return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
 
 
+def _log_failure(task: asyncio.Task[None]) -> None:
+    """A channel's worker that failed (the database, a bug) is logged; the next pass starts another."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("alerts: a delivery task failed", exc_info=task.exception())
+
+
 class Alerts:
     """The outbox's hook into the store and its sender task."""
 
@@ -164,7 +170,8 @@ class Alerts:
             busy = self._workers.get(name)
             if (busy is not None and not busy.done()) or self._paused.get(name, 0.0) > time.monotonic():
                 continue
-            self._workers[name] = asyncio.create_task(self._work(session, name, list(group)))
+            self._workers[name] = task = asyncio.create_task(self._work(session, name, list(group)))
+            task.add_done_callback(_log_failure)
 
     async def _work(self, session: aiohttp.ClientSession, name: str, rows: list[outbox.Row]) -> None:
         for row in rows:
@@ -242,7 +249,9 @@ class Alerts:
         for channel in settings.channels.values():
             busy = self._workers.get(channel.name)
             if channel.type == "alertmanager" and (busy is None or busy.done()):
-                self._workers[channel.name] = asyncio.create_task(self._refresh(session, channel, settings))
+                task = asyncio.create_task(self._refresh(session, channel, settings))
+                self._workers[channel.name] = task
+                task.add_done_callback(_log_failure)
 
     async def _refresh(
         self, session: aiohttp.ClientSession, channel: Channel, settings: AlertSettings
