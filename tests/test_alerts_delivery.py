@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import sqlite3
+import ssl
 import sys
 import time
 from collections import defaultdict
@@ -25,6 +26,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import trustme
 from aiohttp import web
 from conftest import start_app, wait_for
 
@@ -448,3 +450,50 @@ async def test_email_starttls_required_refuses_a_server_without_it(
         controller.stop()
     assert "STARTTLS" in s.rows()[0]["last_error"] and s.rows()[0]["state"] == "pending", s.rows()
     assert SECRET not in json.dumps(s.rows())
+
+
+async def test_email_with_starttls_and_login(
+    sender: Callable[[Config], Awaitable[Sender]], ca: trustme.CA, tmp_path: Path
+) -> None:
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    received: list[tuple[Message, bool]] = []
+    logins: list[tuple[str, str]] = []
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            received.append((email.message_from_bytes(envelope.content), session.ssl is not None))
+            return "250 OK"
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        assert isinstance(data, LoginPassword)
+        logins.append((data.login.decode(), data.password.decode()))
+        return AuthResult(success=data.password.decode() == SECRET)
+
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    port = free_port()
+    controller = Controller(
+        Handler(),
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=server_context,
+        require_starttls=True,
+        auth_required=True,
+        authenticator=authenticator,
+    )
+    controller.start()
+    try:
+        channel = (
+            f'    mail: {{type: email, smtp: "smtp://prober:${{HOOK_SECRET}}@127.0.0.1:{port}", '
+            f"from: p@e.com, to: [o@e.com], starttls: required, ca_file: {tmp_path / 'ca.pem'}}}"
+        )
+        s = await sender(config_for(channel))
+        await s.save(incident())
+        await wait_for(lambda: len(received) == 1, 15, "the email over STARTTLS")
+    finally:
+        controller.stop()
+    assert logins == [("prober", SECRET)] and received[0][1]  # logged in, over TLS
+    assert s.rows()[0]["state"] == "sent"

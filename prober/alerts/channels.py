@@ -223,6 +223,7 @@ async def send_email(note: Note, settings: dict[str, Any], deadline: float) -> D
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             use_tls=tls, start_tls=None if tls else starttls, timeout=deadline,
+            cert_bundle=settings.get("ca_file"),
         )  # fmt: skip
     except aiosmtplib.SMTPResponseException as exc:
         return Delivery(False, f"SMTP {exc.code}: {exc.message}")

@@ -73,6 +73,9 @@ class _Email(_Channel):
     from_: Address = Field(alias="from")
     to: list[Address] = Field(min_length=1)
     starttls: Literal["auto", "required", "never"] = "auto"
+    ca_file: str | None = Field(
+        default=None, min_length=1, description="CA bundle (PEM) the server is checked with."
+    )
 
 
 class _Alertmanager(_Channel):
