@@ -266,9 +266,9 @@ class Store:
     def add_incident_hook(self, hook: IncidentHook) -> None:
         """Run `hook(db, before, incident)` in the writer thread inside each incident change's transaction.
 
-        What the hook writes commits or fails with the incident (the alert outbox, say); a hook
-        that raises rolls the change back and the save is retried. Rebuilt incidents (`replace_incidents`)
-        run no hooks.
+        What the hook writes commits or fails with the incident (the alert outbox, say). A database
+        error in a hook fails the whole change, which is retried like any write; any other error is
+        logged and undoes only that hook's writes. Rebuilt incidents (`replace_incidents`) run no hooks.
         """
         self._incident_hooks.append(hook)
 
