@@ -497,3 +497,22 @@ async def test_email_with_starttls_and_login(
         controller.stop()
     assert logins == [("prober", SECRET)] and received[0][1]  # logged in, over TLS
     assert s.rows()[0]["state"] == "sent"
+
+
+async def test_alertmanager_hears_of_open_incidents_every_minute(
+    receiver: Receiver, sender: Callable[[Config], Awaitable[Sender]]
+) -> None:
+    config = config_for(f'    am: {{type: alertmanager, url: "{receiver.url}/am"}}')
+    assert config.alerts is not None
+    s = await sender(config)
+    opened = await s.save(incident())
+    await wait_for(lambda: len(receiver.accepted("am")) == 1, 10, "the firing alert")
+    async with aiohttp.ClientSession() as session:
+        # What the sender does every minute, done now.
+        await s.alerts._refresh(session, config.alerts.channels["am"], config.alerts)
+        (again,) = receiver.accepted("am")[1]
+        assert again["labels"]["severity"] == "critical" and again["endsAt"] > datetime.now(UTC).isoformat()
+        await s.save(incident(id=opened, resolved_at=datetime.now(UTC)))
+        await wait_for(lambda: len(receiver.accepted("am")) == 3, 10, "the resolve")
+        await s.alerts._refresh(session, config.alerts.channels["am"], config.alerts)
+    assert len(receiver.accepted("am")) == 3  # a resolved incident is not re-sent
