@@ -403,4 +403,13 @@ def demo(db_path: Path, duration: float, speed: float, as_json: bool, quiet: boo
         echo(dm.format_findings(found), nl=False)
 
 
-main.add_command(agent)
+def _register() -> None:
+    """The command groups of the capabilities: `prober agent`, `prober alerts`."""
+    # Imported last: prober.alerts.cli uses this module's options and helpers.
+    from prober.alerts.cli import alerts
+
+    main.add_command(agent)
+    main.add_command(alerts)
+
+
+_register()

@@ -34,6 +34,7 @@ from prober.web.live import Health, LiveState
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from prober.alerts import Alerts
     from prober.config import Check
     from prober.signatures import Signature
 
@@ -286,11 +287,18 @@ class Daemon:
         self.watch = LoopWatch()
         self.lateness = Lateness()
         self._background: list[asyncio.Task[object]] = []
+        self.alerts: Alerts | None = None
 
     async def run(self) -> int:
         """Run until SIGTERM or SIGINT; returns the exit code."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.store.open)
+        from prober.alerts import Alerts  # here: the core does not load alerts at import time
+
+        self.alerts = Alerts(
+            self.store, lambda: self.config, None if self.http is None else f"http://{self.http}/"
+        )
+        self.alerts.attach()  # before any incident is saved: each change writes its notifications
         try:
             await self._apply(self._prepare(self.config), restore=True)
             if self.http is not None:
@@ -311,6 +319,7 @@ class Daemon:
                 asyncio.create_task(
                     keep_windows(self.store, lambda: self.config, self.live.metrics.set_maintenance)
                 ),
+                asyncio.create_task(self.alerts.run()),
             ]
             log.info("prober running: %d checks, %d vantages, database %s", len(self.config.checks),
                      len(self.config.vantages), self.db_path)  # fmt: skip
@@ -416,7 +425,8 @@ class Daemon:
     def health(self) -> Health:
         """The daemon's own health: the store's figures and the probes it could not make."""
         skipped = self.lateness.skipped + self.schedule.missed + self.schedule.overlapped
-        return Health(store=self.store.health(), probes=self.probes, probes_skipped=skipped)
+        outbox = None if self.alerts is None else self.alerts.figures
+        return Health(store=self.store.health(), probes=self.probes, probes_skipped=skipped, outbox=outbox)
 
     async def _run_check(self, name: str) -> None:
         check = self._checks.get(name)
@@ -481,6 +491,8 @@ class Daemon:
         self.schedule.pause()
         for task in self._background:
             task.cancel()
+        if self._background:  # the alert sender closes its connections as it stops
+            await asyncio.wait(self._background, timeout=2.0)
         started = time.monotonic()
         if self._in_flight:
             log.info("stopping: waiting for %d running checks", len(self._in_flight))

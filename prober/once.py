@@ -54,6 +54,12 @@ async def probe_once(
     closed = False
     try:
         monitor = Monitor(store)
+        alerts = None
+        if config.alerts is not None:  # incident changes write their notifications, sent before exit
+            from prober.alerts import Alerts
+
+            alerts = Alerts(store, lambda: config)
+            alerts.attach()
         try:  # reads only (open incidents, recent results), each bounded by the busy timeout
             await loop.run_in_executor(None, lambda: monitor.configure(config, restore=True))
         except sqlite3.Error as exc:
@@ -69,6 +75,8 @@ async def probe_once(
         from prober.maintenance.record import refresh  # loaded here: the core does without it
 
         store.submit(lambda db: refresh(db, config, utcnow()))  # cron mode records windows too
+        if alerts is not None:
+            await alerts.deliver_due(db_timeout)
         # Closing writes what is queued, retrying a lock or a full disk until the deadline, then
         # counts what it gave up on; what a writer left behind past it is still in its backlog.
         closed = True

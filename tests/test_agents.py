@@ -4,6 +4,7 @@ the state machine, the idempotent store, and `prober` importing nothing of NATS 
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -253,6 +254,7 @@ def test_agent_vantages_are_not_probed_by_the_daemon_and_without_nats_it_says_so
 ) -> None:
     from prober.agents.command import collectors
 
+    caplog.set_level(logging.WARNING, logger="prober")  # whatever level an earlier CLI test left
     here = CONFIG.probed_here()
     assert [(c.name, c.vantages) for c in here] == [("web", ("local",)), ("api", ("local",))]
     assert collectors(None, None, None, (), CONFIG) == []

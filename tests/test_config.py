@@ -1139,6 +1139,7 @@ def test_json_schema_structure() -> None:
         "retention",
         "browser",
         "maintenance",
+        "alerts",
     }
     check = schema["$defs"][schema["properties"]["checks"]["items"]["$ref"].rsplit("/", 1)[1]]
     assert check["required"] == ["name", "url"]

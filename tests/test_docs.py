@@ -42,7 +42,9 @@ def test_documented_yaml_blocks_validate(block: str, mistaken: bool) -> None:
     data = yaml.safe_load(block)
     if not isinstance(data, dict) or "checks" not in data:
         pytest.skip("a fragment, not a whole checks.yaml")
-    env = {"API_TOKEN": "t", "X_APP_BEARER": "t"}
+    # Every variable it names is set: to a URL where it is a whole value (a webhook), else a word.
+    env = {name: "t0ken" for name in re.findall(r"\$\{(\w+)\}", block)}
+    env |= {name: "https://hooks.example.com/t0ken" for name in re.findall(r"[\"']\$\{(\w+)\}[\"']", block)}
     if mistaken:  # an example of what `prober validate` refuses
         with pytest.raises(ConfigError):
             parse_config(block, filename="docs", env=env)

@@ -72,6 +72,7 @@ def parse_config(text: str, filename: str = "checks.yaml", env: Mapping[str, str
         # Top-level x-* keys hold YAML anchors to merge (<<: *name) elsewhere, as in docker-compose files.
         data = {key: value for key, value in data.items() if not key.startswith("x-")}
         _cross_check(data, tree)
+        alerts = _alerts(data, tree)
         try:
             spec = _ConfigSpec.model_validate(data)
         except ValidationError as exc:
@@ -82,7 +83,23 @@ def parse_config(text: str, filename: str = "checks.yaml", env: Mapping[str, str
         redacted = {i._replace(path=tree.redact(i.path), message=tree.redact(i.message)) for i in tree.issues}
         issues = sorted(redacted, key=lambda i: (i.line, i.col, i.path, i.message))
         raise ConfigError(issues)
-    return _build(spec, tree)
+    return _build(spec, tree, alerts)
+
+
+def _alerts(data: dict[str, Any], tree: _Tree) -> Any:
+    """The `alerts:` key, validated by prober.alerts (imported only when alerts are configured)."""
+    if data.get("alerts") is None and not _mentions_alerts(data):
+        return None
+    from prober.alerts.settings import parse_alerts
+
+    return parse_alerts(data, tree)
+
+
+def _mentions_alerts(data: dict[str, Any]) -> bool:
+    defaults = data.get("defaults")
+    if isinstance(defaults, dict) and defaults.get("alerts"):
+        return True
+    return any(c.get("alerts") for _, c in _items(data, "checks"))
 
 
 def _items(data: dict[str, Any], key: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -214,7 +231,7 @@ def _unique_names(tree: _Tree, data: dict[str, Any], key: str, already: str) -> 
     return set(first)
 
 
-def _build(spec: _ConfigSpec, tree: _Tree) -> Config:
+def _build(spec: _ConfigSpec, tree: _Tree, alerts: Any = None) -> Config:
     vantages = {
         name: Vantage(
             name=name,
@@ -271,6 +288,7 @@ def _build(spec: _ConfigSpec, tree: _Tree) -> Config:
                 signatures=c.signatures,
                 tags=tuple(c.tags),
                 browser=None if c.browser is None else _check_browser(c.browser, browser),
+                alerts=tuple(d.alerts or ()) if c.alerts is None else tuple(c.alerts),
             )
         )
     used = {name for check in checks for name in check.vantages} | set(defaults.vantages)
@@ -288,6 +306,7 @@ def _build(spec: _ConfigSpec, tree: _Tree) -> Config:
         retention=spec.retention,
         browser=browser,
         maintenance=_maintenance(spec),
+        alerts=alerts,
         secrets=frozenset(tree.secrets),
         secret_names=tree.secrets,
     )

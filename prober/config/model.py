@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from prober.config.redaction import Redactor
 from prober.model import Surface
@@ -15,6 +15,9 @@ from prober.signatures import Signature, builtin_signatures
 Quorum = int | Literal["majority", "all"]
 Selection = Literal["all", "none"] | tuple[str, ...]
 _V = TypeVar("_V")
+
+if TYPE_CHECKING:
+    from prober.alerts.settings import AlertSettings
 
 DEFAULT_RETENTION = 14 * 86400.0
 
@@ -149,6 +152,7 @@ class Check:
     signatures: Selection = "all"
     tags: tuple[str, ...] = ()
     browser: CheckBrowser | None = None  # set: a rendered (browser) check
+    alerts: tuple[str, ...] = ()  # alert channels notified of its incidents
 
     def __post_init__(self) -> None:
         if not self.display_url:
@@ -181,6 +185,7 @@ class Config:
     retention: float = DEFAULT_RETENTION
     browser: BrowserSettings = field(default_factory=BrowserSettings)
     maintenance: tuple[MaintenanceWindow, ...] = ()
+    alerts: AlertSettings | None = None  # the `alerts:` key, if any
     secrets: frozenset[str] = frozenset()  # every value substituted from ${NAME}
     secret_names: Mapping[str, str] = field(default_factory=dict, repr=False)  # value -> NAME
     _redactor: Redactor = field(init=False, repr=False, compare=False)

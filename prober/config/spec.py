@@ -84,6 +84,9 @@ class _DefaultsSpec(_Spec):
         json_schema_extra={"default": "256KiB"},
         description="How much of a body is read for classification.",
     )
+    alerts: list[str] | None = Field(
+        default=None, description="Alert channels of every check (names under alerts.channels)."
+    )
 
 
 class _VantageSpec(_Spec):
@@ -232,6 +235,9 @@ class _CheckSpec(_Spec):
         default=None,
         description="Render the page in Chromium and judge what it shows (needs prober[browser]).",
     )
+    alerts: list[str] | None = Field(
+        default=None, description="Overrides defaults.alerts: the channels notified ([] = none)."
+    )
 
 
 def _start(value: Any) -> datetime:
@@ -306,6 +312,8 @@ class _ConfigSpec(_Spec):
     maintenance: list[_MaintenanceSpec] | None = Field(
         default=None, description="Windows of planned work: probed, but no alerts and no availability."
     )
+    # Validated by prober.alerts.settings (loaded only when the key is there).
+    alerts: Any = Field(default=None, description="Alert channels, events and reminders.")
 
 
 def json_schema() -> dict[str, Any]:

@@ -26,12 +26,21 @@ from typing import Any, TypeVar
 import sqlite_utils
 
 from prober.model import Incident, ProberError, ProbeResult, iso, utcnow
-from prober.store.incidents import INCIDENT_COLUMNS, incident_row, replace_incidents, write_incident
+from prober.store.incidents import (
+    INCIDENT_COLUMNS,
+    incident_row,
+    put_incident,
+    replace_incidents,
+    stored_incident,
+    write_incident,
+)
 from prober.store.rollup import update_rollups
 from prober.store.schema import SCHEMA_VERSION, migrate
 
 log = logging.getLogger("prober.store")
 T = TypeVar("T")
+# hook(db, row stored before or None for a new incident, the incident as saved, with its id)
+IncidentHook = Callable[[sqlite_utils.Database, "dict[str, Any] | None", Incident], None]
 
 RESULT_COLUMNS = (
     "ts", "check_name", "vantage", "region", "surface", "url", "verdict", "reason", "signature", "status",
@@ -159,6 +168,7 @@ class Store:
         self._opened: concurrent.futures.Future[None] = concurrent.futures.Future()
         # Rollups are kept in the same transaction as the results they count.
         self._batch_hooks: list[Callable[[sqlite_utils.Database, list[ProbeResult]], None]] = [update_rollups]
+        self._incident_hooks: list[IncidentHook] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -257,6 +267,15 @@ class Store:
     def add_batch_hook(self, hook: Callable[[sqlite_utils.Database, list[ProbeResult]], None]) -> None:
         """Run `hook(db, results)` in the writer thread inside each batch's transaction."""
         self._batch_hooks.append(hook)
+
+    def add_incident_hook(self, hook: IncidentHook) -> None:
+        """Run `hook(db, before, incident)` in the writer thread inside each incident change's transaction.
+
+        What the hook writes commits or fails with the incident (the alert outbox, say). A database
+        error in a hook fails the whole change, which is retried like any write; any other error is
+        logged and undoes only that hook's writes. Rebuilt incidents (`replace_incidents`) run no hooks.
+        """
+        self._incident_hooks.append(hook)
 
     def submit(self, fn: Callable[[sqlite_utils.Database], T]) -> concurrent.futures.Future[T]:
         """Run `fn(db)` in the writer thread after the results queued before it are written."""
@@ -374,16 +393,41 @@ class Store:
             incident = replace(incident, id=self._incident_ids[key])
         saved: list[int] = []
         what = f"the incident of {incident.check}"
-        if not self._commit(lambda: saved.append(write_incident(db, incident)), what):
+
+        def work() -> None:
+            saved.clear()  # a retried attempt: the rolled-back one's id is void
+            with db.conn:  # one transaction: the incident and whatever its hooks write
+                before = stored_incident(db, incident.id) if self._incident_hooks else None
+                saved.append(put_incident(db, incident))
+                for hook in self._incident_hooks:
+                    self._run_incident_hook(db, hook, before, replace(incident, id=saved[-1]))
+
+        if not self._commit(work, what):
             self.unsaved_incidents += 1
             log.error("gave up on saving an incident: %s", json.dumps(incident_row(incident)))
             item.future.set_exception(StoreError(f"{what} was not saved: {self.last_error}"))
             return
         if incident.resolved_at is None:
-            self._incident_ids[key] = saved[0]
+            self._incident_ids[key] = saved[-1]
         else:
             self._incident_ids.pop(key, None)  # final: nothing will update it without its id
-        item.future.set_result(saved[0])
+        item.future.set_result(saved[-1])
+
+    @staticmethod
+    def _run_incident_hook(
+        db: sqlite_utils.Database, hook: IncidentHook, before: dict[str, Any] | None, incident: Incident
+    ) -> None:
+        # A savepoint: a hook's bug undoes its own writes and is logged, and the incident is saved
+        # anyway; a database error (locked, disk full) fails the whole change, which is retried.
+        db.conn.execute("SAVEPOINT incident_hook")
+        try:
+            hook(db, before, incident)
+        except sqlite3.Error:
+            raise
+        except Exception:
+            db.conn.execute("ROLLBACK TO incident_hook")
+            log.exception("an incident hook failed; the incident of %s is saved without it", incident.check)
+        db.conn.execute("RELEASE incident_hook")
 
     def _commit(self, work: Callable[[], None], what: str) -> bool:
         """Run `work` (one transaction) until it succeeds; False if it had to be given up.
@@ -452,6 +496,7 @@ __all__ = [
     "DEFAULT_MAX_BACKLOG",
     "INCIDENT_COLUMNS",
     "SCHEMA_VERSION",
+    "IncidentHook",
     "Store",
     "StoreError",
     "StoreHealth",

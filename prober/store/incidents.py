@@ -31,20 +31,34 @@ def incident_row(incident: Incident) -> dict[str, Any]:
 
 
 def write_incident(db: sqlite_utils.Database, incident: Incident) -> int:
-    """Insert an incident (id None) or update it in place; returns its id."""
-    row = incident_row(incident)
+    """Insert an incident (id None) or update it in place, in a transaction of its own; returns its id."""
     with db.conn:
-        if incident.id is None:
-            cursor = db.conn.execute(
-                f"INSERT INTO incidents ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                tuple(row.values()),
-            )
-            return int(cursor.lastrowid or 0)
-        db.conn.execute(
-            f"UPDATE incidents SET {', '.join(f'{k} = ?' for k in row)} WHERE id = ?",
-            (*row.values(), incident.id),
+        return put_incident(db, incident)
+
+
+def put_incident(db: sqlite_utils.Database, incident: Incident) -> int:
+    """Insert or update an incident inside the caller's transaction; returns its id."""
+    row = incident_row(incident)
+    if incident.id is None:
+        cursor = db.conn.execute(
+            f"INSERT INTO incidents ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+            tuple(row.values()),
         )
-        return incident.id
+        return int(cursor.lastrowid or 0)
+    db.conn.execute(
+        f"UPDATE incidents SET {', '.join(f'{k} = ?' for k in row)} WHERE id = ?",
+        (*row.values(), incident.id),
+    )
+    return incident.id
+
+
+def stored_incident(db: sqlite_utils.Database, incident_id: int | None) -> dict[str, Any] | None:
+    """The `incidents` row of an id as stored now (None if there is none), for incident hooks."""
+    if incident_id is None:
+        return None
+    cursor = db.conn.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,))
+    found = cursor.fetchone()
+    return None if found is None else dict(zip([d[0] for d in cursor.description], found, strict=True))
 
 
 def replace_incidents(

@@ -79,7 +79,7 @@ def _v3_browser_evidence(db: sqlite_utils.Database) -> None:
         db.table("results").add_column("browser", str)
 
 
-def _v6_maintenance(db: sqlite_utils.Database) -> None:
+def _v4_maintenance(db: sqlite_utils.Database) -> None:
     # Maintenance windows (prober.maintenance): incidents opened in one are marked; each span of a
     # window is a row, so `serve` and `report` know them without the configuration; the results inside
     # a span are counted per hour and vantage, so availability leaves them out after raw results expire.
@@ -116,7 +116,7 @@ def _v6_maintenance(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS maintenance_counts_bucket ON maintenance_counts (bucket)")
 
 
-def _v8_result_ids(db: sqlite_utils.Database) -> None:
+def _v5_result_ids(db: sqlite_utils.Database) -> None:
     # The id an agent gave a result (prober.agents): a result delivered twice by NATS is stored once.
     # Local results have none; the partial index only holds the agents'.
     if "result_id" not in db.table("results").columns_dict:
@@ -127,13 +127,45 @@ def _v8_result_ids(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v6_notifications(db: sqlite_utils.Database) -> None:
+    # The alert outbox (prober.alerts): one row per notification, written with the incident change
+    # that caused it, delivered and retried from here. `incident` is the incident's JSON at the event.
+    db.table("notifications").create(
+        {
+            "id": str,
+            "created_at": str,
+            "channel": str,
+            "event": str,
+            "incident_id": int,
+            "check_name": str,
+            "state": str,
+            "attempts": int,
+            "next_attempt_at": str,
+            "sent_at": str,
+            "last_error": str,
+            "incident": str,
+        },
+        pk="id",
+        not_null={"created_at", "channel", "event", "state", "attempts", "next_attempt_at"},
+        defaults={"attempts": 0, "state": "pending"},
+        if_not_exists=True,
+    )
+    db.table("notifications").create_index(
+        ["state", "next_attempt_at"], index_name="notifications_due", if_not_exists=True
+    )
+    db.table("notifications").create_index(
+        ["incident_id", "channel"], index_name="notifications_incident", if_not_exists=True
+    )
+
+
 # Append only: migration i takes a database from version i to i + 1.
 MIGRATIONS: list[Migration] = [
     _v1_results_and_incidents,
     _v2_rollups,
     _v3_browser_evidence,
-    _v6_maintenance,
-    _v8_result_ids,
+    _v4_maintenance,
+    _v5_result_ids,
+    _v6_notifications,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

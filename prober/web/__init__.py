@@ -410,6 +410,8 @@ async def healthz(request: web.Request) -> web.Response:
             "unsaved": store.unsaved,
         }
         body["probes"] = {"made": health.probes, "skipped": health.probes_skipped}
+        if health.outbox is not None:
+            body["outbox"] = {k: health.outbox[k] for k in ("pending", "failed", "oldest_pending_seconds")}
     if database != "ok":
         body["status"] = "failing"
     body["time"] = iso(utcnow())

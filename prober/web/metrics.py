@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 from prometheus_client import CollectorRegistry, generate_latest
@@ -42,6 +42,7 @@ class Health:
     store: StoreHealth
     probes: int  # probes made since the daemon started
     probes_skipped: int  # runs and probes not made: too late to start, or the previous run still going
+    outbox: Mapping[str, Any] | None = None  # the alert outbox's figures (prober.alerts.outbox.figures)
 
 
 class ProberMetrics:
@@ -270,6 +271,22 @@ def _health_families(health: Health) -> Iterator[Metric]:
         yield GaugeMetricFamily(name, text, value=value)
     for name, text, value in counters:
         yield CounterMetricFamily(name, text, value=value)
+    if health.outbox is not None:
+        yield from _outbox_families(health.outbox)
+
+
+def _outbox_families(outbox: Mapping[str, Any]) -> Iterator[Metric]:
+    """The alert outbox: notifications by channel and state, what waits, and for how long."""
+    notes = GaugeMetricFamily("prober_notifications", "Notifications in the outbox by channel and state",
+                              labels=["channel", "state"])  # fmt: skip
+    for row in outbox["by_channel"]:
+        notes.add_metric([row["channel"], row["state"]], row["count"])
+    yield notes
+    yield GaugeMetricFamily("prober_outbox_depth", "Notifications not yet delivered", value=outbox["pending"])
+    age = outbox["oldest_pending_seconds"]
+    yield GaugeMetricFamily(
+        "prober_outbox_oldest_pending_seconds", "Age of the oldest pending one", value=age
+    )
 
 
 def _labels(result: ProbeResult) -> list[str]:
