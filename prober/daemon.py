@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from prober.config import Config, ConfigError, load_config
 from prober.model import Incident, ProberError, ProbeResult, Verdict, utcnow
 from prober.pace import Lateness, LoopWatch, report_store
-from prober.probe import probe_everywhere
+from prober.probe import Renderer, probe_everywhere
 from prober.schedule import Plan, Schedule, planned_time
 from prober.state import CheckTracker, Event, Policy
 from prober.store import DEFAULT_MAX_BACKLOG, Store, StoreError
@@ -43,6 +43,15 @@ STOP_DEADLINE = 5.0  # seconds in-flight probes get to finish at shutdown
 STOP_BUDGET = 15.0
 WEB_STOP_DEADLINE = 3.0
 MAX_IN_FLIGHT = 2000  # probes at once, across all checks
+
+
+def renderer_for(config: Config) -> Renderer | None:
+    """Chromium for `config`'s browser checks (imported only then: Playwright is optional), or None."""
+    if not any(c.browser is not None for c in config.checks):
+        return None
+    from prober.browser import Browsers
+
+    return Browsers()
 
 
 def policy_of(check: Check) -> Policy:
@@ -247,6 +256,7 @@ class Daemon:
         self.config: Config = config if config is not None else load_config(config_path)
         self.store = Store(db_path, max_backlog=max_backlog)
         self.pool = VantagePool()
+        self.render: Renderer | None = None  # made when a configuration first has browser checks
         self.live = LiveState(self.config)
         self.live.set_health(self.health)
         self.monitor = Monitor(self.store, self.live)
@@ -370,6 +380,9 @@ class Daemon:
     async def _apply(self, prepared: Prepared, *, restore: bool = False) -> None:
         config = prepared.config
         await self.pool.sync(config.vantages)
+        if self.render is None and (render := renderer_for(config)) is not None:
+            self.render = render
+            self.live.metrics.browsers = render.figures
         self._checks = prepared.checks
         self._signatures = prepared.signatures
         if restore:
@@ -403,7 +416,13 @@ class Daemon:
                 return not self._stop.is_set() and time.time() <= start_by
 
             results = await probe_everywhere(
-                self.pool, check, self._signatures[name], self.config.redact, self.limit, may_start
+                self.pool,
+                check,
+                self._signatures[name],
+                self.config.redact,
+                self.limit,
+                may_start,
+                self.render,
             )
             late = max((r.ts.timestamp() for r in results), default=time.time()) - planned
             self.lateness.record(late, check.interval, skipped=len(check.vantages) - len(results))
@@ -463,6 +482,8 @@ class Daemon:
                 "stopping: cancelled %d checks still running after %.0fs", len(leftover), STOP_DEADLINE
             )
         await self.pool.close()
+        if self.render is not None:
+            await self.render.close()
         if self._web is not None:
             try:
                 await asyncio.wait_for(self._web.cleanup(), WEB_STOP_DEADLINE)

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from prober.browser import renderer_for
+from prober.browser import Browsers
 from prober.config import ConfigError, parse_config
 from prober.model import ProbeResult, Reason, Verdict
 from prober.probe import probe_everywhere
@@ -122,18 +122,23 @@ def config(checks: str, extra: str = "") -> str:
     return textwrap.dedent(extra) + "checks:\n" + textwrap.indent(textwrap.dedent(checks), "  ")
 
 
-async def probe_all(text: str, env: dict[str, str] | None = None) -> list[ProbeResult]:
+async def probe_all(
+    text: str, env: dict[str, str] | None = None, render: Browsers | None = None
+) -> list[ProbeResult]:
     """Probe every check of the configuration once, sharing one pool (and one browser)."""
     cfg = parse_config(text, env=env or {})
-    pool = VantagePool()
+    pool, render = VantagePool(), render or Browsers()
     await pool.sync(cfg.vantages)
     try:
         results = []
         for check in cfg.checks:
-            results += await probe_everywhere(pool, check, cfg.signatures_for(check), cfg.redact)
+            results += await probe_everywhere(
+                pool, check, cfg.signatures_for(check), cfg.redact, render=render
+            )
         return results
     finally:
         await pool.close()
+        await render.close()
 
 
 async def test_js_error_page_is_down_while_the_shell_is_up(spa: str) -> None:
@@ -261,19 +266,6 @@ def test_defaults() -> None:
     assert (cfg.browser.executable, cfg.browser.concurrency) == (None, 2)
 
 
-async def test_a_proxy_vantage_is_not_bypassed(spa: str) -> None:
-    (result,) = await probe_all(
-        config(
-            f"""
-            - {{name: proxied, url: "{spa}/app", timeout: 5s, vantages: [p], browser: {{}}}}
-            """,
-            f"vantages: {{p: {{proxy: 'http://127.0.0.1:9'}}}}\nbrowser: {{executable: {CHROMIUM}}}\n",
-        )
-    )
-    assert (result.verdict, result.reason) == (Verdict.UNKNOWN, Reason.INTERNAL), result
-    assert result.error is not None and "proxy" in result.error
-
-
 async def test_a_crash_is_unknown_internal_and_the_next_probe_relaunches(spa: str) -> None:
     cfg = parse_config(
         config(
@@ -286,10 +278,10 @@ async def test_a_crash_is_unknown_internal_and_the_next_probe_relaunches(spa: st
         env={},
     )
     hang, ok = cfg.checks
-    pool = VantagePool()
+    pool, render = VantagePool(), Browsers()
     await pool.sync(cfg.vantages)
     try:
-        probing = asyncio.create_task(probe_everywhere(pool, hang, cfg.signatures_for(hang)))
+        probing = asyncio.create_task(probe_everywhere(pool, hang, cfg.signatures_for(hang), render=render))
         async with asyncio.timeout(15):
             await HANGING[0].wait()
         killed = my_chromium()
@@ -299,8 +291,9 @@ async def test_a_crash_is_unknown_internal_and_the_next_probe_relaunches(spa: st
             (crashed,) = await probing
         assert (crashed.verdict, crashed.reason) == (Verdict.UNKNOWN, Reason.INTERNAL), crashed
         assert crashed.error is not None and "crashed" in crashed.error
-        (after,) = await probe_everywhere(pool, ok, cfg.signatures_for(ok))
+        (after,) = await probe_everywhere(pool, ok, cfg.signatures_for(ok), render=render)
         assert (after.verdict, after.reason) == (Verdict.UP, None), after
-        assert ok.browser is not None and renderer_for(ok.browser.settings).launches == 2
+        assert render.launches == 2 and render.figures().restarts == 1
     finally:
         await pool.close()
+        await render.close()

@@ -79,8 +79,27 @@ def _v3_browser_evidence(db: sqlite_utils.Database) -> None:
         db.table("results").add_column("browser", str)
 
 
+def _v4_screenshots(db: sqlite_utils.Database) -> None:
+    # Browser checks' screenshots (PNG), referenced by the result they were taken for; pruned with it.
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS screenshots (
+  id INTEGER PRIMARY KEY,
+  ts TEXT NOT NULL,
+  check_name TEXT NOT NULL,
+  vantage TEXT NOT NULL,
+  verdict TEXT NOT NULL,
+  png BLOB NOT NULL
+)"""
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS screenshots_ts ON screenshots (ts)")
+    db.execute("CREATE INDEX IF NOT EXISTS screenshots_check_ts ON screenshots (check_name, ts)")
+    for table in ("results", "latest_results"):
+        if "screenshot_id" not in db.table(table).columns_dict:
+            db.table(table).add_column("screenshot_id", int)
+
+
 # Append only: migration i takes a database from version i to i + 1.
-MIGRATIONS: list[Migration] = [_v1_results_and_incidents, _v2_rollups, _v3_browser_evidence]
+MIGRATIONS: list[Migration] = [_v1_results_and_incidents, _v2_rollups, _v3_browser_evidence, _v4_screenshots]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
