@@ -10,7 +10,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -133,6 +133,8 @@ class Monitor:
         """Queue results for the store and feed them to their check's tracker, logging changes."""
         for result in sorted(results, key=lambda r: r.ts):
             self.store.add(result)
+            if result.screenshot is not None:  # its PNG is the store's alone: nothing else keeps it
+                result = replace(result, screenshot=None)
             if self.live is not None:
                 self.live.observe(result)
             self._log_verdict(result)

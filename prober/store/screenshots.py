@@ -35,6 +35,8 @@ def incident_screenshots(
 ) -> dict[int, int]:
     """Incident id -> the last screenshot of a failure taken during it (what users saw), if any."""
     found: dict[int, int] = {}
+    if not db.table("screenshots").exists():  # an older database served as it is (`prober serve`)
+        return found
     sql = """SELECT id FROM screenshots WHERE check_name = ? AND ts >= ? AND ts <= ?
         AND verdict IN ('down', 'degraded') ORDER BY ts DESC LIMIT 1"""
     for incident in incidents:
