@@ -50,6 +50,7 @@ class Browsers:
         self._slots: dict[int, asyncio.Semaphore] = {}
         self._chromium: dict[tuple[str, str], Chromium] = {}
         self._pins: dict[str, dict[str, str]] = {}  # resolver vantage -> host -> address
+        self._closed = (0, 0)  # launches and restarts of the browsers closed already
 
     def slot(self, check: Check) -> asyncio.Semaphore:
         """The bound on pages in flight (`browser.concurrency`), shared by every browser check."""
@@ -61,13 +62,13 @@ class Browsers:
 
     def figures(self) -> BrowserFigures:
         """What /metrics says of the browsers."""
-        restarts = sum(c.restarts for c in self._chromium.values())
+        restarts = self._closed[1] + sum(c.restarts for c in self._chromium.values())
         return BrowserFigures(dict(self.verdicts), self.in_flight, restarts)
 
     @property
     def launches(self) -> int:
         """Browser processes started so far."""
-        return sum(c.launches for c in self._chromium.values())
+        return self._closed[0] + sum(c.launches for c in self._chromium.values())
 
     async def __call__(
         self, check: Check, signatures: Sequence[Signature], client: VantageClient
@@ -142,6 +143,7 @@ class Browsers:
         """Stop every browser and the driver."""
         for chromium in self._chromium.values():
             await chromium.close()
+            self._closed = (self._closed[0] + chromium.launches, self._closed[1] + chromium.restarts)
         self._chromium.clear()
         await self.driver.stop()
 
