@@ -7,6 +7,7 @@ import os
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from playwright.async_api import Browser, Playwright, async_playwright
 
@@ -20,6 +21,7 @@ LAUNCH_TIMEOUT_MS = 30_000
 # A long-lived renderer's memory creeps up (caches, leaked detached documents); a new process per
 # 200 pages costs one launch (about half a second of a core) per 200 probes.
 PAGES_PER_BROWSER = 200
+NICENESS = 10  # Chromium's scheduling priority below the prober's (see lower_priority)
 
 
 class BrowserUnavailable(Exception):
@@ -64,6 +66,8 @@ class Chromium:
     async def browser(self) -> AsyncIterator[Browser]:
         """A running browser for one page, launched now if there is none, the last one died or is retired."""
         browser = await self._current()
+        if self._served <= 3:  # the processes a new browser starts for its first pages (zygotes, network)
+            await asyncio.to_thread(lower_priority)
         self._open[browser] = self._open.get(browser, 0) + 1
         try:
             yield browser
@@ -95,6 +99,7 @@ class Chromium:
             except Exception as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise BrowserUnavailable(f"the browser could not start ({self.executable}): {first}") from exc
+            await asyncio.to_thread(lower_priority)
             self.restarts += 1 if self.launches else 0
             self.launches += 1
             self._browser, self._served = browser, 1
@@ -109,6 +114,34 @@ class Chromium:
             for browser in browsers:
                 if browser.is_connected():
                     await browser.close()
+
+
+def lower_priority(niceness: int = NICENESS) -> int:
+    """Renice this process's Chromium processes (Linux); how many. Renderers forked later by its
+    zygotes inherit it. Pages then yield the CPU to the prober: a busy renderer does not make HTTP
+    probes (and their timings) late on a machine with few cores."""
+    me, found = os.getpid(), 0
+    try:
+        entries = list(Path("/proc").iterdir())
+    except OSError:
+        return 0  # not Linux: left as it is
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:
+            if not (entry / "comm").read_text().startswith("chromium"):
+                continue
+            pid = parent = int(entry.name)
+            for _ in range(6):  # chromium <- (zygote <-) playwright driver <- this process
+                parent = int((Path("/proc") / str(parent) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if parent in (me, 0, 1):
+                    break
+            if parent == me and os.getpriority(os.PRIO_PROCESS, pid) < niceness:
+                os.setpriority(os.PRIO_PROCESS, pid, niceness)
+                found += 1
+        except (OSError, ValueError, IndexError):
+            continue  # a process that ended meanwhile, or not ours to change
+    return found
 
 
 class Driver:
