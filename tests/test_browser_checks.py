@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import textwrap
@@ -297,3 +298,12 @@ async def test_a_crash_is_unknown_internal_and_the_next_probe_relaunches(spa: st
     finally:
         await pool.close()
         await render.close()
+
+
+def test_the_documentation_yaml_validates() -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "browser.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    assert blocks
+    for block in blocks:
+        cfg = parse_config(block, filename="docs/browser.md", env={})
+        assert any(c.browser is not None for c in cfg.checks)
