@@ -3,15 +3,16 @@ served, how the status page links them, and that retention takes them away."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
 import sqlite3
+import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import ProberProcess
 from test_browser_checks import CHROMIUM, config, probe_all, spa
 
 from prober.browser import render
@@ -73,14 +74,20 @@ async def test_a_screenshot_over_the_limit_is_not_stored_and_says_so(
     assert shot["stored"] is False and shot["bytes"] > 200 and "over the limit" in shot["error"], shot
 
 
-async def test_once_stores_them_and_the_page_and_api_serve_them(
-    spa: str, tmp_path: Path, prober_process: Any
-) -> None:
+async def test_once_stores_them_and_the_page_and_api_serve_them(spa: str, tmp_path: Path) -> None:
     cfg, db = tmp_path / "checks.yaml", tmp_path / "prober.db"
     cfg.write_text(checks(spa))
-    once: ProberProcess = await prober_process("once", "--json", "-c", str(cfg), "--db", str(db))
-    assert await once.wait(within=90) == 1, once.log  # something is down
-    assert once.process.returncode == 1
+    once = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "prober", "once", "--json", "-c", str(cfg), "--db", str(db),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(90):
+        out, err = await once.communicate()
+    assert once.returncode == 1, err.decode()  # something is down
+    lines = {line["check"]: line for line in map(json.loads, out.decode().splitlines())}
+    assert {c: line["screenshot"] for c, line in lines.items()} == {
+        "down-on-failure": True, "up-on-failure": False, "up-always": True, "down-never": False,
+    }  # fmt: skip
     with sqlite3.connect(db) as conn:
         shots = conn.execute("SELECT id, check_name, verdict, png FROM screenshots ORDER BY id").fetchall()
         linked = dict(conn.execute("SELECT check_name, screenshot_id FROM results").fetchall())

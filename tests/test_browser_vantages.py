@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
+import socket
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
+import aiohttp
 import pytest
-from conftest import DnsServer
+from conftest import DnsServer, ProberProcess, wait_for
 from test_browser_checks import CHROMIUM, config, probe_all, spa
 from test_vantage import PROXY_EGRESS, TestProxy, start_proxy
 
+from prober.browser.chromium import chromium_processes
 from prober.model import Reason, Verdict
 
 pytest.importorskip("playwright.async_api")
@@ -83,3 +89,50 @@ async def test_a_resolver_vantage_resolves_the_name_and_chromium_uses_the_answer
     assert named.browser is not None and named.browser["dns_ms"] == round(named.phases.dns_ms, 3)
     assert (unknown_name.verdict, unknown_name.reason) == (Verdict.DOWN, Reason.DNS), unknown_name
     assert (dead.verdict, dead.reason) == (Verdict.UNKNOWN, Reason.VANTAGE), dead
+
+
+async def test_the_daemon_renders_on_schedule_serves_screenshots_and_metrics_and_stops_its_browser(
+    spa: str, tmp_path: Path, prober_process: Callable[..., Awaitable[ProberProcess]]
+) -> None:
+    config_file, db = tmp_path / "checks.yaml", tmp_path / "p.db"
+    config_file.write_text(
+        config(
+            f"""
+            - {{name: shell, url: "{spa}/app?api=fail", interval: 2s, timeout: 10s}}
+            - {{name: rendered, url: "{spa}/app?api=fail", interval: 2s, timeout: 10s, confirm: 1,
+               browser: {{}}}}
+            """,
+            BROWSER,
+        )
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    proc = await prober_process("run", "-c", str(config_file), "--db", str(db), "--http", f"127.0.0.1:{port}")
+    async with aiohttp.ClientSession() as session:
+
+        async def text(path: str) -> str:
+            try:
+                async with session.get(base + path) as resp:
+                    return await resp.text()
+            except aiohttp.ClientError:
+                return ""  # not serving yet
+
+        async def rendered_down() -> bool:
+            return 'prober_browser_probes_total{verdict="down"} 2.0' in await text("/metrics")
+
+        await wait_for(rendered_down, 60, "two rendered probes down", lambda: proc.log)
+        metrics = await text("/metrics")
+        assert "prober_browser_pages_in_flight" in metrics and "prober_browser_restarts_total 0.0" in metrics
+        checks = {c["name"]: c for c in json.loads(await text("/api/checks"))["checks"]}
+        assert checks["shell"]["state"] == "operational" and checks["rendered"]["state"] == "major_outage"
+        page = await text("/")
+        shot = re.search(r'<img src="api/screenshots/(\d+)\.png"', page)
+        assert shot is not None, page
+        async with session.get(f"{base}/api/screenshots/{shot[1]}.png") as resp:
+            assert resp.status == 200 and (await resp.read()).startswith(b"\x89PNG")
+    browsers = chromium_processes(proc.process.pid)
+    assert browsers, "the daemon's Chromium"
+    assert await proc.stop() == 0, proc.log
+    await wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in browsers), 10, "Chromium to stop")

@@ -116,32 +116,42 @@ class Chromium:
                     await browser.close()
 
 
-def lower_priority(niceness: int = NICENESS) -> int:
-    """Renice this process's Chromium processes (Linux); how many. Renderers forked later by its
-    zygotes inherit it. Pages then yield the CPU to the prober: a busy renderer does not make HTTP
-    probes (and their timings) late on a machine with few cores."""
-    me, found = os.getpid(), 0
+def chromium_processes(root: int) -> list[int]:
+    """The Chromium processes descending from process `root` (Linux; none elsewhere)."""
+    found: list[int] = []
     try:
         entries = list(Path("/proc").iterdir())
     except OSError:
-        return 0  # not Linux: left as it is
+        return found
     for entry in entries:
-        if not entry.name.isdigit():
-            continue
         try:
-            if not (entry / "comm").read_text().startswith("chromium"):
+            if not entry.name.isdigit() or not (entry / "comm").read_text().startswith("chromium"):
                 continue
-            pid = parent = int(entry.name)
-            for _ in range(6):  # chromium <- (zygote <-) playwright driver <- this process
+            parent = int(entry.name)
+            for _ in range(6):  # chromium <- (zygote <-) playwright driver <- root
                 parent = int((Path("/proc") / str(parent) / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                if parent in (me, 0, 1):
+                if parent in (root, 0, 1):
                     break
-            if parent == me and os.getpriority(os.PRIO_PROCESS, pid) < niceness:
-                os.setpriority(os.PRIO_PROCESS, pid, niceness)
-                found += 1
+            if parent == root:
+                found.append(int(entry.name))
         except (OSError, ValueError, IndexError):
-            continue  # a process that ended meanwhile, or not ours to change
+            continue  # a process that ended meanwhile
     return found
+
+
+def lower_priority(niceness: int = NICENESS) -> int:
+    """Renice this process's Chromium processes; how many. Renderers forked later by its zygotes
+    inherit it. Pages then yield the CPU to the prober: a busy renderer does not make HTTP probes
+    (and their timings) late on a machine with few cores."""
+    changed = 0
+    for pid in chromium_processes(os.getpid()):
+        try:
+            if os.getpriority(os.PRIO_PROCESS, pid) < niceness:
+                os.setpriority(os.PRIO_PROCESS, pid, niceness)
+                changed += 1
+        except OSError:
+            continue  # ended meanwhile, or not ours to change
+    return changed
 
 
 class Driver:
