@@ -131,3 +131,21 @@ async def test_retention_prunes_screenshots_with_their_results(tmp_path: Path, s
         later = utcnow() + timedelta(days=2)
         store.submit(lambda db: prune(db, later, 86400)).result()
         assert store.submit(lambda db: db.execute(count).fetchone()[0]).result() == 0
+
+
+async def test_a_screenshot_is_the_viewport_in_css_pixels(spa: str) -> None:
+    web, mobile = await probe_all(
+        config(
+            f"""
+            - {{name: w, url: "{spa}/app?api=fail", timeout: 10s, browser: {{}}}}
+            - {{name: m, surface: mobile, url: "{spa}/app?api=fail", timeout: 10s, browser: {{}}}}
+            """,
+            BROWSER,
+        )
+    )
+    sizes = []
+    for result in (web, mobile):
+        assert result.verdict is Verdict.DOWN and result.screenshot is not None, result
+        header = result.screenshot[16:24]  # IHDR: width and height, big-endian
+        sizes.append((int.from_bytes(header[:4], "big"), int.from_bytes(header[4:], "big")))
+    assert sizes == [(1280, 800), (390, 844)]  # not the page's full height, not 3x for the phone

@@ -215,7 +215,10 @@ def _wants_screenshot(policy: str, verdict: Verdict) -> bool:
 async def _screenshot(page: Page, evidence: Evidence) -> bytes | None:
     """The viewport as PNG, if it fits within MAX_SCREENSHOT bytes; the evidence says what became of it."""
     try:
-        png = await page.screenshot(type="png", full_page=False, timeout=SCREENSHOT_SECONDS * 1000)
+        # CSS pixels: a mobile viewport at device scale 3 would be nine times the bytes.
+        png = await page.screenshot(
+            type="png", full_page=False, scale="css", timeout=SCREENSHOT_SECONDS * 1000
+        )
     except PlaywrightTimeout:
         evidence.screenshot = {"stored": False, "error": f"not taken within {SCREENSHOT_SECONDS:g}s"}
         return None
