@@ -8,13 +8,16 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from conftest import start_app
 
 from prober.browser import Browsers
 from prober.config import ConfigError, parse_config
@@ -307,3 +310,34 @@ def test_the_documentation_yaml_validates() -> None:
     for block in blocks:
         cfg = parse_config(block, filename="docs/browser.md", env={})
         assert any(c.browser is not None for c in cfg.checks)
+
+
+async def test_main_document_failures_map_to_the_reasons_of_http_checks(
+    spa: str, closed_port: int, ca: trustme.CA
+) -> None:
+    cert = ca.issue_cert("127.0.0.1")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)  # a certificate Chromium does not trust
+    runner, port = await start_app(web.Application(), ssl_context=context)
+    try:
+        refused, untrusted, slow, missing = await probe_all(
+            config(
+                f"""
+                - {{name: refused, url: "http://127.0.0.1:{closed_port}/", timeout: 10s, browser: {{}}}}
+                - {{name: untrusted, url: "https://127.0.0.1:{port}/", timeout: 10s, browser: {{}}}}
+                - {{name: slow, url: "{spa}/hang", timeout: 2s, browser: {{}}}}
+                - {{name: missing, url: "{spa}/nowhere", timeout: 10s, browser: {{wait_until: load}}}}
+                """,
+                f"browser: {{executable: {CHROMIUM}}}\n",
+            )
+        )
+    finally:
+        await runner.cleanup()
+    assert (refused.verdict, refused.reason) == (Verdict.DOWN, Reason.CONNECT), refused
+    assert (untrusted.verdict, untrusted.reason) == (Verdict.DOWN, Reason.TLS), untrusted
+    assert (slow.verdict, slow.reason) == (Verdict.DOWN, Reason.TIMEOUT), slow
+    assert (missing.verdict, missing.reason, missing.status) == (Verdict.DOWN, Reason.HTTP_STATUS, 404), (
+        missing
+    )
+    # Nothing was drawn: no screenshot of Chromium's own error page.
+    assert refused.screenshot is None and untrusted.screenshot is None and slow.screenshot is None
