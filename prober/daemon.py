@@ -10,7 +10,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -21,7 +21,7 @@ from prober.maintenance import Calendar
 from prober.maintenance.task import keep_windows
 from prober.model import Incident, ProberError, ProbeResult, Verdict, utcnow
 from prober.pace import Lateness, LoopWatch, report_store
-from prober.probe import probe_everywhere
+from prober.probe import Renderer, probe_everywhere
 from prober.schedule import Plan, Schedule, planned_time
 from prober.state import CheckTracker, Event, Policy
 from prober.store import DEFAULT_MAX_BACKLOG, Store, StoreError
@@ -46,6 +46,15 @@ STOP_DEADLINE = 5.0  # seconds in-flight probes get to finish at shutdown
 STOP_BUDGET = 15.0
 WEB_STOP_DEADLINE = 3.0
 MAX_IN_FLIGHT = 2000  # probes at once, across all checks
+
+
+def renderer_for(config: Config) -> Renderer | None:
+    """Chromium for `config`'s browser checks (imported only then: Playwright is optional), or None."""
+    if not any(c.browser is not None for c in config.checks):
+        return None
+    from prober.browser import Browsers
+
+    return Browsers()
 
 
 def policy_of(check: Check) -> Policy:
@@ -130,6 +139,8 @@ class Monitor:
         for result in sorted(results, key=lambda r: r.ts):
             if not stored:
                 self.store.add(result)
+            if result.screenshot is not None:  # its PNG is the store's alone: nothing else keeps it
+                result = replace(result, screenshot=None)
             if self.live is not None:
                 self.live.observe(result)
             self._log_verdict(result)
@@ -272,6 +283,7 @@ class Daemon:
         self.config: Config = config if config is not None else load_config(config_path)
         self.store = Store(db_path, max_backlog=max_backlog)
         self.pool = VantagePool()
+        self.render: Renderer | None = None  # made when a configuration first has browser checks
         self.live = LiveState(self.config)
         self.live.set_health(self.health)
         self.monitor = Monitor(self.store, self.live)
@@ -411,6 +423,9 @@ class Daemon:
     async def _apply(self, prepared: Prepared, *, restore: bool = False) -> None:
         config = prepared.config
         await self.pool.sync(config.vantages)
+        if self.render is None and (render := renderer_for(config)) is not None:
+            self.render = render
+            self.live.metrics.browsers = render.figures
         self._checks = prepared.checks
         self._signatures = prepared.signatures
         if restore:
@@ -445,7 +460,13 @@ class Daemon:
                 return not self._stop.is_set() and time.time() <= start_by
 
             results = await probe_everywhere(
-                self.pool, check, self._signatures[name], self.config.redact, self.limit, may_start
+                self.pool,
+                check,
+                self._signatures[name],
+                self.config.redact,
+                self.limit,
+                may_start,
+                self.render,
             )
             late = max((r.ts.timestamp() for r in results), default=time.time()) - planned
             self.lateness.record(late, check.interval, skipped=len(check.vantages) - len(results))
@@ -509,6 +530,8 @@ class Daemon:
         for addon in self.addons:  # before the store closes: what they took is written or given back
             await addon.stop()
         await self.pool.close()
+        if self.render is not None:
+            await self.render.close()
         if self._web is not None:
             try:
                 await asyncio.wait_for(self._web.cleanup(), WEB_STOP_DEADLINE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -153,6 +154,10 @@ class ProbeResult:
     error: str | None = None
     cert_days: float | None = None
     browser: Mapping[str, Any] | None = None  # a browser check's evidence (DESIGN: the `browser` object)
+    screenshot: builtins.bytes | None = field(
+        default=None, repr=False
+    )  # PNG taken by the probe, until stored
+    screenshot_id: int | None = None  # the row of `screenshots` it was stored as
 
     def to_json(self) -> dict[str, Any]:
         """The JSON Lines shape of `prober once --json`."""
@@ -173,6 +178,8 @@ class ProbeResult:
             "cert_days": _round(self.cert_days),
             "error": self.error,
             "browser": None if self.browser is None else dict(self.browser),
+            "screenshot": self.screenshot is not None or self.screenshot_id is not None,
+            "screenshot_id": self.screenshot_id,
         }
 
     def to_row(self) -> dict[str, Any]:
@@ -197,6 +204,7 @@ class ProbeResult:
             "cert_days": _round(self.cert_days),
             "error": self.error,
             "browser": None if self.browser is None else json.dumps(self.browser, separators=(",", ":")),
+            "screenshot_id": self.screenshot_id,
         }
 
     @classmethod
@@ -219,6 +227,7 @@ class ProbeResult:
             error=row.get("error"),
             cert_days=row.get("cert_days"),
             browser=json.loads(row["browser"]) if row.get("browser") else None,
+            screenshot_id=row.get("screenshot_id"),
         )
 
 

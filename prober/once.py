@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from prober.config import Config
-from prober.daemon import Monitor
+from prober.daemon import Monitor, renderer_for
 from prober.model import ProbeResult, utcnow
 from prober.probe import probe_everywhere
 from prober.store import Store, StoreError, describe
@@ -51,6 +51,7 @@ async def probe_once(
     store = Store(db_path)
     await loop.run_in_executor(None, store.open)
     pool = VantagePool()
+    render = None
     closed = False
     try:
         monitor = Monitor(store)
@@ -69,7 +70,11 @@ async def probe_once(
         selected = [c for c in config.checks if not checks or c.name in checks]
         if vantages:
             selected = [replace(c, vantages=tuple(v for v in c.vantages if v in vantages)) for c in selected]
-        runs = [probe_everywhere(pool, c, config.signatures_for(c), config.redact, limit) for c in selected]
+        render = renderer_for(config)
+        runs = [
+            probe_everywhere(pool, c, config.signatures_for(c), config.redact, limit, render=render)
+            for c in selected
+        ]
         results = [r for batch in await asyncio.gather(*runs) for r in batch]
         monitor.observe(results)
         from prober.maintenance.record import refresh  # loaded here: the core does without it
@@ -86,5 +91,7 @@ async def probe_once(
         return OnceRun(results, unsaved, store.unsaved_incidents, problem)
     finally:
         await pool.close()
+        if render is not None:
+            await render.close()
         if not closed:
             await store.aclose(db_timeout)

@@ -13,9 +13,10 @@ import re
 import ssl
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 from aiohttp.helpers import is_ip_address
@@ -40,6 +41,7 @@ from prober.vantage import VantageClient, VantagePool, maybe_local, no_route
 if TYPE_CHECKING:
     from prober.config import Check
     from prober.signatures import Signature
+    from prober.web.metrics import BrowserFigures
 
 # Errors of this machine, not of the target: never counted against the target.
 _LOCAL_EXHAUSTION = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -389,22 +391,58 @@ def _socks_failure(exc: Exception, failed: Callable[[Reason, str], Observation])
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """What a renderer saw of a browser check: the page as an observation, its verdict, its evidence."""
+
+    observation: Observation
+    verdict: Classification
+    evidence: dict[str, Any]
+    screenshot: bytes | None = None  # PNG
+
+
+class Renderer(Protocol):
+    """Renders browser checks (`prober.browser.Browsers`); the wiring hands one to the probing code."""
+
+    async def __call__(
+        self, check: Check, signatures: Sequence[Signature], client: VantageClient
+    ) -> Rendered: ...  # pragma: no cover - a protocol
+
+    def slot(self, check: Check) -> asyncio.Semaphore:
+        """The bound on pages in flight that a probe of `check` waits on before it is rendered."""
+        ...  # pragma: no cover - a protocol
+
+    def figures(self) -> BrowserFigures:
+        """Its figures for /metrics."""
+        ...  # pragma: no cover - a protocol
+
+    async def close(self) -> None:
+        """Stop its browsers."""
+        ...  # pragma: no cover - a protocol
+
+
 async def probe_check(
     client: VantageClient,
     check: Check,
     signatures: Sequence[Signature],
     redact: Callable[[str], str] = lambda text: text,
     now: Callable[[], datetime] = utcnow,
+    render: Renderer | None = None,
 ) -> ProbeResult:
-    """Probe `check` once from `client`'s vantage and classify what came back."""
+    """Probe `check` once from `client`'s vantage and classify what came back.
+
+    A browser check goes to `render`; without one, it is unknown/internal (nothing renders here).
+    """
     ts = now()
     evidence: dict[str, Any] | None = None
+    screenshot: bytes | None = None
     try:
         if check.browser is not None:
-            # Imported here: Playwright is an optional extra, needed only by browser checks.
-            from prober.browser import probe_rendered
-
-            obs, verdict, evidence = await probe_rendered(check, signatures, client.vantage)
+            if render is None:
+                raise RuntimeError("this prober has no browser to render the check with")
+            rendered = await render(check, signatures, client)
+            obs, verdict, evidence = rendered.observation, rendered.verdict, rendered.evidence
+            screenshot = rendered.screenshot
         else:
             obs = await observe(client, check)
             verdict = classify(obs, check.expect, signatures)
@@ -433,6 +471,7 @@ async def probe_check(
         error=None if error is None else printable(redact(error)),
         cert_days=obs.cert_days,
         browser=None if evidence is None else _cleaned(evidence, redact),
+        screenshot=screenshot,
     )
 
 
@@ -455,6 +494,7 @@ async def probe_everywhere(
     redact: Callable[[str], str] = lambda text: text,
     limit: asyncio.Semaphore | None = None,
     may_start: Callable[[], bool] | None = None,
+    render: Renderer | None = None,
 ) -> list[ProbeResult]:
     """Probe `check` once from each of its vantages concurrently; results in vantage order.
 
@@ -466,17 +506,23 @@ async def probe_everywhere(
     made. An overloaded prober then sheds probes instead of queueing ever more of them. Probes
     not made have no result: fewer results than vantages come back, and the caller counts the
     difference as skipped.
+
+    A browser check's probe waits for a page slot of `render` instead of `limit`, and `may_start`
+    is asked when it gets one.
     """
 
     async def one(vantage: str) -> ProbeResult | None:
         client = pool.get(vantage)
-        if limit is None:
-            result = await probe_check(client, check, signatures, redact)
+        slot = limit
+        if check.browser is not None and render is not None:
+            slot = render.slot(check)  # pages are far dearer than requests: their own bound
+        if slot is None:
+            result = await probe_check(client, check, signatures, redact, render=render)
         else:
-            async with limit:
+            async with slot:
                 if may_start is not None and not may_start():
                     return None
-                result = await probe_check(client, check, signatures, redact)
+                result = await probe_check(client, check, signatures, redact, render=render)
         if client.canaries is None:
             return result
         # Outside the limit: a round of canaries is shared by every check failing at that time.

@@ -7,7 +7,6 @@ import errno
 import os
 import socket
 import ssl
-import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +14,7 @@ import aiohttp
 
 from prober.canary import Canaries
 from prober.redirect import AddressClassifier, address_class
-from prober.resolver import VantageResolver
+from prober.resolver import VantageResolver, VantageUnavailableError
 from prober.trace import RECORD, TRACE, make_ssl_context
 
 if TYPE_CHECKING:
@@ -126,6 +125,16 @@ class VantageClient:
         connector = _ProbeConnector(**kwargs)
         connector.judged = self.http_proxy is None
         return connector
+
+    async def addresses(self, host: str) -> list[str]:
+        """The addresses of `host` from this vantage's resolver (for Chromium, which cannot use it).
+
+        Raises VantageUnavailableError when the resolver cannot be used, OSError when the name fails.
+        """
+        self.session()  # the resolver is made with the connector
+        if self._resolver is None:
+            raise VantageUnavailableError(f"vantage {self.name} resolves names through its proxy")
+        return [h["host"] for h in await self._resolver.resolve(host)]
 
     async def resolver_alive(self, since: float) -> bool:
         """Whether this vantage's DNS servers answered anything since `since` (time.monotonic())."""
@@ -258,7 +267,3 @@ class VantagePool:
         for client in self._clients.values():
             await client.close()
         self._clients.clear()
-        # The browser of browser checks, if any ran: looked up, never imported (Playwright is optional).
-        browser = sys.modules.get("prober.browser")
-        if browser is not None:
-            await browser.close_renderers()

@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
+import ssl
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from conftest import start_app
 
-from prober.browser import renderer_for
+from prober.browser import Browsers
 from prober.config import ConfigError, parse_config
 from prober.model import ProbeResult, Reason, Verdict
 from prober.probe import probe_everywhere
@@ -122,18 +126,23 @@ def config(checks: str, extra: str = "") -> str:
     return textwrap.dedent(extra) + "checks:\n" + textwrap.indent(textwrap.dedent(checks), "  ")
 
 
-async def probe_all(text: str, env: dict[str, str] | None = None) -> list[ProbeResult]:
+async def probe_all(
+    text: str, env: dict[str, str] | None = None, render: Browsers | None = None
+) -> list[ProbeResult]:
     """Probe every check of the configuration once, sharing one pool (and one browser)."""
     cfg = parse_config(text, env=env or {})
-    pool = VantagePool()
+    pool, render = VantagePool(), render or Browsers()
     await pool.sync(cfg.vantages)
     try:
         results = []
         for check in cfg.checks:
-            results += await probe_everywhere(pool, check, cfg.signatures_for(check), cfg.redact)
+            results += await probe_everywhere(
+                pool, check, cfg.signatures_for(check), cfg.redact, render=render
+            )
         return results
     finally:
         await pool.close()
+        await render.close()
 
 
 async def test_js_error_page_is_down_while_the_shell_is_up(spa: str) -> None:
@@ -261,19 +270,6 @@ def test_defaults() -> None:
     assert (cfg.browser.executable, cfg.browser.concurrency) == (None, 2)
 
 
-async def test_a_proxy_vantage_is_not_bypassed(spa: str) -> None:
-    (result,) = await probe_all(
-        config(
-            f"""
-            - {{name: proxied, url: "{spa}/app", timeout: 5s, vantages: [p], browser: {{}}}}
-            """,
-            f"vantages: {{p: {{proxy: 'http://127.0.0.1:9'}}}}\nbrowser: {{executable: {CHROMIUM}}}\n",
-        )
-    )
-    assert (result.verdict, result.reason) == (Verdict.UNKNOWN, Reason.INTERNAL), result
-    assert result.error is not None and "proxy" in result.error
-
-
 async def test_a_crash_is_unknown_internal_and_the_next_probe_relaunches(spa: str) -> None:
     cfg = parse_config(
         config(
@@ -286,10 +282,10 @@ async def test_a_crash_is_unknown_internal_and_the_next_probe_relaunches(spa: st
         env={},
     )
     hang, ok = cfg.checks
-    pool = VantagePool()
+    pool, render = VantagePool(), Browsers()
     await pool.sync(cfg.vantages)
     try:
-        probing = asyncio.create_task(probe_everywhere(pool, hang, cfg.signatures_for(hang)))
+        probing = asyncio.create_task(probe_everywhere(pool, hang, cfg.signatures_for(hang), render=render))
         async with asyncio.timeout(15):
             await HANGING[0].wait()
         killed = my_chromium()
@@ -299,8 +295,49 @@ async def test_a_crash_is_unknown_internal_and_the_next_probe_relaunches(spa: st
             (crashed,) = await probing
         assert (crashed.verdict, crashed.reason) == (Verdict.UNKNOWN, Reason.INTERNAL), crashed
         assert crashed.error is not None and "crashed" in crashed.error
-        (after,) = await probe_everywhere(pool, ok, cfg.signatures_for(ok))
+        (after,) = await probe_everywhere(pool, ok, cfg.signatures_for(ok), render=render)
         assert (after.verdict, after.reason) == (Verdict.UP, None), after
-        assert ok.browser is not None and renderer_for(ok.browser.settings).launches == 2
+        assert render.launches == 2 and render.figures().restarts == 1
     finally:
         await pool.close()
+        await render.close()
+
+
+def test_the_documentation_yaml_validates() -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "browser.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    assert blocks
+    for block in blocks:
+        cfg = parse_config(block, filename="docs/browser.md", env={})
+        assert any(c.browser is not None for c in cfg.checks)
+
+
+async def test_main_document_failures_map_to_the_reasons_of_http_checks(
+    spa: str, closed_port: int, ca: trustme.CA
+) -> None:
+    cert = ca.issue_cert("127.0.0.1")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)  # a certificate Chromium does not trust
+    runner, port = await start_app(web.Application(), ssl_context=context)
+    try:
+        refused, untrusted, slow, missing = await probe_all(
+            config(
+                f"""
+                - {{name: refused, url: "http://127.0.0.1:{closed_port}/", timeout: 10s, browser: {{}}}}
+                - {{name: untrusted, url: "https://127.0.0.1:{port}/", timeout: 10s, browser: {{}}}}
+                - {{name: slow, url: "{spa}/hang", timeout: 2s, browser: {{}}}}
+                - {{name: missing, url: "{spa}/nowhere", timeout: 10s, browser: {{wait_until: load}}}}
+                """,
+                f"browser: {{executable: {CHROMIUM}}}\n",
+            )
+        )
+    finally:
+        await runner.cleanup()
+    assert (refused.verdict, refused.reason) == (Verdict.DOWN, Reason.CONNECT), refused
+    assert (untrusted.verdict, untrusted.reason) == (Verdict.DOWN, Reason.TLS), untrusted
+    assert (slow.verdict, slow.reason) == (Verdict.DOWN, Reason.TIMEOUT), slow
+    assert (missing.verdict, missing.reason, missing.status) == (Verdict.DOWN, Reason.HTTP_STATUS, 404), (
+        missing
+    )
+    # Nothing was drawn: no screenshot of Chromium's own error page.
+    assert refused.screenshot is None and untrusted.screenshot is None and slow.screenshot is None

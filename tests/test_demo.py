@@ -73,6 +73,16 @@ def test_config_is_valid_with_three_regional_vantages() -> None:
     assert all(c.interval == 0.2 and c.confirm == 2 and c.recover == 2 for c in config.checks)
 
 
+def test_config_with_the_rendered_check() -> None:
+    config = parse_config(demo.config_yaml(8080, 0.2, rendered=True))
+    shell, rendered = config.checks[-2:]
+    assert (shell.name, rendered.name) == ("web-app", "web-app-rendered")
+    assert shell.url == rendered.url and shell.browser is None and rendered.browser is not None
+    # One direct vantage (Chromium cannot bind to the others' source addresses), a page every 2 s at most.
+    assert shell.vantages == rendered.vantages == ("chromium",) and config.vantages["chromium"].region == "US"
+    assert rendered.interval == 2.0 and rendered.timeout == 10.0
+
+
 def test_duration_sets_the_interval() -> None:
     assert demo.tick_for(60) == 1.0
     assert demo.tick_for(12) == pytest.approx(0.2)
@@ -189,6 +199,23 @@ def test_a_short_demo_reports_its_own_script(short_demo: ShortDemo) -> None:
         <= parse_iso(notify["end"]) + slack
     )
 
+    # With Chromium here, the web app's shell is up over HTTP while its rendering shows the error page.
+    rendered = found["rendered"]
+    if rendered["skipped"] is None:
+        during = rendered["during_outage"]
+        assert during["web-app"]["down"] == 0 and during["web-app"]["up"] == during["web-app"]["probes"], (
+            during
+        )
+        with sqlite3.connect(db) as conn:
+            seen = conn.execute(
+                "SELECT check_name, verdict, reason FROM results WHERE check_name LIKE 'web-app%'"
+            ).fetchall()
+        assert ("web-app-rendered", "down", "error_page") in seen, seen
+        assert not [row for row in seen if row[0] == "web-app" and row[1] != "up"], seen
+        assert "with a rendered check" in log
+    else:
+        assert "skipping the rendered check" in log
+
     # The contrast: the status page claimed everything was fine; the error pages came with 200.
     claims = found["status_page"]
     assert claims["probes"] > 0 and claims["claimed"] == claims["probes"]
@@ -238,7 +265,8 @@ async def test_the_demo_its_report_its_api_and_its_page_give_one_figure(short_de
     run = short_demo.run()
     text = demo.format_findings(demo.findings(run))
     printed = availability_rows(text, "Availability over the run")
-    assert set(printed) == {r.check for r in demo.ROUTES}
+    rendered = {"web-app", "web-app-rendered"} if short_demo.found["rendered"]["skipped"] is None else set()
+    assert set(printed) == {r.check for r in demo.ROUTES} | rendered
     # Every result of the run counts, those the daemon made before tick 0 and while stopping too:
     # nothing the run measured is left out of the figures, or deleted to make them agree.
     stored = sqlite3.connect(short_demo.db).execute("SELECT count(*) FROM results").fetchone()[0]
@@ -264,7 +292,10 @@ async def test_the_demo_its_report_its_api_and_its_page_give_one_figure(short_de
             body = await response.json()
             assert response.status == 200, body
             assert body["window"]["percent"] == overall
-            assert {r: v["percent"] for r, v in body["window"]["regions"].items()} == regions
+            # (the web app's checks probe from one region: the others print "-")
+            assert {r: v["percent"] for r, v in body["window"]["regions"].items()} == {
+                r: p for r, p in regions.items() if p != "-"
+            }
             # The page and /api/checks count the last 24 hours and 90 days: the database holds the run only.
             for label in ("24h", "90d"):
                 assert rep.percent(Counts(**body["counts"][label])) == overall, (check, label)

@@ -29,8 +29,9 @@ from prober.agents.collector import DUPLICATE_WINDOW, MAX_AGE, MAX_BYTES, config
 from prober.agents.link import RECONNECT_BUFFER, Link, LinkError, connect
 from prober.agents.wire import Heartbeat, heartbeat_message, result_message
 from prober.config import Config, ConfigError, parse_config
+from prober.daemon import renderer_for
 from prober.model import ProbeResult, utcnow
-from prober.probe import probe_everywhere
+from prober.probe import Renderer, probe_everywhere
 from prober.schedule import Schedule
 from prober.vantage import VantagePool
 
@@ -71,6 +72,7 @@ class Agent:
         self.digest: str | None = None
         self.checks: dict[str, Check] = {}
         self.signatures: dict[str, tuple[Signature, ...]] = {}
+        self.render: Renderer | None = None  # made when a configuration first has browser checks
         self.pool = VantagePool()
         self.schedule = Schedule(self._run_check)
         self.limit = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -176,6 +178,8 @@ class Agent:
         await self.pool.sync({} if vantage is None else {self.vantage: vantage})
         self.checks = checks
         self.signatures = {name: config.signatures_for(c) for name, c in checks.items()}
+        if self.render is None:
+            self.render = renderer_for(replace(config, checks=tuple(checks.values())))
         self.config, self.digest = config, digest
         self.schedule.apply(plan)
         if not self._started:
@@ -195,7 +199,7 @@ class Agent:
         self._in_flight.add(task)
         try:
             for result in await probe_everywhere(
-                self.pool, check, self.signatures[name], config.redact, self.limit
+                self.pool, check, self.signatures[name], config.redact, self.limit, render=self.render
             ):
                 self.probes += 1
                 await self.publish(result)
@@ -245,6 +249,8 @@ class Agent:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.pool.close()
+        if self.render is not None:
+            await self.render.close()
         if self._nc is not None:
             with contextlib.suppress(Exception):  # the results still buffered get a last chance
                 await asyncio.wait_for(self._nc.flush(timeout=2), 3.0)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
-from playwright.async_api import BrowserContext, ConsoleMessage, Page, Request, Response, Route
+from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, Request, Response, Route
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
-from prober.browser.chromium import BrowserUnavailable, renderer_for
+from prober.browser.chromium import BrowserUnavailable
 from prober.classify import classify
-from prober.config import Check, CheckBrowser, Vantage
+from prober.config import Check, CheckBrowser
 from prober.model import Classification, Observation, Phases, Reason, Surface, Verdict
+from prober.probe import USER_AGENTS, Rendered
 from prober.signatures import Signature
 
 MAX_ITEMS = 20  # per evidence list: a page logging in a loop must not grow a result without bound
@@ -22,6 +25,13 @@ MAX_TEXT = 300
 EXTRACT_SECONDS = 5.0  # reading the DOM after the deadline: a page spinning in a script may not answer
 VIEWPORTS = {Surface.MOBILE: (390, 844)}
 DEFAULT_VIEWPORT = (1280, 800)
+DESKTOP_AGENT = USER_AGENTS["web"]  # not HeadlessChrome's own, which sites treat as a bot
+MOBILE_AGENT = (
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Mobile Safari/537.36"
+)
+MAX_SCREENSHOT = 1024 * 1024  # bytes of PNG: a viewport is usually 30-300 KB; a photo wall may not fit
+SCREENSHOT_SECONDS = 5.0
 
 # What a user sees: title, headings, alert regions, visible text; and the navigation timings.
 _EXTRACT = """() => {
@@ -35,9 +45,10 @@ _EXTRACT = """() => {
     alerts: texts('[role=alert], [aria-live]:not([aria-live=off])'),
     text: document.body ? document.body.innerText : '',
     dns: span('domainLookupStart', 'domainLookupEnd'),
-    connect: span('connectStart', 'connectEnd'),
+    connect: (nav && nav.secureConnectionStart > 0) ? span('connectStart', 'secureConnectionStart')
+      : span('connectStart', 'connectEnd'),
     tls: (nav && nav.secureConnectionStart > 0) ? nav.connectEnd - nav.secureConnectionStart : null,
-    ttfb: nav && nav.responseStart > 0 ? nav.responseStart - nav.startTime : null,
+    ttfb: span('requestStart', 'responseStart'),
     dcl: nav && nav.domContentLoadedEventEnd > 0 ? nav.domContentLoadedEventEnd : null,
     load: nav && nav.loadEventEnd > 0 ? nav.loadEventEnd : null,
   };
@@ -45,6 +56,14 @@ _EXTRACT = """() => {
 
 # Chromium's network errors for the main document, mapped to the reasons of HTTP checks.
 _NET_ERRORS: tuple[tuple[str, Reason], ...] = (
+    # The vantage's proxy could not be used: the vantage's fault. It could not reach the target: connect.
+    ("ERR_PROXY_CONNECTION_FAILED", Reason.VANTAGE),
+    ("ERR_PROXY_AUTH", Reason.VANTAGE),
+    ("ERR_PROXY_CERTIFICATE_INVALID", Reason.VANTAGE),
+    ("ERR_SOCKS_CONNECTION_FAILED", Reason.VANTAGE),
+    ("ERR_MANDATORY_PROXY_CONFIGURATION_FAILED", Reason.VANTAGE),
+    ("ERR_TUNNEL_CONNECTION_FAILED", Reason.CONNECT),
+    ("ERR_SOCKS_CONNECTION_HOST_UNREACHABLE", Reason.CONNECT),
     ("ERR_NAME_NOT_RESOLVED", Reason.DNS),
     ("ERR_NAME_RESOLUTION_FAILED", Reason.DNS),
     ("ERR_CERT_", Reason.TLS),
@@ -66,6 +85,8 @@ class Evidence:
         self.page_errors: list[str] = []
         self.dom_content_loaded_ms: float | None = None
         self.load_ms: float | None = None
+        self.phases = Phases()
+        self.screenshot: dict[str, Any] | None = None  # taken or not, and why
 
     def watch(self, page: Page) -> None:
         """Record the page's requests, failures, console errors and uncaught exceptions."""
@@ -96,11 +117,16 @@ class Evidence:
         return {
             "dom_content_loaded_ms": _ms(self.dom_content_loaded_ms),
             "load_ms": _ms(self.load_ms),
+            "dns_ms": _ms(self.phases.dns_ms),
+            "connect_ms": _ms(self.phases.connect_ms),
+            "tls_ms": _ms(self.phases.tls_ms),
+            "ttfb_ms": _ms(self.phases.ttfb_ms),
             "requests": self.requests,
             "blocked": self.blocked,
             "failed_requests": list(self.failed),
             "console_errors": list(self.console),
             "page_errors": list(self.page_errors),
+            "screenshot": self.screenshot,
         }
 
 
@@ -113,48 +139,98 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-async def probe_rendered(
-    check: Check, signatures: Sequence[Signature], vantage: Vantage
-) -> tuple[Observation, Classification, dict[str, Any]]:
-    """Render `check`'s page once and judge it; the browser's own failures are unknown/internal."""
+async def render_page(
+    browser: Browser, check: Check, signatures: Sequence[Signature], proxy: str | None, evidence: Evidence
+) -> Rendered:
+    """Render `check`'s page in a fresh context of `browser`, judge it, take its screenshot if due."""
     assert check.browser is not None
-    evidence = Evidence()
+    context: BrowserContext | None = None
     try:
-        if vantage.proxy or vantage.resolver:
-            # Going direct instead would report the target as seen from somewhere else.
-            raise BrowserUnavailable(
-                f"browser checks do not yet go through vantage {vantage.name}'s proxy or resolver"
-            )
-        renderer = renderer_for(check.browser.settings)
-        async with renderer.slots:
-            browser = await renderer.browser()
-            context: BrowserContext | None = None
-            try:
-                width, height = check.browser.viewport or VIEWPORTS.get(check.surface, DEFAULT_VIEWPORT)
-                mobile = check.surface is Surface.MOBILE
-                context = await browser.new_context(
-                    viewport={"width": width, "height": height}, is_mobile=mobile, has_touch=mobile
-                )
-                for pattern in check.browser.block:
-                    await context.route(pattern, lambda route: _block(route, evidence))
-                page = await context.new_page()
-                evidence.watch(page)
-                obs, render_error = await _load(page, check, check.browser, evidence)
-            except PlaywrightError as exc:
-                if not browser.is_connected():
-                    raise BrowserUnavailable(f"the browser crashed: {_first_line(exc)}") from exc
-                raise
-            finally:
-                if context is not None and browser.is_connected():
-                    await context.close()
-    except BrowserUnavailable as exc:
-        obs = Observation(url=check.display_url)
-        return obs, Classification(Verdict.UNKNOWN, Reason.INTERNAL, None, str(exc)), evidence.to_json()
-    verdict = classify(obs, check.expect, signatures)
-    # A page that did not finish drawing is down/render, unless what it drew already says why.
-    if render_error is not None and verdict.reason not in (Reason.ERROR_PAGE, Reason.HTTP_STATUS):
-        verdict = Classification(Verdict.DOWN, Reason.RENDER, None, render_error)
-    return obs, verdict, evidence.to_json()
+        context = await browser.new_context(**_context_options(check, proxy))
+        for pattern in check.browser.block:
+            await context.route(pattern, lambda route: _block(route, evidence))
+        page = await context.new_page()
+        crashed: list[bool] = []
+        page.on("crash", lambda _: crashed.append(True))
+        evidence.watch(page)
+        try:
+            obs, render_error = await _load(page, check, check.browser, evidence)
+        except PlaywrightError as exc:
+            if crashed or "crash" in str(exc).lower():
+                raise BrowserUnavailable(f"the page crashed the browser's renderer (out of memory?): "
+                                         f"{_first_line(exc)}") from exc  # fmt: skip
+            raise
+        verdict = classify(obs, check.expect, signatures)
+        # A page that did not finish drawing is down/render, unless what it drew already says why.
+        if render_error is not None and verdict.reason not in (Reason.ERROR_PAGE, Reason.HTTP_STATUS):
+            verdict = Classification(Verdict.DOWN, Reason.RENDER, None, render_error)
+        screenshot = None
+        if _wants_screenshot(check.browser.screenshot, verdict.verdict) and obs.failure is None:
+            screenshot = await _screenshot(page, evidence)
+        return Rendered(obs, verdict, evidence.to_json(), screenshot)
+    except PlaywrightError as exc:
+        if not browser.is_connected():
+            raise BrowserUnavailable(f"the browser crashed: {_first_line(exc)}") from exc
+        raise
+    finally:
+        if context is not None and browser.is_connected():
+            with contextlib.suppress(PlaywrightError):  # a context of a crashed renderer may refuse
+                await context.close()
+
+
+def _context_options(check: Check, proxy: str | None) -> dict[str, Any]:
+    """A fresh context as the check's surface: viewport, user agent, touch; the vantage's proxy."""
+    assert check.browser is not None
+    mobile = check.surface is Surface.MOBILE
+    width, height = check.browser.viewport or VIEWPORTS.get(check.surface, DEFAULT_VIEWPORT)
+    headers = {k: v for k, v in check.headers.items() if k.lower() != "user-agent"}
+    agent = next((v for k, v in check.headers.items() if k.lower() == "user-agent"), None)
+    options: dict[str, Any] = {
+        "viewport": {"width": width, "height": height},
+        "is_mobile": mobile,
+        "has_touch": mobile,
+        "device_scale_factor": 3 if mobile else 1,
+        "user_agent": agent or (MOBILE_AGENT if mobile else DESKTOP_AGENT),
+        "extra_http_headers": headers,
+    }
+    if proxy:
+        options["proxy"] = proxy_option(proxy)
+    return options
+
+
+def proxy_option(proxy: str) -> dict[str, str]:
+    """Playwright's proxy option for a vantage's proxy URL; loopback targets go through it too."""
+    url = urlsplit(proxy)
+    server = f"{url.scheme}://{url.hostname if ':' not in (url.hostname or '') else f'[{url.hostname}]'}"
+    option = {"server": server + (f":{url.port}" if url.port else ""), "bypass": "<-loopback>"}
+    if url.username:
+        option.update(username=unquote(url.username), password=unquote(url.password or ""))
+    return option
+
+
+def _wants_screenshot(policy: str, verdict: Verdict) -> bool:
+    return policy == "always" or (policy == "on_failure" and verdict in (Verdict.DOWN, Verdict.DEGRADED))
+
+
+async def _screenshot(page: Page, evidence: Evidence) -> bytes | None:
+    """The viewport as PNG, if it fits within MAX_SCREENSHOT bytes; the evidence says what became of it."""
+    try:
+        # CSS pixels: a mobile viewport at device scale 3 would be nine times the bytes.
+        png = await page.screenshot(
+            type="png", full_page=False, scale="css", timeout=SCREENSHOT_SECONDS * 1000
+        )
+    except PlaywrightTimeout:
+        evidence.screenshot = {"stored": False, "error": f"not taken within {SCREENSHOT_SECONDS:g}s"}
+        return None
+    if len(png) > MAX_SCREENSHOT:
+        evidence.screenshot = {
+            "stored": False,
+            "bytes": len(png),
+            "error": f"{len(png)} bytes, over the limit of {MAX_SCREENSHOT} bytes: not stored",
+        }
+        return None
+    evidence.screenshot = {"stored": True, "bytes": len(png)}
+    return png
 
 
 async def _block(route: Route, evidence: Evidence) -> None:
@@ -200,6 +276,7 @@ async def _load(
         dom = {}
         render_error = render_error or "the page did not answer after loading (a script is busy)"
     evidence.dom_content_loaded_ms, evidence.load_ms = dom.get("dcl"), dom.get("load")
+    evidence.phases = Phases(dom.get("dns"), dom.get("connect"), dom.get("tls"), dom.get("ttfb"))
     body = _document(dom).encode()
     status = None if response is None else response.status
     obs = Observation(
@@ -209,7 +286,7 @@ async def _load(
         body=body,
         bytes=len(body),
         latency_ms=latency_ms,
-        phases=Phases(dom.get("dns"), dom.get("connect"), dom.get("tls"), dom.get("ttfb")),
+        phases=evidence.phases,
         final_url=page.url,
     )
     return obs, render_error

@@ -14,7 +14,7 @@ from tabulate import tabulate
 
 from prober import report as rep
 from prober.demo.run import DemoRun
-from prober.demo.script import CLAIM, ROUTES, SURFACE_ORDER, WEB
+from prober.demo.script import APP, APP_RENDERED, APP_WINDOW, CLAIM, ROUTES, SURFACE_ORDER, WEB
 from prober.model import iso
 from prober.store import connect, read
 
@@ -30,6 +30,8 @@ class Findings:
     web_window: tuple[datetime, datetime] | None  # from the first web incident's start to the last's end
     error_pages: int  # web results down with an error-page signature
     error_pages_200: int  # ... of which served with HTTP 200
+    # The web app during its outage: check -> counts (its shell over HTTP, and rendered); None if skipped.
+    rendered: dict[str, rep.Counts] | None = None
 
 
 def findings(run: DemoRun) -> Findings:
@@ -47,6 +49,12 @@ def findings(run: DemoRun) -> Findings:
             )
         claims = _counts(read.verdict_counts(db, since, until, "status-page"))
         during = _counts(read.verdict_counts(db, *window, "status-page")) if window else rep.Counts()
+        rendered = None
+        if run.rendered_skipped is None:
+            start, end = run.at(APP_WINDOW.start), run.at(APP_WINDOW.end)
+            rendered = {
+                c: _counts(read.verdict_counts(db, start, end, c)) for c in (APP.check, APP_RENDERED.check)
+            }
         down = [
             r
             for check in WEB
@@ -63,6 +71,7 @@ def findings(run: DemoRun) -> Findings:
         web_window=window,
         error_pages=len(down),
         error_pages_200=sum(1 for r in down if r.status == 200),
+        rendered=rendered,
     )
 
 
@@ -105,6 +114,8 @@ def format_findings(f: Findings) -> str:
     ]  # fmt: skip
     rows.append(["throughout", "mobile-timeline", "everyone", "healthy"])
     rows.append(["throughout", "status-page", "everyone", f'"{CLAIM}"'])
+    if run.rendered_skipped is None:
+        rows.append(["throughout", APP.check, "everyone", "its HTML shell answers 200"])
     out += [
         tabulate(rows, headers=["when", "checks", "for", "what"], disable_numparse=True),
         f"(for each check, a change falls half-way between two of its probes: within {_num(run.tick / 2)}s"
@@ -166,6 +177,7 @@ def format_findings(f: Findings) -> str:
         label = "the status page itself" if line.key[0] == "api" else line.key[0]
         measured.append(f"{label} {rep.percent(line.counts)} ({split})")
     notes.append("prober measured availability: " + "; ".join(measured) + ".")
+    notes.append(_rendered_note(f))
     resolved = [i for i in report.incidents if i.resolved_at is not None]
     if resolved:
         notes.append(
@@ -184,6 +196,19 @@ def format_findings(f: Findings) -> str:
         f"or open {run.db_path} with sqlite3 or Datasette: tables results and incidents.",
     ]
     return "\n".join(out) + "\n"
+
+
+def _rendered_note(f: Findings) -> str:
+    """The web app seen over HTTP and rendered in Chromium, during its outage; or why it was skipped."""
+    if f.rendered is None:
+        return f"The rendered check was skipped: {f.run.rendered_skipped}."
+    shell, page = f.rendered[APP.check], f.rendered[APP_RENDERED.check]
+    start, end = _secs(f.run, APP_WINDOW.start), _secs(f.run, APP_WINDOW.end)
+    return (
+        f"While the web app's data API failed ({start} to {end}), its HTML shell checked over HTTP was up in"
+        f" {shell.up} of {shell.probes} probes; rendered in Chromium, the same page was down in {page.down}"
+        f" of {page.probes}: its script drew the error page."
+    )
 
 
 def span(run: DemoRun) -> str:
@@ -220,6 +245,12 @@ def findings_json(f: Findings) -> dict[str, Any]:
             "during_web_incidents": {"probes": f.claims_during.probes, "claimed": f.claims_during.up},
         },
         "error_pages": {"down": f.error_pages, "status_200": f.error_pages_200},
+        "rendered": {
+            "skipped": run.rendered_skipped,
+            "during_outage": None
+            if f.rendered is None
+            else {c: {"probes": n.probes, "up": n.up, "down": n.down} for c, n in f.rendered.items()},
+        },
         "report": rep.to_json(f.report),
     }
 

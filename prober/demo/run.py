@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import importlib.util
+import os
+import shutil
 import socket
 import sqlite3
 import tempfile
@@ -20,6 +23,8 @@ from aiohttp import web
 from prober import report as rep
 from prober.config import parse_config
 from prober.demo.script import (
+    APP_WINDOW,
+    BROWSER_VANTAGE,
     DEFAULT_DURATION,
     MIN_TICK,
     REGION_OF_VANTAGE,
@@ -54,6 +59,7 @@ class DemoRun:
     since: datetime  # the first result of the run, or started_at
     until: datetime  # just after the last result of the run, or ended_at
     script: Sequence[Window] = SCRIPT
+    rendered_skipped: str | None = None  # why the rendered check was left out, if it was
 
     def at(self, tick: float) -> datetime:
         """The wall-clock time of a tick of the script."""
@@ -75,6 +81,15 @@ def tick_for(duration: float) -> float:
     if tick < MIN_TICK - 1e-9:
         raise ValueError(f"the demo needs at least {TICKS * MIN_TICK:g} seconds (probes every {MIN_TICK}s)")
     return tick
+
+
+def browser_missing() -> str | None:
+    """Why the demo cannot add its rendered check here (no Playwright, no Chromium), or None."""
+    if importlib.util.find_spec("playwright") is None:
+        return "Playwright is not installed (pip install 'prober[browser]')"
+    if not (os.environ.get("PROBER_CHROMIUM") or shutil.which("chromium")):
+        return "Chromium is not installed (apt-get install --no-install-recommends chromium)"
+    return None
 
 
 def check_loopback() -> None:
@@ -154,7 +169,12 @@ async def run_demo(db_path: Path, duration: float = DEFAULT_DURATION, log: TextI
     tick = tick_for(duration)
     check_loopback()
     prepare_db(db_path)
-    target = Target(tick)
+    skipped = browser_missing()
+    if log is not None:
+        with_it = "with a rendered check: the web app's shell over HTTP, and rendered in Chromium"
+        log.write(f"prober demo: {f'skipping the rendered check: {skipped}' if skipped else with_it}\n")
+    script = SCRIPT if skipped else (*SCRIPT, APP_WINDOW)
+    target = Target(tick, script)
     runner = web.AppRunner(target.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -163,7 +183,7 @@ async def run_demo(db_path: Path, duration: float = DEFAULT_DURATION, log: TextI
     try:
         with tempfile.TemporaryDirectory(prefix="prober-demo-") as folder:
             config_path = Path(folder) / "checks.yaml"
-            text = config_yaml(port, tick)
+            text = config_yaml(port, tick, rendered=skipped is None)
             parse_config(text, str(config_path))  # a bug here should say so, not surface in the daemon
             config_path.write_text(text, encoding="utf-8")
             daemon = Daemon(config_path, db_path)
@@ -196,7 +216,8 @@ async def run_demo(db_path: Path, duration: float = DEFAULT_DURATION, log: TextI
     ended_at = _to_ms(min(utcnow() if interrupted else started_at + timedelta(seconds=duration), utcnow()))
     since, until = measured_window(db_path, started_at, ended_at)
     return DemoRun(db_path=db_path, tick=tick, started_at=started_at, ended_at=ended_at,
-                   interrupted=interrupted, since=since, until=until)  # fmt: skip
+                   interrupted=interrupted, since=since, until=until, script=script,
+                   rendered_skipped=skipped)  # fmt: skip
 
 
 def _to_ms(ts: datetime) -> datetime:
@@ -211,8 +232,8 @@ async def _watch(daemon: Any, target: Target, duration: float, log: TextIO | Non
     every = max(2.0, duration / 12)
     edges = sorted(
         [(0.0, 'the target is healthy for everyone; its status page says "All Systems Operational"')]
-        + [(w.start * target.tick, w.begins) for w in SCRIPT]
-        + [(w.end * target.tick, w.ends) for w in SCRIPT]
+        + [(w.start * target.tick, w.begins) for w in target.script]
+        + [(w.end * target.tick, w.ends) for w in target.script]
     )
     told = 0
     states: dict[str, State] = {}
@@ -225,7 +246,11 @@ async def _watch(daemon: Any, target: Target, duration: float, log: TextIO | Non
             told += 1
         for name, tracker in daemon.monitor.trackers.items():
             old, new = states.get(name, State.UNKNOWN), tracker.state
-            regions = sorted(REGION_OF_VANTAGE[v] for v, s in tracker.statuses().items() if s == Verdict.DOWN)
+            regions = sorted(
+                REGION_OF_VANTAGE.get(v, BROWSER_VANTAGE[1])
+                for v, s in tracker.statuses().items()
+                if s == Verdict.DOWN
+            )
             where = f"down from {', '.join(regions)}" if regions else ""
             if new is not old and (old is not State.UNKNOWN or new is not State.OPERATIONAL):
                 incident = tracker.open_incident

@@ -36,6 +36,7 @@ from prober.store.incidents import (
 )
 from prober.store.rollup import update_rollups
 from prober.store.schema import SCHEMA_VERSION, migrate
+from prober.store.screenshots import save_screenshot
 
 log = logging.getLogger("prober.store")
 T = TypeVar("T")
@@ -45,7 +46,7 @@ IncidentHook = Callable[[sqlite_utils.Database, "dict[str, Any] | None", Inciden
 RESULT_COLUMNS = (
     "ts", "check_name", "vantage", "region", "surface", "url", "verdict", "reason", "signature", "status",
     "latency_ms", "dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "bytes", "cert_days", "error",
-    "browser",
+    "browser", "screenshot_id",
 )  # fmt: skip
 _ROW = operator.itemgetter(*RESULT_COLUMNS)  # a row dict -> the tuple in column order, in C
 _INSERT = f"INSERT INTO results ({', '.join(RESULT_COLUMNS)}) VALUES ({', '.join('?' * len(RESULT_COLUMNS))})"
@@ -369,9 +370,13 @@ class Store:
 
         def insert() -> None:
             with db.conn:
-                db.conn.executemany(_INSERT, rows)
+                # Screenshots first, in the same transaction: each result row then names its own.
+                saved = batch
+                if any(r.screenshot is not None for r in batch):
+                    saved = [save_screenshot(db, r) if r.screenshot is not None else r for r in batch]
+                db.conn.executemany(_INSERT, rows if saved is batch else [_ROW(r.to_row()) for r in saved])
                 for hook in self._batch_hooks:
-                    hook(db, batch)
+                    hook(db, saved)
 
         written = self._commit(insert, f"{len(rows)} results")
         with self._count_lock:

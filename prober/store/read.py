@@ -14,6 +14,7 @@ from prober.model import Incident, Phases, ProbeResult, Reason, State, Surface, 
 LATEST_COLUMNS: tuple[str, ...] = (
     "check_name", "vantage", "first_ts", "ts", "region", "surface", "url", "verdict", "reason", "signature",
     "status", "latency_ms", "dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "bytes", "cert_days", "error",
+    "screenshot_id",
 )  # fmt: skip  # the columns of `latest_results` (prober.store.rollup)
 
 
@@ -249,6 +250,7 @@ def latest_results(
             bytes=r["bytes"] or 0,
             error=r["error"],
             cert_days=r["cert_days"],
+            screenshot_id=r["screenshot_id"],
         )
         out.append((result, parse_iso(r["first_ts"])))
     return out

@@ -38,15 +38,18 @@ def prune(
 ) -> int:
     """Delete at most `chunk` rows past their retention, oldest first; how many were deleted.
 
-    Raw results go after `retention_seconds`, hourly rollups after `hourly_seconds`, daily rollups and
-    the latest result of a vantage not heard from after `daily_seconds`. Run it in the writer thread
-    (`store.call`) again and again while it returns `chunk`: each call is one short transaction, so
-    result batches are written in between. Rollups never shrink when raw results are deleted.
+    Raw results and screenshots go after `retention_seconds`, hourly rollups after `hourly_seconds`,
+    daily rollups and the latest result of a vantage not heard from after `daily_seconds`. Run it in
+    the writer thread (`store.call`) again and again while it returns `chunk`: each call is one short
+    transaction, so result batches are written in between. Rollups never shrink when raw results are deleted.
     """
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, not {chunk}")
     steps = (
         ("DELETE FROM results WHERE id IN (SELECT id FROM results WHERE ts < ? ORDER BY ts LIMIT ?)",
+         iso(now - timedelta(seconds=retention_seconds))),
+        # Screenshots go with the results they belong to.
+        ("DELETE FROM screenshots WHERE id IN (SELECT id FROM screenshots WHERE ts < ? ORDER BY ts LIMIT ?)",
          iso(now - timedelta(seconds=retention_seconds))),
         ("DELETE FROM rollup_hourly WHERE (check_name, bucket, vantage) IN "
          "(SELECT check_name, bucket, vantage FROM rollup_hourly WHERE bucket < ? ORDER BY bucket LIMIT ?)",

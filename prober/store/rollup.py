@@ -126,9 +126,12 @@ def backfill(db: sqlite_utils.Database) -> None:
             f"INSERT INTO {table} ({columns}) SELECT check_name, {bucket}, vantage, MAX(region), "
             f"MAX(surface), {values} FROM results GROUP BY check_name, {bucket}, vantage"
         )
-    rest = ", ".join(LATEST_COLUMNS[3:])
+    # The columns of this version of the schema: later migrations add theirs (screenshot_id).
+    present = {*db.table("results").columns_dict, "first_ts"}
+    latest = [c for c in LATEST_COLUMNS if c in present]
+    rest = ", ".join(latest[3:])
     db.execute(
-        f"""INSERT INTO latest_results ({", ".join(LATEST_COLUMNS)})
+        f"""INSERT INTO latest_results ({", ".join(latest)})
         SELECT check_name, vantage, first_ts, {rest} FROM (
             SELECT *, MIN(ts) OVER w AS first_ts, ROW_NUMBER() OVER (w ORDER BY ts DESC, id DESC) AS rn
             FROM results WINDOW w AS (PARTITION BY check_name, vantage)
@@ -205,7 +208,7 @@ def update_rollups(db: sqlite_utils.Database, results: Sequence[ProbeResult]) ->
         (r.check, r.vantage, first[key], ts, r.region, str(r.surface), r.url, str(r.verdict),
          None if r.reason is None else str(r.reason), r.signature, r.status, _round(r.latency_ms),
          _round(r.phases.dns_ms), _round(r.phases.connect_ms), _round(r.phases.tls_ms),
-         _round(r.phases.ttfb_ms), r.bytes, _round(r.cert_days), r.error)
+         _round(r.phases.ttfb_ms), r.bytes, _round(r.cert_days), r.error, r.screenshot_id)
         for key, (ts, r) in newest.items()
     ]  # fmt: skip  # the columns of LATEST_COLUMNS, as ProbeResult.to_row writes them
     db.conn.executemany(_UPSERT_LATEST, rows)

@@ -158,6 +158,25 @@ def _v6_notifications(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v7_screenshots(db: sqlite_utils.Database) -> None:
+    # Browser checks' screenshots (PNG), referenced by the result they were taken for; pruned with it.
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS screenshots (
+  id INTEGER PRIMARY KEY,
+  ts TEXT NOT NULL,
+  check_name TEXT NOT NULL,
+  vantage TEXT NOT NULL,
+  verdict TEXT NOT NULL,
+  png BLOB NOT NULL
+)"""
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS screenshots_ts ON screenshots (ts)")
+    db.execute("CREATE INDEX IF NOT EXISTS screenshots_check_ts ON screenshots (check_name, ts)")
+    for table in ("results", "latest_results"):
+        if "screenshot_id" not in db.table(table).columns_dict:
+            db.table(table).add_column("screenshot_id", int)
+
+
 # Append only: migration i takes a database from version i to i + 1.
 MIGRATIONS: list[Migration] = [
     _v1_results_and_incidents,
@@ -166,6 +185,7 @@ MIGRATIONS: list[Migration] = [
     _v4_maintenance,
     _v5_result_ids,
     _v6_notifications,
+    _v7_screenshots,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -26,7 +26,8 @@ from prober.config import Config
 from prober.maintenance import statuspage as maintenance
 from prober.model import ProberError, iso, utcnow
 from prober.store import StoreError, read
-from prober.web import statuspage
+from prober.store.screenshots import incident_screenshots
+from prober.web import screenshots, statuspage
 from prober.web.answers import Answer, AnswerCache, Maker, Snapshot
 from prober.web.api import check_json, dumps, incident_json, window_json
 from prober.web.live import LiveState
@@ -119,8 +120,12 @@ class WebState:
             shown = {c.name for c in overview.checks}
             incidents = [i for i in snap.incidents(db) if i.check in shown]
             windows = maintenance.page_windows(db, overview)
+            shots = incident_screenshots(db, [*overview.open_incidents, *incidents], snap.now)
             history = snap.history(db, ("days", "latency"))
-            html = render(self.env, overview, history, incidents, self.title, windows, silent)
+            html = render(
+                self.env, overview, history, incidents, self.title,
+                maintenance=windows, silent=silent, screenshots=shots,
+            )  # fmt: skip
             return Answer.of(html, "text/html; charset=utf-8", snap.now)
 
         return await self.reader.run(work)
@@ -452,6 +457,7 @@ def create_app(
     app.router.add_get("/api/checks/{name}/results", results)
     app.router.add_get("/api/incidents", incidents)
     app.router.add_get("/api/agents", agents)
+    app.router.add_get(screenshots.ROUTE, screenshots.handler(state.reader))
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     maintenance.register(app, state)

@@ -45,6 +45,15 @@ class Health:
     outbox: Mapping[str, Any] | None = None  # the alert outbox's figures (prober.alerts.outbox.figures)
 
 
+@dataclass(frozen=True, slots=True)
+class BrowserFigures:
+    """What the browsers of browser checks did (`prober.browser.Browsers.figures`)."""
+
+    verdicts: dict[str, int]  # rendered probes by verdict
+    in_flight: int  # pages being rendered now
+    restarts: int  # browsers launched again: after a crash, or after their share of pages
+
+
 class ProberMetrics:
     """The metrics of one prober, in a registry of their own (not the process-wide default).
 
@@ -64,6 +73,7 @@ class ProberMetrics:
         self._maintenance: frozenset[str] = frozenset()  # checks under maintenance now
         self._surfaces: dict[str, str] = {}  # check -> surface, for the check-level labels
         self.health: Callable[[], Health] | None = None  # a daemon's; `prober serve` has none
+        self.browsers: Callable[[], BrowserFigures] | None = None  # a daemon's with browser checks
         self.registry.register(_Collector(self))
 
     # -- what the daemon calls ------------------------------------------------------------------------
@@ -188,6 +198,8 @@ class ProberMetrics:
             maintenance.add_metric([check, self._surface(check, None)], int(check in self._maintenance))
         if self.health is not None:
             yield from _health_families(self.health())
+        if self.browsers is not None:
+            yield from _browser_families(self.browsers())
         yield from (
             success,
             verdict,
@@ -351,3 +363,18 @@ def _seen(task: asyncio.Task[bytes]) -> None:
     """Mark a rendering's failure as retrieved: the scrapes waiting for it got it, or were gone."""
     if not task.cancelled():
         task.exception()
+
+
+def _browser_families(figures: BrowserFigures) -> Iterator[Metric]:
+    probes = CounterMetricFamily(
+        "prober_browser_probes", "Rendered (browser check) probes by verdict", labels=("verdict",)
+    )
+    for verdict in Verdict:
+        probes.add_metric([str(verdict)], figures.verdicts.get(str(verdict), 0))
+    yield probes
+    yield GaugeMetricFamily("prober_browser_pages_in_flight", "Pages being rendered now", figures.in_flight)
+    yield CounterMetricFamily(
+        "prober_browser_restarts",
+        "Browsers launched again, after a crash or after their share of pages",
+        figures.restarts,
+    )

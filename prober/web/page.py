@@ -267,8 +267,10 @@ def component_view(status: CheckStatus, history: History) -> ComponentView:
     return ComponentView(status, history_fragment(status.name, history), results)
 
 
-def incident_rows(incidents: Sequence[Incident], now: datetime) -> list[dict[str, Any]]:
-    """The incident history, newest first."""
+def incident_rows(
+    incidents: Sequence[Incident], now: datetime, screenshots: Mapping[int, int] | None = None
+) -> list[dict[str, Any]]:
+    """The incident history, newest first, each with the id of its screenshot (browser checks), if any."""
     rows = []
     for i in sorted(incidents, key=lambda i: i.started_at, reverse=True)[:INCIDENT_ROWS]:
         end = i.resolved_at or now
@@ -278,6 +280,7 @@ def incident_rows(incidents: Sequence[Incident], now: datetime) -> list[dict[str
                 "ongoing": i.resolved_at is None,
                 "duration": duration((end - i.started_at).total_seconds()),
                 "cause": cause(i.reason, i.signature),
+                "screenshot": None if i.id is None else (screenshots or {}).get(i.id),
             }
         )
     return rows
@@ -291,6 +294,7 @@ def render(
     title: str,
     maintenance: Mapping[str, Any] | None = None,
     silent: Mapping[str, datetime] | None = None,
+    screenshots: Mapping[int, int] | None = None,
 ) -> str:
     """The status page's HTML (blocking: CPU-bound for thousands of checks; run off the loop)."""
     groups = [
@@ -312,8 +316,8 @@ def render(
         banner=INDICATOR[overview.state][1],
         affected=affected,
         groups=groups,
-        open_incidents=incident_rows(overview.open_incidents, overview.now),
-        history=incident_rows(incidents, overview.now),
+        open_incidents=incident_rows(overview.open_incidents, overview.now, screenshots),
+        history=incident_rows(incidents, overview.now, screenshots),
         history_days=INCIDENT_HISTORY_DAYS,
         refresh=REFRESH_SECONDS,
         Verdict=Verdict,
