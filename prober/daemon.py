@@ -262,6 +262,12 @@ class Daemon:
         self.watch = LoopWatch()
         self.lateness = Lateness()
         self._background: list[asyncio.Task[object]] = []
+        from prober.claims.poll import Poller  # claims are an add-on: loaded with the daemon, not the core
+        from prober.claims.web import register_metrics
+
+        self.claims = Poller(self.store, self.pool)
+        self.live.claims = self.claims.current
+        register_metrics(self.live, self.claims.current, str(db_path))
 
     async def run(self) -> int:
         """Run until SIGTERM or SIGINT; returns the exit code."""
@@ -278,6 +284,7 @@ class Daemon:
             loop.add_signal_handler(signal.SIGHUP, self._reload.set)
             freeze_heap()  # before the first run: the full collection it makes blocks the loop
             self.schedule.start()
+            self.claims.start()
             self._background = [
                 asyncio.create_task(self.watch.run()),
                 asyncio.create_task(self._every_minute()),
@@ -370,6 +377,7 @@ class Daemon:
     async def _apply(self, prepared: Prepared, *, restore: bool = False) -> None:
         config = prepared.config
         await self.pool.sync(config.vantages)
+        await self.claims.apply(config)
         self._checks = prepared.checks
         self._signatures = prepared.signatures
         if restore:
@@ -462,6 +470,7 @@ class Daemon:
             log.warning(
                 "stopping: cancelled %d checks still running after %.0fs", len(leftover), STOP_DEADLINE
             )
+        await self.claims.stop()
         await self.pool.close()
         if self._web is not None:
             try:

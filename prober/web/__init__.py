@@ -115,7 +115,12 @@ class WebState:
             overview = snap.overview(db)
             shown = {c.name for c in overview.checks}
             incidents = [i for i in snap.incidents(db) if i.check in shown]
-            html = render(self.env, overview, snap.history(db, ("days", "latency")), incidents, self.title)
+            from prober.claims.web import page_sentences
+
+            claims = page_sentences(db, [*incidents, *overview.open_incidents], overview.now)
+            html = render(
+                self.env, overview, snap.history(db, ("days", "latency")), incidents, self.title, claims
+            )
             return Answer.of(html, "text/html; charset=utf-8", snap.now)
 
         return await self.reader.run(work)
@@ -326,12 +331,15 @@ async def incidents(request: web.Request) -> web.Response:
         await _vantages(s, name)
     found = await s.reader.run(partial(read.incidents, since=since, until=until, check=name))
     found.sort(key=lambda i: (i.started_at, i.id or 0), reverse=True)
+    from prober.claims import findings_for  # what the official page said meanwhile, for linked checks
+
+    claims = await s.reader.run(partial(findings_for, incidents=found[:limit], now=now))
     return _json(
         {
             "since": iso(since),
             "until": None if until is None else iso(until),
             "check": name,
-            "incidents": [incident_json(i, now) for i in found[:limit]],
+            "incidents": [incident_json(i, now, claims.get((i.check, i.started_at))) for i in found[:limit]],
         }
     )
 
@@ -433,6 +441,9 @@ def create_app(
     app.router.add_get("/api/checks/{name}", check)
     app.router.add_get("/api/checks/{name}/results", results)
     app.router.add_get("/api/incidents", incidents)
+    from prober.claims.web import claims_handler
+
+    app.router.add_get("/api/claims", claims_handler)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
 

@@ -17,9 +17,10 @@ def dumps(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
-def incident_json(incident: Incident, now: datetime) -> dict[str, Any]:
-    """An incident in /api/incidents and /api/checks."""
-    return incident.to_json(now)
+def incident_json(incident: Incident, now: datetime, claim: Any = None) -> dict[str, Any]:
+    """An incident in /api/incidents and /api/checks; `claim` (a ClaimFinding) when its check has one."""
+    found = incident.to_json(now)
+    return found if claim is None else {**found, "claim": claim.to_json()}
 
 
 def check_json(check: CheckStatus, history: History | None, now: datetime) -> dict[str, Any]:

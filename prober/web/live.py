@@ -8,6 +8,7 @@ the web app subscribes to hear of state changes (to make its page again at once)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from prober.config import Config
 from prober.model import Incident, ProbeResult, State, Verdict
@@ -27,6 +28,7 @@ class LiveState:
         self._incidents: dict[str, Incident] = {}  # check -> its open incident, saved or not
         self._listeners: list[Callable[[], None]] = []
         self.health: Callable[[], Health] | None = None
+        self.claims: Callable[[], Mapping[str, Any]] | None = None  # the claims poller's sources, if any
         if config is not None:
             self.metrics.configure(config)
 

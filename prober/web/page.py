@@ -13,7 +13,7 @@ no script at all.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -267,8 +267,10 @@ def component_view(status: CheckStatus, history: History) -> ComponentView:
     return ComponentView(status, history_fragment(status.name, history), results)
 
 
-def incident_rows(incidents: Sequence[Incident], now: datetime) -> list[dict[str, Any]]:
-    """The incident history, newest first."""
+def incident_rows(
+    incidents: Sequence[Incident], now: datetime, claims: Mapping[tuple[str, datetime], str] | None = None
+) -> list[dict[str, Any]]:
+    """The incident history, newest first; `claims`: what the official page said, by check and start."""
     rows = []
     for i in sorted(incidents, key=lambda i: i.started_at, reverse=True)[:INCIDENT_ROWS]:
         end = i.resolved_at or now
@@ -278,13 +280,19 @@ def incident_rows(incidents: Sequence[Incident], now: datetime) -> list[dict[str
                 "ongoing": i.resolved_at is None,
                 "duration": duration((end - i.started_at).total_seconds()),
                 "cause": cause(i.reason, i.signature),
+                "claim": (claims or {}).get((i.check, i.started_at)),
             }
         )
     return rows
 
 
 def render(
-    env: Environment, overview: Overview, history: History, incidents: Sequence[Incident], title: str
+    env: Environment,
+    overview: Overview,
+    history: History,
+    incidents: Sequence[Incident],
+    title: str,
+    claims: Mapping[tuple[str, datetime], str] | None = None,
 ) -> str:
     """The status page's HTML (blocking: CPU-bound for thousands of checks; run off the loop)."""
     groups = [
@@ -305,8 +313,8 @@ def render(
         banner=INDICATOR[overview.state][1],
         affected=affected,
         groups=groups,
-        open_incidents=incident_rows(overview.open_incidents, overview.now),
-        history=incident_rows(incidents, overview.now),
+        open_incidents=incident_rows(overview.open_incidents, overview.now, claims),
+        history=incident_rows(incidents, overview.now, claims),
         history_days=INCIDENT_HISTORY_DAYS,
         refresh=REFRESH_SECONDS,
         Verdict=Verdict,
