@@ -72,6 +72,7 @@ class Sources:
     started: float | None = None  # time.monotonic() at 0
     origin: datetime = field(default_factory=lambda: datetime.now(UTC))
     hits: dict[str, int] = field(default_factory=dict)
+    release: asyncio.Event = field(default_factory=asyncio.Event)  # ends the requests that hang
 
     def start(self) -> None:
         """Start the clock."""
@@ -88,6 +89,7 @@ class Sources:
     def app(self) -> web.Application:
         """The routes: /home (the target), /status (scripted), and sources that misbehave."""
         app = web.Application()
+        self.release = asyncio.Event()
 
         async def home(request: web.Request) -> web.Response:
             down = self.down[0] <= self.now() < self.down[1]
@@ -110,7 +112,7 @@ class Sources:
             return web.Response(text="[" * 200_000 + "]" * 200_000, content_type="application/json")
 
         async def hang(request: web.Request) -> web.Response:
-            await asyncio.sleep(60)
+            await asyncio.wait_for(self.release.wait(), 60)  # until the test is over
             return web.Response(text="late")
 
         async def huge(request: web.Request) -> web.StreamResponse:

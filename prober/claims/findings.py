@@ -20,7 +20,8 @@ from prober.claims.parse import ClaimStatus
 from prober.claims.record import Link, Span, links, rows, spans
 from prober.model import Incident, iso
 
-# A page that admits the outage after it ended still admitted it (a post-incident note), up to this long.
+# A page that admits the outage after it ended, with an incident dated from before the end, still
+# admitted it (a post-incident report), if it did so within this long.
 ACK_AFTER_END = timedelta(hours=1)
 
 
@@ -65,6 +66,13 @@ def _overlap(span: Span, start: datetime, end: datetime) -> float:
     return max(0.0, (min(span.end, end) - max(span.start, start)).total_seconds())
 
 
+def _during(span: Span, ended_at: datetime) -> bool:
+    """Whether an admission speaks of an outage that ended at `ended_at`: it began before the end, or it
+    is an official incident the page dates from before the end (a post-incident report)."""
+    created = span.claim.incident_created_at
+    return span.start < ended_at or (created is not None and created < ended_at)
+
+
 def finding(link: Link, series: Sequence[Span], started_at: datetime, ended_at: datetime) -> ClaimFinding:
     """What `series` (one component's spans) says over a measured outage [started_at, ended_at).
 
@@ -80,7 +88,7 @@ def finding(link: Link, series: Sequence[Span], started_at: datetime, ended_at: 
             silent += _overlap(s, started_at, ended_at)
         else:
             unknown += _overlap(s, started_at, ended_at)
-    ack = next((s for s in series if s.claim.admits and s.end > started_at), None)
+    ack = next((s for s in series if s.claim.admits and s.end > started_at and _during(s, ended_at)), None)
     ack_at = None if ack is None else ack.seen_at
     return ClaimFinding(
         source=link.source,

@@ -1,0 +1,143 @@
+"""Polling claims sources on loopback: what a source says is stored; whatever goes wrong is unknown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from claims_sources import MAJOR, OPERATIONAL, Sources, incident, json_text, summary
+from conftest import start_app
+
+from prober.claims.poll import Poller
+from prober.config import parse_config
+from prober.store import Store
+from prober.vantage import VantagePool
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[Sources, str]]:
+    """The scripted sources, and their base URL."""
+    sources = Sources()
+    runner, port = await start_app(sources.app())
+    yield sources, f"http://127.0.0.1:{port}"
+    sources.release.set()
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def poller(tmp_path: Path) -> AsyncIterator[Poller]:
+    """A poller over a real store; not started: tests poll by hand."""
+    store = Store(tmp_path / "prober.db").open()
+    pool = VantagePool()
+    p = Poller(store, pool)
+    yield p
+    await p.stop()
+    await pool.close()
+    await store.aclose()
+
+
+def config(base: str, path: str, extra: str = "", component: str = "Web") -> str:
+    return (
+        f"claims:\n  official: {{url: '{base}{path}', interval: 1s, timeout: 1s{extra}}}\n"
+        f"checks:\n  - {{name: web, url: '{base}/home',"
+        f" claim: {{source: official, component: {component}}}}}\n"
+    )
+
+
+def stored(poller: Poller) -> list[tuple[str, str, str | None, str | None]]:
+    with sqlite3.connect(poller.store.path) as conn:
+        return conn.execute("SELECT component, status, incident, reason FROM claims ORDER BY id").fetchall()
+
+
+@pytest.mark.parametrize(
+    ("path", "extra", "reason"),
+    [
+        ("/garbage", "", "not JSON"),
+        ("/wrong-shape", "", "components is not a list"),
+        ("/deep", "", "nested too deeply"),
+        ("/error", "", "HTTP 500"),
+        ("/hang", "", "timeout: no complete response within 1s"),
+        ("/huge", ", max_body: 1MiB", "larger than max_body (1048576 bytes)"),
+        ("/nowhere", "", "HTTP 404"),
+    ],
+    ids=["html-not-json", "wrong-shape", "nested-200000-deep", "http-500", "hangs", "50-MB", "404"],
+)
+async def test_a_source_that_misbehaves_gives_unknown_claims_and_a_reason(
+    served: tuple[Sources, str],
+    poller: Poller,
+    path: str,
+    extra: str,
+    reason: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _, base = served
+    await poller.apply(parse_config(config(base, path, extra)))
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="prober.claims"):
+        await asyncio.wait_for(poller.poll("official"), 10)
+    assert time.monotonic() - started < 5  # bounded by the timeout, and the 50 MB are not read
+    rows = stored(poller)
+    assert {(c, s) for c, s, _, _ in rows} == {("", "unknown"), ("Web", "unknown")}
+    assert all(reason in (r or "") for *_, r in rows), rows
+    assert reason in caplog.text
+    state = poller.states["official"]
+    assert state.failures == 1 and reason in (state.last_error or "")
+
+
+async def test_what_the_page_says_is_stored_on_change_only(
+    served: tuple[Sources, str], poller: Poller
+) -> None:
+    sources, base = served
+    sources.said = [(-1e9, lambda o: json_text(summary(OPERATIONAL, {"Web": "operational"}, [])))]
+    await poller.apply(parse_config(config(base, "/status")))
+    await poller.poll("official")
+    await poller.poll("official")  # the same answer: no new row
+    assert stored(poller) == [("", "operational", None, None), ("Web", "operational", None, None)]
+    sources.start()
+    sources.said.append(
+        (0, lambda o: json_text(summary(MAJOR, {"Web": "major_outage"}, [incident("Down", o, ["Web"])])))
+    )
+    await poller.poll("official")
+    assert stored(poller)[2:] == [("", "major_outage", "Down", None), ("Web", "major_outage", "Down", None)]
+    # An unreachable page after that: unknown, with the reason.
+    await poller.apply(parse_config(config(base.rsplit(":", 1)[0] + ":9", "/status")))
+    await poller.poll("official")
+    assert [s for _, s, _, _ in stored(poller)[4:]] == ["unknown", "unknown"]
+    assert "connect" in (stored(poller)[-1][3] or "")
+
+
+async def test_a_component_the_page_does_not_list_is_unknown_with_a_warning_naming_those_it_does(
+    served: tuple[Sources, str], poller: Poller, caplog: pytest.LogCaptureFixture
+) -> None:
+    sources, base = served
+    sources.said = [
+        (
+            -1e9,
+            lambda o: json_text(summary(OPERATIONAL, {"API": "operational", "Website": "operational"}, [])),
+        )
+    ]
+    await poller.apply(parse_config(config(base, "/status", component="Web")))
+    with caplog.at_level(logging.WARNING, logger="prober.claims"):
+        await poller.poll("official")
+        await poller.poll("official")
+    assert caplog.text.count('no component "Web" on the official page; it lists: API, Website') == 1
+    assert ("Web", "unknown", None, "the source does not list this component") in stored(poller)
+
+
+async def test_the_poller_runs_on_its_schedule_and_stops(served: tuple[Sources, str], poller: Poller) -> None:
+    sources, base = served
+    sources.said = [(-1e9, lambda o: json_text(summary(OPERATIONAL, {}, [])))]
+    await poller.apply(parse_config(config(base, "/status")))
+    poller.start()
+    from conftest import wait_for
+
+    await wait_for(lambda: sources.hits.get("status", 0) >= 2, 10, "two polls a second apart")
+    await poller.stop()
+    polls = sources.hits["status"]
+    await asyncio.sleep(1.5)
+    assert sources.hits["status"] == polls  # stopped means stopped
