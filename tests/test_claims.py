@@ -239,3 +239,15 @@ def test_report_has_a_claimed_vs_measured_section(tmp_path: Path) -> None:
     assert [u["name"] for u in section["official_incidents_not_measured"]] == ["Cried wolf"]
     text = CliRunner().invoke(main, args).output
     assert "Claimed vs measured" in text and "Cried wolf" in text and "no outage measured" in text
+
+
+def test_the_claims_documentation_examples_validate() -> None:
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "claims.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    assert blocks
+    for block in blocks:
+        parse_config(block, "docs/claims.md", env={})
+    for name in ("prober_claim_status", "prober_claim_polls_total", "prober_claim_poll_failures_total"):
+        assert name in text

@@ -131,6 +131,8 @@ async def test_a_page_that_admits_the_outage_late(run_outage: Run) -> None:
     assert (
         'prober_claim_status{component="Web",source="official",status="major_outage"} 1.0' in found["metrics"]
     )
+    assert 'prober_claim_polls_total{source="official"}' in found["metrics"]
+    assert 'prober_claim_poll_failures_total{source="official"} 0.0' in found["metrics"]
 
 
 async def test_a_page_that_never_admits_it(run_outage: Run) -> None:
