@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from claims_sources import MAJOR, OPERATIONAL, atom, incident, rss, summary
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from prober.claims import Claim, ClaimStatus, Link, finding, spans
 from prober.claims.parse import SourceError, claims_of, read_feed, read_statuspage
@@ -17,6 +21,7 @@ from prober.cli import main
 from prober.config import ConfigError, parse_config
 from prober.model import Incident, Reason, State
 from prober.store import Store
+from prober.web import create_app
 
 T0 = datetime(2022, 12, 28, 13, 0, tzinfo=UTC)
 
@@ -202,7 +207,9 @@ def test_a_claims_source_and_its_defaults() -> None:
 # -- prober report ---------------------------------------------------------------------------------
 
 
-def test_report_has_a_claimed_vs_measured_section(tmp_path: Path) -> None:
+def outage_db(tmp_path: Path) -> Path:
+    """Two measured outages of `web` (10-30 and 40-45 minutes past 13:00): the official page admitted
+    the first at 17, said nothing of the second, and listed an incident of its own at 70."""
     db = tmp_path / "prober.db"
     overall_ok = Claim("", ClaimStatus.OPERATIONAL, "All Systems Operational")
     overall_down = Claim("", ClaimStatus.MAJOR_OUTAGE, incident="Errors", incident_created_at=at(14))
@@ -223,6 +230,11 @@ def test_report_has_a_claimed_vs_measured_section(tmp_path: Path) -> None:
         ]:
             store.submit(lambda d, ts=ts, claim=claim: write_claims(d, "official", at(ts), [claim])).result()
         store.submit(lambda d: save_links(d, {"web": Link("official", "")}, at(0))).result()
+    return db
+
+
+def test_report_has_a_claimed_vs_measured_section(tmp_path: Path) -> None:
+    db = outage_db(tmp_path)
     args = ["report", "--db", str(db), "--since", "2022-12-28T12:00", "--until", "2022-12-28T15:00"]
     result = CliRunner().invoke(main, [*args, "--json"])
     assert result.exit_code == 0, result.output
@@ -251,3 +263,53 @@ def test_the_claims_documentation_examples_validate() -> None:
         parse_config(block, "docs/claims.md", env={})
     for name in ("prober_claim_status", "prober_claim_polls_total", "prober_claim_poll_failures_total"):
         assert name in text
+
+
+async def test_prober_serve_answers_api_claims_and_incidents_without_a_configuration(tmp_path: Path) -> None:
+    db = outage_db(tmp_path)
+    async with TestClient(TestServer(create_app(db))) as client:
+        resp = await client.get(
+            "/api/claims", params={"since": "2022-12-28T12:00", "until": "2022-12-28T15:00"}
+        )
+        assert resp.status == 200
+        [source] = (await resp.json())["sources"]
+        assert source["name"] == "official" and source["checks"] == ["web"] and source["url"] is None
+        assert [c["status"] for c in source["history"]] == [
+            "operational", "major_outage", "operational", "partial_outage", "operational",
+        ]  # fmt: skip
+        assert [(c["component"], c["status"], c["stale"]) for c in source["current"]] == [
+            (None, "unknown", True)  # its newest row is years old: not what the page says now
+        ]
+        resp = await client.get(
+            "/api/incidents", params={"since": "2022-12-28T12:00", "until": "2022-12-28T15:00"}
+        )
+        incidents = (await resp.json())["incidents"]
+        assert [i["claim"]["acknowledgement_lag_s"] for i in incidents] == [None, 420]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["status", "indicator", "components", "incidents", "name", "created_at",
+                         "incident_updates", "affected_components", "description"]), inner, max_size=5),
+    max_leaves=30,
+))  # fmt: skip
+def test_any_json_reads_as_claims_or_a_source_error(data: object) -> None:
+    try:
+        reading = read_statuspage(json.dumps(data).encode())
+    except SourceError:
+        return
+    assert all(isinstance(c.status, ClaimStatus) for c in claims_of(reading, ["Web"]))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.binary(max_size=300)
+    | st.text(max_size=300).map(
+        lambda t: f"<rss version='2.0'><channel><item><title>{t}</title></item></channel></rss>".encode()
+    )
+)
+def test_any_bytes_read_as_a_feed_or_a_source_error(body: bytes) -> None:
+    with contextlib.suppress(SourceError):  # anything else fails the test
+        read_feed(body, at(0), 3600)

@@ -141,3 +141,25 @@ async def test_the_poller_runs_on_its_schedule_and_stops(served: tuple[Sources, 
     polls = sources.hits["status"]
     await asyncio.sleep(1.5)
     assert sources.hits["status"] == polls  # stopped means stopped
+
+
+async def test_stopping_or_removing_a_source_ends_its_claims_with_unknown(
+    served: tuple[Sources, str], poller: Poller
+) -> None:
+    sources, base = served
+    sources.said = [(-1e9, lambda o: json_text(summary(OPERATIONAL, {"Web": "operational"}, [])))]
+    await poller.apply(parse_config(config(base, "/status")))
+    await poller.poll("official")
+    await poller.apply(parse_config("checks:\n  - {name: web, url: 'http://127.0.0.1:9/'}\n"))
+    assert poller.states == {}
+    assert stored(poller)[2:] == [
+        ("", "unknown", None, "not polled: the source was removed from the configuration"),
+        ("Web", "unknown", None, "not polled: the source was removed from the configuration"),
+    ]
+    await poller.apply(parse_config(config(base, "/status")))
+    await poller.poll("official")
+    await poller.stop()
+    assert [(c, s, r) for c, s, _, r in stored(poller)[-2:]] == [
+        ("", "unknown", "not polled: prober stopped"),
+        ("Web", "unknown", "not polled: prober stopped"),
+    ]

@@ -111,7 +111,9 @@ class Poller:
     async def apply(self, config: Config) -> None:
         """Match the sources and check links to `config` (at start and on each reload)."""
         self.config = config
-        for name in set(self.states) - set(config.claims):
+        removed = set(self.states) - set(config.claims)
+        await self._unknown_from_now("not polled: the source was removed from the configuration", removed)
+        for name in removed:
             del self.states[name]
         for name in config.claims:
             self.states.setdefault(name, SourceState())
@@ -248,9 +250,32 @@ class Poller:
         for task in set(self._tasks):
             task.cancel()
         self.schedule.shutdown()
+        await self._unknown_from_now("not polled: prober stopped")
         if self._direct is not None:
             await self._direct.close()
             self._direct = None
+
+    async def _unknown_from_now(self, reason: str, names: set[str] | None = None) -> None:
+        """End the series of `names` (None: all) with an unknown row: what a page says while nobody
+        polls it is not known."""
+        now = utcnow()
+        for name, state in self.states.items():
+            if (
+                (names is not None and name not in names)
+                or not state.current
+                or all(c.status is ClaimStatus.UNKNOWN for c, _ in state.current.values())
+            ):
+                continue
+            claims = unknown_claims(state.current, reason)
+            state.current = {c.component: (c, now) for c in claims}
+            try:
+                await asyncio.wait_for(
+                    self.store.call(partial(write_claims, source=name, ts=now, claims=claims)), 2.0
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the store says why, and is closing anyway
+                log.warning("claims %s: could not record the end of polling: %s", name, exc)
 
     def current(self) -> Mapping[str, SourceState]:
         """Each source's state, for the API and metrics."""
