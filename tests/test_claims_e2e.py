@@ -68,6 +68,13 @@ async def run_outage(tmp_path: Path) -> AsyncIterator[Run]:
                         found = (await resp.json())["incidents"]
                     return bool(found) and found[0]["resolved_at"] is not None and sources.now() > end + 2.5
 
+                async def ongoing() -> bool:
+                    async with session.get(f"http://{http}/api/checks") as resp:
+                        during.append((await resp.json())["checks"][0])
+                    return during[-1]["incident"] is not None
+
+                during: list[dict[str, Any]] = []
+                await wait_for(ongoing, end + 30, "an open incident")
                 await wait_for(resolved, end + 30, "the incident to resolve")
                 async with session.get(f"http://{http}/api/incidents") as resp:
                     incidents = (await resp.json())["incidents"]
@@ -81,6 +88,8 @@ async def run_outage(tmp_path: Path) -> AsyncIterator[Run]:
             daemon.stop()
             await running
         assert len(incidents) == 1, incidents
+        ongoing_claim = during[-1]["incident"]["claim"]  # /api/checks, while it was open
+        assert ongoing_claim["source"] == "official" and ongoing_claim["status_at_start"], ongoing_claim
         return {"incident": incidents[0], "claims": claims, "page": page, "metrics": metrics}
 
     yield run

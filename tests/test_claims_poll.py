@@ -163,3 +163,35 @@ async def test_stopping_or_removing_a_source_ends_its_claims_with_unknown(
         ("", "unknown", "not polled: prober stopped"),
         ("Web", "unknown", "not polled: prober stopped"),
     ]
+
+
+async def test_a_page_that_lies_the_other_way_is_an_official_incident_not_measured(
+    served: tuple[Sources, str], poller: Poller
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from prober.cli import main
+
+    sources, base = served
+    sources.start()
+    sources.said = [
+        (-1e9, lambda o: json_text(summary(OPERATIONAL, {"Web": "operational"}, []))),
+        (
+            0,
+            lambda o: json_text(
+                summary(MAJOR, {"Web": "major_outage"}, [incident("Everything is on fire", o)])
+            ),
+        ),
+    ]
+    await poller.apply(parse_config(config(base, "/status")))  # the check `web` is healthy throughout
+    await poller.poll("official")
+    await poller.stop()
+    await poller.store.flush()
+    result = CliRunner().invoke(main, ["report", "--db", str(poller.store.path), "--since", "1h", "--json"])
+    assert result.exit_code == 0, result.output
+    [section] = json.loads(result.output)["claims"]
+    assert section["outages_measured"] == 0
+    [wolf] = section["official_incidents_not_measured"]
+    assert wolf["name"] == "Everything is on fire" and wolf["created_at"] is not None

@@ -130,10 +130,16 @@ class WebState:
 
         def work(db: sqlite_utils.Database) -> Answer:
             overview, history = snap.overview(db), snap.history(db, ("windows",))
+            from prober.claims import findings_for
+
+            found = findings_for(db, [c.incident for c in overview.checks if c.incident], overview.now)
+            claim = {
+                c.name: found.get((c.name, c.incident.started_at)) for c in overview.checks if c.incident
+            }
             body = {
                 "generated_at": iso(overview.now),
                 "state": str(overview.state),
-                "checks": [check_json(c, history, overview.now) for c in overview.checks],
+                "checks": [check_json(c, history, overview.now, claim.get(c.name)) for c in overview.checks],
             }
             return Answer.of(dumps(body), JSON_TYPE, snap.now)
 
