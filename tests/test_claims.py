@@ -313,3 +313,35 @@ def test_any_json_reads_as_claims_or_a_source_error(data: object) -> None:
 def test_any_bytes_read_as_a_feed_or_a_source_error(body: bytes) -> None:
     with contextlib.suppress(SourceError):  # anything else fails the test
         read_feed(body, at(0), 3600)
+
+
+def test_a_hostile_feed_is_read_in_bounded_time_and_resolves_no_external_entity() -> None:
+    import time
+
+    entities = '<!ENTITY a0 "ha">' + "".join(f'<!ENTITY a{i} "{f"&a{i - 1};" * 10}">' for i in range(1, 10))
+    laughs = f'<?xml version="1.0"?><!DOCTYPE rss [{entities}]><rss version="2.0"><channel>'
+    laughs += "<title>&a9;</title><item><title>&a9;</title></item></channel></rss>"
+    started = time.monotonic()
+    with contextlib.suppress(SourceError):
+        read_feed(laughs.encode(), at(0), 3600)
+    assert time.monotonic() - started < 10
+    external = (
+        '<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+        '<rss version="2.0"><channel><item><title>&x;</title></item></channel></rss>'
+    )
+    reading = read_feed(external.encode(), at(0), 3600)
+    assert not any("root:" in i.name for i in reading.incidents)
+
+
+def test_a_claims_source_through_local_gets_the_local_vantage() -> None:
+    config = parse_config(
+        "vantages:\n  us: {region: US}\n"
+        "claims:\n  s: {url: 'https://status.example.com/api/v2/summary.json', vantage: local}\n"
+        "checks:\n  - {name: web, url: 'https://example.com/', vantages: [us]}\n"
+    )
+    assert "local" in config.vantages
+    with pytest.raises(ConfigError, match=r'claims\.s\.vantage: "tokyo" is not a vantage'):
+        parse_config(
+            "claims:\n  s: {url: 'https://status.example.com/api/v2/summary.json', vantage: tokyo}\n"
+            "checks:\n  - {name: web, url: 'https://example.com/'}\n"
+        )

@@ -44,6 +44,7 @@ def claims_json(
 ) -> dict[str, Any]:
     """/api/claims: each source, what it says now (newest row per component), its rows in the window."""
     names = sorted(set(sources(db)) | set(config.claims if config is not None else ()))
+    linked = links(db)
     out = []
     for name in names if source is None else [source]:
         conf = None if config is None else config.claims.get(name)
@@ -80,7 +81,7 @@ def claims_json(
                 "polls": None if state is None else state.polls,
                 "failed_polls": None if state is None else state.failures,
                 "components_listed": None if state is None else list(state.listed),
-                "checks": sorted(c for c, link in links(db).items() if link.source == name),
+                "checks": sorted(c for c, link in linked.items() if link.source == name),
                 "current": current,
                 "history": [_row_json(r) for r in history],
             }

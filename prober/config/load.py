@@ -256,6 +256,7 @@ def _build(spec: _ConfigSpec, tree: _Tree) -> Config:
             )
         )
     used = {name for check in checks for name in check.vantages} | set(defaults.vantages)
+    used |= {s.vantage for s in (spec.claims or {}).values() if s.vantage}
     if "local" in used and "local" not in vantages:
         vantages["local"] = Vantage("local")
     return Config(
