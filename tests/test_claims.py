@@ -285,6 +285,8 @@ async def test_prober_serve_answers_api_claims_and_incidents_without_a_configura
         )
         incidents = (await resp.json())["incidents"]
         assert [i["claim"]["acknowledgement_lag_s"] for i in incidents] == [None, 420]
+        metrics = await (await client.get("/metrics")).text()
+        assert 'prober_claim_status{component="",source="official",status="unknown"} 1.0' in metrics
 
 
 @settings(max_examples=200, deadline=None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -146,6 +146,39 @@ def page_sentences(
 # -- /metrics --------------------------------------------------------------------------------------
 
 
+def status_family(current: Iterable[tuple[str, str, ClaimStatus]]) -> GaugeMetricFamily:
+    """prober_claim_status from (source, component, status) triples."""
+    family = GaugeMetricFamily(
+        "prober_claim_status",
+        "1 for what the official status page says now of the component ('' overall), 0 for the others",
+        labels=("source", "component", "status"),
+    )
+    for source, component, status in current:
+        for s in ClaimStatus:
+            family.add_metric([source, component, str(s)], 1 if s is status else 0)
+    return family
+
+
+class StoredClaims(Collector):
+    """`prober serve`'s claims family: the newest row of each series, unknown once stale."""
+
+    def __init__(self, db: sqlite_utils.Database, now: datetime) -> None:
+        current = []
+        if "claims" in db.table_names():
+            rows = db.execute(
+                "SELECT source, component, status, ts FROM claims WHERE id IN "
+                "(SELECT max(id) FROM claims GROUP BY source, component)"
+            ).fetchall()
+            for source, component, status, ts in rows:
+                stale = now - parse_iso(ts) > timedelta(seconds=STALE_AFTER)
+                current.append((source, component, ClaimStatus.UNKNOWN if stale else ClaimStatus(status)))
+        self.family = status_family(current)
+
+    def collect(self) -> Iterator[Metric]:
+        """The family read when it was made."""
+        yield self.family
+
+
 class ClaimsCollector(Collector):
     """The claims families of a running daemon: current claim per source and component, polls, silence."""
 
@@ -161,21 +194,17 @@ class ClaimsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """The families now."""
-        status = GaugeMetricFamily(
-            "prober_claim_status",
-            "1 for what the official status page says now of the component ('' overall), 0 for the others",
-            labels=("source", "component", "status"),
+        states = list(self.states().items())
+        status = status_family(
+            (name, c, claim.status) for name, s in states for c, (claim, _) in list(s.current.items())
         )
         polls = CounterMetricFamily("prober_claim_polls", "Polls of the source", labels=("source",))
         failed = CounterMetricFamily(
             "prober_claim_poll_failures", "Polls that gave unknown claims", labels=("source",)
         )
-        for name, state in list(self.states().items()):
+        for name, state in states:
             polls.add_metric([name], state.polls)
             failed.add_metric([name], state.failures)
-            for component, (claim, _) in list(state.current.items()):
-                for s in ClaimStatus:
-                    status.add_metric([name, component, str(s)], 1 if s is claim.status else 0)
         silent = GaugeMetricFamily(
             "prober_claim_silent_seconds",
             "Seconds of a check's ongoing incident during which its official status page claimed operational",

@@ -366,6 +366,9 @@ async def metrics(request: web.Request) -> web.Response:
         def work(db: sqlite_utils.Database) -> bytes:
             fresh = ProberMetrics()  # a registry per rendering: checks gone from the database leave no series
             fresh.fill(db, now, config)
+            from prober.claims.web import StoredClaims
+
+            fresh.registry.register(StoredClaims(db, now))
             return encoder(fresh.registry)
 
         return await s.reader.run(work)
