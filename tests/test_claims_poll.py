@@ -195,3 +195,29 @@ async def test_a_page_that_lies_the_other_way_is_an_official_incident_not_measur
     assert section["outages_measured"] == 0
     [wolf] = section["official_incidents_not_measured"]
     assert wolf["name"] == "Everything is on fire" and wolf["created_at"] is not None
+
+
+async def test_an_unchanged_claim_gets_a_row_every_hour_and_old_rows_are_pruned(
+    served: tuple[Sources, str], poller: Poller
+) -> None:
+    from datetime import timedelta
+
+    from prober.claims.record import prune_claims
+    from prober.model import utcnow
+
+    sources, base = served
+    sources.said = [(-1e9, lambda o: json_text(summary(OPERATIONAL, {"Web": "operational"}, [])))]
+    await poller.apply(parse_config(config(base, "/status")))
+    await poller.poll("official")
+    state = poller.states["official"]
+    # As if the rows were written 59 minutes ago, then an hour ago: only the second poll writes again.
+    for minutes, rows in ((59, 2), (60, 4)):
+        state.current = {
+            c: (claim, utcnow() - timedelta(minutes=minutes)) for c, (claim, _) in state.current.items()
+        }
+        await poller.poll("official")
+        assert len(stored(poller)) == rows
+    with sqlite3.connect(poller.store.path) as conn:
+        conn.execute("UPDATE claims SET ts = '2020-01-01T00:00:00.000Z' WHERE id <= 2")
+    deleted = await poller.store.call(lambda db: prune_claims(db, utcnow() - timedelta(days=14)))
+    assert deleted == 2 and len(stored(poller)) == 2
