@@ -187,10 +187,11 @@ class Poller:
         changed = [c for c in claims if self._changed(state, c, now)]
         if changed:
             await self.store.call(lambda db: write_claims(db, source.name, now, changed))
-            for claim in changed:
-                if claim.component == "" and (claim.status, claim.incident) != (ClaimStatus.UNKNOWN, None):
-                    log.info("claims %s: %s%s", source.name, claim.status,
-                             f' (incident "{claim.incident}")' if claim.incident else "")  # fmt: skip
+            overall, before = next((c for c in changed if c.component == ""), None), state.current.get("")
+            news = overall is not None and (before is None or before[0] != overall)  # not an hourly row
+            if news and overall is not None and overall.status is not ClaimStatus.UNKNOWN:
+                log.info("claims %s: the official page says %s%s", source.name, overall.status,
+                         f' (incident "{overall.incident}")' if overall.incident else "")  # fmt: skip
         for claim in claims:
             previous = state.current.get(claim.component)
             if previous is None or claim in changed:
