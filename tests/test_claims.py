@@ -347,3 +347,19 @@ def test_a_claims_source_through_local_gets_the_local_vantage() -> None:
             "claims:\n  s: {url: 'https://status.example.com/api/v2/summary.json', vantage: tokyo}\n"
             "checks:\n  - {name: web, url: 'https://example.com/'}\n"
         )
+
+
+def test_a_feed_incident_was_created_when_it_was_first_published() -> None:
+    feed = (
+        '<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>T</title><id>urn:t</id>'
+        f"<updated>{at(50).isoformat()}</updated>"
+        f"<entry><id>urn:1</id><title>Errors</title><published>{at(5).isoformat()}</published>"
+        f"<updated>{at(50).isoformat()}</updated><summary>Identified - a fix is being rolled out</summary>"
+        "<category term='Web'/></entry></feed>"
+    )
+    reading = read_feed(feed.encode(), at(60), 3600)
+    [official] = reading.incidents
+    assert (official.name, official.created_at, official.components) == ("Errors", at(5), ("Web",))
+    by = {c.component: c for c in claims_of(reading, ["Web", "API"])}
+    assert by["Web"].incident == "Errors" and by["API"].incident is None  # it names Web only
+    assert by["API"].status is ClaimStatus.OPERATIONAL

@@ -216,6 +216,7 @@ class _Entry:
     at: datetime | None
     resolved: bool
     categories: tuple[str, ...]
+    created: datetime | None  # its `published` time, else `at`
 
 
 def read_feed(body: bytes, now: datetime, open_for: float) -> Reading:
@@ -233,11 +234,16 @@ def read_feed(body: bytes, now: datetime, open_for: float) -> Reading:
         why = getattr(parsed, "bozo_exception", None)
         raise SourceError(f"not an RSS or Atom feed{f': {str(why)[:120]}' if why else ''}")
     latest: dict[str, _Entry] = {}  # an incident's entries share an id (Statuspage, Google Cloud)
+    created: dict[str, datetime] = {}  # ... and it was created when the first of them was published
     for raw in parsed.entries:
         entry = _entry(raw)
-        seen = None if entry is None else latest.get(entry.key)
-        if entry is not None and (seen is None or (entry.at or now) >= (seen.at or now)):
+        if entry is None:
+            continue
+        seen = latest.get(entry.key)
+        if seen is None or (entry.at or now) >= (seen.at or now):
             latest[entry.key] = entry
+        if entry.created is not None:
+            created[entry.key] = min(entry.created, created.get(entry.key, entry.created))
     # Feeds that post each update as a new entry say "RESOLVED: <the same title>" in the last one.
     resolved_at: dict[str, datetime] = {}
     for e in latest.values():
@@ -247,7 +253,7 @@ def read_feed(body: bytes, now: datetime, open_for: float) -> Reading:
             )
     horizon = now - timedelta(seconds=open_for)
     incidents = [
-        OfficialIncident(e.title, e.at, e.categories)
+        OfficialIncident(e.title, created.get(e.key, e.at), e.categories)
         for e in latest.values()
         if not e.resolved
         and (e.at is None or horizon <= e.at <= now + timedelta(days=1))
@@ -272,10 +278,17 @@ def _entry(raw: dict[str, Any]) -> _Entry | None:
     if not key:
         return None
     # dict.get: feedparser's own get() warns when it falls back from one key to the other.
-    parsed = dict.get(raw, "updated_parsed") or dict.get(raw, "published_parsed")
-    at = datetime(*parsed[:6]).replace(tzinfo=UTC) if parsed else None
+    updated, published = dict.get(raw, "updated_parsed"), dict.get(raw, "published_parsed")
+    at = _struct_time(updated or published)
     tags: Sequence[Any] = raw.get("tags") or ()
     categories = tuple(t for t in (_text(tag.get("term")) for tag in tags if isinstance(tag, dict)) if t)
-    return _Entry(
-        key, plain[:MAX_NAME], at, bool(RESOLVED.search(title) or RESOLVED.search(head)), categories
-    )
+    resolved = bool(RESOLVED.search(title) or RESOLVED.search(head))
+    return _Entry(key, plain[:MAX_NAME], at, resolved, categories, _struct_time(published) or at)
+
+
+def _struct_time(value: Any) -> datetime | None:
+    """feedparser's UTC time.struct_time as a datetime; None when absent or out of range."""
+    try:
+        return datetime(*value[:6]).replace(tzinfo=UTC) if value else None
+    except (TypeError, ValueError, OverflowError):
+        return None
