@@ -126,7 +126,8 @@ async def test_a_page_that_admits_the_outage_late(run_outage: Run) -> None:
     # The truth: the page said operational from 1.0 s to 3.5 s, and admitted it from then on.
     assert abs(claim["acknowledgement_lag_s"] - 2.5) <= TOLERANCE, claim
     assert abs(claim["silent_s"] - 2.5) <= TOLERANCE, claim
-    assert claim["silent_s"] == pytest.approx(claim["acknowledgement_lag_s"], abs=0.01)
+    # Silent until acknowledged (less any poll that failed on a loaded machine: unknown, not silent).
+    assert claim["silent_s"] + claim["unknown_s"] == pytest.approx(claim["acknowledgement_lag_s"], abs=0.01)
     # /api/claims: the source, its current claims and the change it made.
     source = found["claims"]["sources"][0]
     assert source["name"] == "official" and source["checks"] == ["web"]
@@ -153,7 +154,8 @@ async def test_a_page_that_never_admits_it(run_outage: Run) -> None:
     assert claim["component"] is None and claim["status_at_start"] == "operational"
     assert claim["said_at_start"] == "All Systems Operational"
     assert claim["acknowledged_at"] is None and claim["acknowledgement_lag_s"] is None
-    assert claim["silent_s"] == pytest.approx(end - start, abs=0.01)  # the whole outage
+    assert claim["silent_s"] + claim["unknown_s"] == pytest.approx(end - start, abs=0.01)  # the whole outage
+    assert claim["silent_s"] >= (end - start) / 2
     assert "said &#39;All Systems Operational&#39;; it never acknowledged it." in found["page"]
 
 
