@@ -11,6 +11,7 @@ import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -184,12 +185,12 @@ async def test_an_rss_feed_with_an_incident_and_its_resolution(run_outage: Run) 
 async def test_an_atom_feed_admitting_the_outage_at_once(run_outage: Run) -> None:
     sources = Sources(down=(1.5, 4.0))
     feed = "application/atom+xml"
-    sources.said = [
-        (-1e9, lambda o: (feed, atom([("urn:old", "RESOLVED: an old incident", o, "Resolved")]))),
-        (0.0, lambda o: (feed, atom([("urn:a", "Web outage", o, "Investigating")]))),
-    ]
+    # The page admitted it from the first poll (before the outage), and an old incident is resolved.
+    old = ("urn:old", "RESOLVED: an old incident", datetime.now(UTC), "Resolved")
+    sources.said = [(-1e9, lambda o: (feed, atom([old, ("urn:a", "Web outage", o, "Investigating")])))]
     found = await run_outage(sources, "atom", "")
     claim = found["incident"]["claim"]
     assert claim["status_at_start"] == "partial_outage"
     assert claim["acknowledgement_lag_s"] == 0 and claim["silent_s"] == 0
+    assert claim["official_incident"] == "Web outage"
     assert json.dumps(claim)  # plain JSON
