@@ -363,3 +363,31 @@ def test_a_feed_incident_was_created_when_it_was_first_published() -> None:
     by = {c.component: c for c in claims_of(reading, ["Web", "API"])}
     assert by["Web"].incident == "Errors" and by["API"].incident is None  # it names Web only
     assert by["API"].status is ClaimStatus.OPERATIONAL
+
+
+LATE = "The official status page (Web) said 'operational' for the first 7 minutes"
+NEVER = "The official status page (Web) said 'operational' for 20 minutes of the outage"
+
+
+@pytest.mark.parametrize(
+    ("rows", "resolved", "expected"),
+    [
+        ([(-5, OK), (17, DOWN)], True, LATE + '; it acknowledged at 13:17 UTC ("Errors").'),
+        ([(-5, OK)], True, NEVER + "; it never acknowledged it."),
+        ([(-5, OK)], False, NEVER + "; it has not acknowledged it yet."),
+        ([(-5, DOWN)], True,
+         "The official status page (Web) already admitted a problem when the outage began ('major outage')."),
+        ([(-5, UNKNOWN), (11, DOWN)], True,
+         "prober could not read the official status page (Web) when the outage began;"
+         ' it acknowledged at 13:11 UTC ("Errors").'),
+    ],
+    ids=["late", "never", "not-yet", "already", "unreadable"],
+)  # fmt: skip
+def test_the_sentence_on_the_status_page(
+    rows: list[tuple[float, Claim]], resolved: bool, expected: str
+) -> None:
+    from prober.claims.web import sentence
+
+    found = finding(LINK, spans([(at(m), c) for m, c in rows], at(90)), at(10), at(30))
+    incident = Incident("web", State.MAJOR_OUTAGE, None, None, at(10), at(11), at(30) if resolved else None)
+    assert sentence(found, incident) == expected

@@ -157,7 +157,8 @@ async def test_a_page_that_never_admits_it(run_outage: Run) -> None:
     assert claim["acknowledged_at"] is None and claim["acknowledgement_lag_s"] is None
     assert claim["silent_s"] + claim["unknown_s"] == pytest.approx(end - start, abs=0.01)  # the whole outage
     assert claim["silent_s"] >= (end - start) / 2
-    assert "said &#39;All Systems Operational&#39;; it never acknowledged it." in found["page"]
+    assert "The official status page said &#39;All Systems Operational&#39; for " in found["page"]
+    assert " of the outage; it never acknowledged it." in found["page"]
 
 
 async def test_an_rss_feed_with_an_incident_and_its_resolution(run_outage: Run) -> None:

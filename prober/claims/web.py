@@ -117,22 +117,23 @@ def _minutes(seconds: float) -> str:
 
 def sentence(found: ClaimFinding, incident: Incident) -> str:
     """What the official page said during a measured incident, in one sentence for people."""
-    said = found.said_at_start or {
-        ClaimStatus.OPERATIONAL: "operational", ClaimStatus.UNKNOWN: "nothing prober could read",
-    }.get(found.status_at_start, str(found.status_at_start).replace("_", " "))  # fmt: skip
     what = "The official status page" + (f" ({found.component})" if found.component else "")
+    status = str(found.status_at_start).replace("_", " ")
+    said = found.said_at_start or status
     if found.acknowledgement_lag_s == 0:
-        return f"{what} already said '{said}' when the outage began."
-    head = f"{what} said '{said}'"
-    if found.silent_s > 0 and found.acknowledged_at is not None:
-        head += f" for the first {_minutes(found.acknowledgement_lag_s or 0)}"
+        return f"{what} already admitted a problem when the outage began ('{said}')."
+    if found.status_at_start is ClaimStatus.UNKNOWN:
+        head = f"prober could not read {what[0].lower()}{what[1:]} when the outage began"
+    elif found.acknowledged_at is not None:
+        head = f"{what} said '{said}' for the first {_minutes(found.acknowledgement_lag_s or 0)}"
+    else:
+        head = f"{what} said '{said}' for {_minutes(found.silent_s)} of the outage"
     if found.acknowledged_at is None:
         ongoing = incident.resolved_at is None
         return head + ("; it has not acknowledged it yet." if ongoing else "; it never acknowledged it.")
     at = found.acknowledged_at.strftime("%H:%M UTC")
-    return f"{head}; it acknowledged at {at}" + (
-        f' ("{found.official_incident}").' if found.official_incident else "."
-    )
+    named = f' ("{found.official_incident}")' if found.official_incident else ""
+    return f"{head}; it acknowledged at {at}{named}."
 
 
 def page_sentences(
