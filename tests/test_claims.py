@@ -285,6 +285,9 @@ async def test_prober_serve_answers_api_claims_and_incidents_without_a_configura
         )
         incidents = (await resp.json())["incidents"]
         assert [i["claim"]["acknowledgement_lag_s"] for i in incidents] == [None, 420]
+        resp = await client.get("/api/claims", params={"source": "nope"})
+        assert resp.status == 404 and "nope" in (await resp.json())["error"]
+        assert (await client.get("/api/claims", params={"sorce": "official"})).status == 400
         metrics = await (await client.get("/metrics")).text()
         assert 'prober_claim_status{component="",source="official",status="unknown"} 1.0' in metrics
 

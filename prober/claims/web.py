@@ -44,6 +44,10 @@ def claims_json(
 ) -> dict[str, Any]:
     """/api/claims: each source, what it says now (newest row per component), its rows in the window."""
     names = sorted(set(sources(db)) | set(config.claims if config is not None else ()))
+    if source is not None and source not in names:
+        from prober.web.params import RequestError
+
+        raise RequestError(404, f'no claims source named "{source}"')
     linked = links(db)
     out = []
     for name in names if source is None else [source]:
