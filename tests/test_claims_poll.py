@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from claims_sources import MAJOR, OPERATIONAL, Sources, incident, json_text, summary
-from conftest import start_app
+from conftest import DnsServer, start_app
 
 from prober.claims.poll import Poller
 from prober.config import parse_config
@@ -221,3 +221,21 @@ async def test_an_unchanged_claim_gets_a_row_every_hour_and_old_rows_are_pruned(
         conn.execute("UPDATE claims SET ts = '2020-01-01T00:00:00.000Z' WHERE id <= 2")
     deleted = await poller.store.call(lambda db: prune_claims(db, utcnow() - timedelta(days=14)))
     assert deleted == 2 and len(stored(poller)) == 2
+
+
+async def test_a_secret_in_the_source_url_never_reaches_the_stored_reason(
+    poller: Poller, dns_server: DnsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = (
+        f"vantages:\n  here: {{resolver: ['{dns_server.address}']}}\n"
+        "claims:\n  s: {url: 'http://${TOKEN}.invalid/summary.json', timeout: 3s, vantage: here}\n"
+        "checks:\n  - {name: w, url: 'http://127.0.0.1:9/', vantages: [here], claim: {source: s}}\n"
+    )
+    config = parse_config(text, env={"TOKEN": "s3cr3t-token"})
+    await poller.pool.sync(config.vantages)
+    await poller.apply(config)
+    with caplog.at_level(logging.WARNING, logger="prober.claims"):
+        await poller.poll("s")
+    reasons = [r for *_, r in stored(poller)]
+    assert reasons and all(r is not None and "${TOKEN}.invalid" in r for r in reasons), reasons
+    assert "s3cr3t" not in caplog.text and "s3cr3t" not in str(reasons)

@@ -169,7 +169,10 @@ class Poller:
                 log.exception("claims %s: reading the answer failed", source.name)
                 raise SourceError(f"internal: {type(exc).__name__}: {exc}") from exc
         except SourceError as exc:
-            reason = " ".join(str(exc).split())[:300]
+            redact = (
+                self.config.redact if self.config is not None else str
+            )  # a ${TOKEN} in the URL stays secret
+            reason = redact(" ".join(str(exc).split()))[:300]
             claims = unknown_claims([*state.current, *wanted], reason)
             state.failures += 1
             if state.last_error != reason:
