@@ -345,6 +345,9 @@ def report(
         db = connect(db_path, readonly=True)
         try:
             data = rep.collect(db, since, until, now, check)
+            from prober.claims.report import section
+
+            claims = section(db, data)  # claimed vs measured, per official status page
         finally:
             db.conn.close()
     except StoreError as exc:
@@ -352,9 +355,11 @@ def report(
     except sqlite3.Error as exc:
         fail(f"{db_path}: cannot read the database ({exc}); is it a prober database?", EXIT_STORE)
     if as_json:
-        echo(json.dumps(rep.to_json(data), indent=2, ensure_ascii=False))
+        echo(json.dumps(claims.attach(rep.to_json(data)), indent=2, ensure_ascii=False))
     else:
-        echo(rep.format_text(data, str(db_path)), nl=False)
+        echo(
+            rep.format_text(data, str(db_path)) + ("\n" + claims.text() if claims.summaries else ""), nl=False
+        )
 
 
 @main.command()

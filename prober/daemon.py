@@ -300,6 +300,12 @@ class Daemon:
         self.lateness = Lateness()
         self._background: list[asyncio.Task[object]] = []
         self.alerts: Alerts | None = None
+        from prober.claims.poll import Poller  # claims are an add-on: loaded with the daemon, not the core
+        from prober.claims.web import register_metrics
+
+        self.claims = Poller(self.store, self.pool)
+        self.live.claims = self.claims.current
+        register_metrics(self.live, self.claims.current, str(db_path))
 
     async def run(self) -> int:
         """Run until SIGTERM or SIGINT; returns the exit code."""
@@ -324,6 +330,7 @@ class Daemon:
             self.schedule.start()
             for addon in self.addons:
                 await addon.start(self)
+            self.claims.start()
             self._background = [
                 asyncio.create_task(self.watch.run()),
                 asyncio.create_task(self._every_minute()),
@@ -426,6 +433,7 @@ class Daemon:
         if self.render is None and (render := renderer_for(config)) is not None:
             self.render = render
             self.live.metrics.browsers = render.figures
+        await self.claims.apply(config)
         self._checks = prepared.checks
         self._signatures = prepared.signatures
         if restore:
@@ -529,6 +537,7 @@ class Daemon:
             )
         for addon in self.addons:  # before the store closes: what they took is written or given back
             await addon.stop()
+        await self.claims.stop()
         await self.pool.close()
         if self.render is not None:
             await self.render.close()

@@ -1140,6 +1140,7 @@ def test_json_schema_structure() -> None:
         "browser",
         "maintenance",
         "alerts",
+        "claims",
     }
     check = schema["$defs"][schema["properties"]["checks"]["items"]["$ref"].rsplit("/", 1)[1]]
     assert check["required"] == ["name", "url"]

@@ -221,6 +221,17 @@ def test_a_short_demo_reports_its_own_script(short_demo: ShortDemo) -> None:
     assert claims["probes"] > 0 and claims["claimed"] == claims["probes"]
     assert claims["during_web_incidents"]["probes"] > 0
     assert claims["during_web_incidents"]["claimed"] == claims["during_web_incidents"]["probes"]
+    # ... as prober.claims polled it: silent for the whole of each web outage, never acknowledged.
+    official = {f["check"]: f["claim"] for f in claims["findings"]}
+    for check in ("web-home", "web-login"):
+        (incident,) = _incidents(found, check)
+        claim = official[check]
+        assert (claim["status_at_start"], claim["said_at_start"]) == (
+            "operational",
+            "All Systems Operational",
+        )
+        assert claim["acknowledged_at"] is None and claim["acknowledgement_lag_s"] is None
+        assert claim["silent_s"] == pytest.approx(incident["duration_seconds"], abs=0.01)
     assert found["error_pages"]["down"] > 0
     assert found["error_pages"]["status_200"] == found["error_pages"]["down"]
     checks = {c["check"]: c for c in found["report"]["availability"]["checks"]}
@@ -240,6 +251,8 @@ def test_a_short_demo_reports_its_own_script(short_demo: ShortDemo) -> None:
     assert "What prober recorded: incidents by surface and region" in text
     assert "mobile-timeline" in text and "no incident" in text
     assert 'The status page said "All Systems Operational"' in text
+    assert re.search(r'web-home: the official page \(polled every 1s\) said "All Systems Operational" for '
+                     r"[\d.]+s of its [\d.]+s outage and never acknowledged it", text), text  # fmt: skip
     assert "a check of the status code alone would have passed" in text
 
 

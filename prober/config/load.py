@@ -19,6 +19,8 @@ from prober.config.model import (
     BrowserSettings,
     Check,
     CheckBrowser,
+    CheckClaim,
+    ClaimSource,
     Config,
     Defaults,
     Expect,
@@ -137,6 +139,7 @@ def _cross_check(data: dict[str, Any], tree: _Tree) -> None:
 
     _browser_rules(data, tree)
     _maintenance_rules(data, tree)
+    _claim_rules(data, tree, vantages)
     known = _builtin_names() | _unique_names(tree, data, "signatures", "is already signatures")
     _unique_names(tree, data, "checks", "is already the name of checks")
     for i, check in _items(data, "checks"):
@@ -218,6 +221,28 @@ def _maintenance(spec: _ConfigSpec) -> tuple[MaintenanceWindow, ...]:
     return tuple(windows)
 
 
+def _claim_rules(data: dict[str, Any], tree: _Tree, vantages: set[str] | None) -> None:
+    """A check's `claim.source` names a source under `claims:`; a source's vantage is defined."""
+    claims = data.get("claims")
+    sources = set(claims) if isinstance(claims, dict) else set()
+    for name, source in claims.items() if isinstance(claims, dict) else ():
+        vantage = source.get("vantage") if isinstance(source, dict) else None
+        if isinstance(vantage, str) and vantages is not None and vantage not in vantages:
+            path: _YamlPath = ("claims", name, "vantage")
+            tree.issue(
+                path,
+                tree.values[path],
+                f"{tree.quote(vantage)} is not a vantage ({', '.join(sorted(vantages))})",
+            )
+    for i, check in _items(data, "checks"):
+        claim = check.get("claim")
+        source = claim.get("source") if isinstance(claim, dict) else None
+        if isinstance(source, str) and source not in sources:
+            path = ("checks", i, "claim", "source")
+            known = f" ({', '.join(sorted(sources))})" if sources else " (there is no `claims:` section)"
+            tree.issue(path, tree.values[path], f"{tree.quote(source)} is not a claims source{known}")
+
+
 def _unique_names(tree: _Tree, data: dict[str, Any], key: str, already: str) -> set[str]:
     """The names in the list `key`, reporting each name used a second time at that item."""
     first: dict[str, int] = {}
@@ -289,9 +314,11 @@ def _build(spec: _ConfigSpec, tree: _Tree, alerts: Any = None) -> Config:
                 tags=tuple(c.tags),
                 browser=None if c.browser is None else _check_browser(c.browser, browser),
                 alerts=tuple(d.alerts or ()) if c.alerts is None else tuple(c.alerts),
+                claim=None if c.claim is None else CheckClaim(c.claim.source, c.claim.component),
             )
         )
     used = {name for check in checks for name in check.vantages} | set(defaults.vantages)
+    used |= {s.vantage for s in (spec.claims or {}).values() if s.vantage}
     if "local" in used and "local" not in vantages:
         vantages["local"] = Vantage("local")
     return Config(
@@ -307,6 +334,20 @@ def _build(spec: _ConfigSpec, tree: _Tree, alerts: Any = None) -> Config:
         browser=browser,
         maintenance=_maintenance(spec),
         alerts=alerts,
+        claims={
+            name: ClaimSource(
+                name=name,
+                url=s.url,
+                format=s.format,
+                interval=s.interval,
+                timeout=s.timeout,
+                vantage=s.vantage,
+                max_body=s.max_body,
+                open_for=s.open_for,
+                display_url=tree.display.get(("claims", name, "url"), s.url),
+            )
+            for name, s in (spec.claims or {}).items()
+        },
         secrets=frozenset(tree.secrets),
         secret_names=tree.secrets,
     )

@@ -129,6 +129,33 @@ class MaintenanceWindow:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimSource:
+    """A `claims:` source: the target's own status page or incident feed, polled on its own schedule."""
+
+    name: str
+    url: str
+    format: Literal["statuspage", "rss", "atom"] = "statuspage"
+    interval: float = 60.0
+    timeout: float = 10.0
+    vantage: str | None = None  # None: direct, from this machine
+    max_body: int = 2097152
+    open_for: float = 86400.0  # feeds: an entry that never says resolved is open this long
+    display_url: str = ""  # the URL with ${NAME} left in
+
+    def __post_init__(self) -> None:
+        if not self.display_url:
+            object.__setattr__(self, "display_url", self.url)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckClaim:
+    """A check's `claim:` key: which source, and which of its components (None: the overall status)."""
+
+    source: str
+    component: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Check:
     """One check, with the defaults merged in."""
 
@@ -153,6 +180,7 @@ class Check:
     tags: tuple[str, ...] = ()
     browser: CheckBrowser | None = None  # set: a rendered (browser) check
     alerts: tuple[str, ...] = ()  # alert channels notified of its incidents
+    claim: CheckClaim | None = None  # what the target's own status page says about it
 
     def __post_init__(self) -> None:
         if not self.display_url:
@@ -186,12 +214,14 @@ class Config:
     browser: BrowserSettings = field(default_factory=BrowserSettings)
     maintenance: tuple[MaintenanceWindow, ...] = ()
     alerts: AlertSettings | None = None  # the `alerts:` key, if any
+    claims: Mapping[str, ClaimSource] = field(default_factory=dict)
     secrets: frozenset[str] = frozenset()  # every value substituted from ${NAME}
     secret_names: Mapping[str, str] = field(default_factory=dict, repr=False)  # value -> NAME
     _redactor: Redactor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "vantages", _FrozenMap(self.vantages))
+        object.__setattr__(self, "claims", _FrozenMap(self.claims))
         object.__setattr__(self, "secret_names", _FrozenMap(self.secret_names))
         names = {s: self.secret_names.get(s, "SECRET") for s in self.secrets}
         object.__setattr__(self, "_redactor", Redactor(names))

@@ -45,9 +45,10 @@ from prober.config.fields import (
     _status,
     _url,
 )
-from prober.config.limits import MAX_CERT_DAYS
+from prober.config.limits import MAX_CERT_DAYS, MAX_DURATION
 from prober.config.model import DEFAULT_RETENTION, Selection
 from prober.config.source import _Tree, _YamlPath
+from prober.config.units import _DURATION_SCHEMA, _at_least, _at_most, _duration
 
 # -- the user-facing YAML, as pydantic models: the validation and the JSON schema --------------------
 
@@ -194,6 +195,51 @@ class _CheckBrowserSpec(_Spec):
     )
 
 
+# A claims source may be polled as often as once a second (DESIGN), not more.
+_ClaimInterval = Annotated[
+    float, _Parsed(_at_most(MAX_DURATION, "365d", _at_least(1, "1s", _duration)), _DURATION_SCHEMA)
+]
+
+
+class _ClaimSourceSpec(_Spec):
+    model_config = ConfigDict(title="claims source")
+
+    url: Annotated[str, _Parsed(_url, _STRING)] = Field(
+        description="The official status page's summary.json, or its RSS or Atom incident feed."
+    )
+    format: Literal["statuspage", "rss", "atom"] = Field(
+        default="statuspage", description="statuspage (Statuspage v2 summary.json), rss or atom."
+    )
+    interval: _ClaimInterval = Field(
+        default=60.0,
+        json_schema_extra={"default": "60s"},
+        description="How often it is polled (at least 1s).",
+    )
+    timeout: Timeout = Field(
+        default=10.0, json_schema_extra={"default": "10s"}, description="Deadline of one poll."
+    )
+    vantage: str | None = Field(default=None, description="The vantage it is polled from (default: direct).")
+    max_body: MaxBody = Field(
+        default=2097152,
+        json_schema_extra={"default": "2MiB"},
+        description="Largest answer read; a larger one gives unknown claims.",
+    )
+    open_for: Duration = Field(
+        default=86400.0,
+        json_schema_extra={"default": "24h"},
+        description="Feeds: how long an entry that never says resolved counts as an open incident.",
+    )
+
+
+class _CheckClaimSpec(_Spec):
+    model_config = ConfigDict(title="check claim")
+
+    source: str = Field(description="The name of a source under `claims:`.")
+    component: str | None = Field(
+        default=None, min_length=1, description="Its component (default: the page's overall status)."
+    )
+
+
 class _CheckSpec(_Spec):
     model_config = ConfigDict(title="check")
 
@@ -237,6 +283,9 @@ class _CheckSpec(_Spec):
     )
     alerts: list[str] | None = Field(
         default=None, description="Overrides defaults.alerts: the channels notified ([] = none)."
+    )
+    claim: _CheckClaimSpec | None = Field(
+        default=None, description="What the target's own status page says about this check."
     )
 
 
@@ -314,12 +363,16 @@ class _ConfigSpec(_Spec):
     )
     # Validated by prober.alerts.settings (loaded only when the key is there).
     alerts: Any = Field(default=None, description="Alert channels, events and reminders.")
+    claims: dict[Name, _ClaimSourceSpec] | None = Field(
+        default=None, description="The target's own status pages and incident feeds, polled and compared."
+    )
 
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of checks.yaml as users write it, for editors and the YAML language server."""
     text = json.dumps(_ConfigSpec.model_json_schema())
     text = text.replace("_CheckBrowserSpec", "check_browser")  # before "_BrowserSpec" below matches inside it
+    text = text.replace("_CheckClaimSpec", "check_claim").replace("_ClaimSourceSpec", "claims_source")
     for model in (
         "Browser",
         "Check",
@@ -418,8 +471,10 @@ def _known_keys(parent: _YamlPath) -> list[str]:
         ("checks", "#", "browser"): _CheckBrowserSpec,
         ("browser",): _BrowserSpec,
         ("maintenance", "#"): _MaintenanceSpec,
+        ("checks", "#", "claim"): _CheckClaimSpec,
     }
     model = _VantageSpec if len(kind) == 2 and kind[0] == "vantages" else models.get(kind)
+    model = _ClaimSourceSpec if len(kind) == 2 and kind[0] == "claims" else model
     if model is None:
         return []
     return [info.alias or name for name, info in model.model_fields.items()]

@@ -6,8 +6,8 @@ import json
 import shlex
 import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from tabulate import tabulate
@@ -32,6 +32,7 @@ class Findings:
     error_pages_200: int  # ... of which served with HTTP 200
     # The web app during its outage: check -> counts (its shell over HTTP, and rendered); None if skipped.
     rendered: dict[str, rep.Counts] | None = None
+    official: dict[tuple[str, datetime], Any] = field(default_factory=dict)  # incident -> ClaimFinding
 
 
 def findings(run: DemoRun) -> Findings:
@@ -55,6 +56,9 @@ def findings(run: DemoRun) -> Findings:
             rendered = {
                 c: _counts(read.verdict_counts(db, start, end, c)) for c in (APP.check, APP_RENDERED.check)
             }
+        from prober.claims import findings_for  # what prober.claims polled from the official page
+
+        official = findings_for(db, report.incidents, run.ended_at)
         down = [
             r
             for check in WEB
@@ -72,6 +76,7 @@ def findings(run: DemoRun) -> Findings:
         error_pages=len(down),
         error_pages_200=sum(1 for r in down if r.status == 200),
         rendered=rendered,
+        official=official,
     )
 
 
@@ -166,6 +171,21 @@ def format_findings(f: Findings) -> str:
         start, end = (_rel(run, t) for t in f.web_window)
         said += f", including {during.up} of {during.probes} made while the web was down ({start} to {end})"
     notes = [said + "."]
+    for i in sorted(report.incidents, key=lambda i: i.started_at):
+        found = f.official.get((i.check, i.started_at))
+        if found is None or i.check not in WEB:
+            continue
+        outage, silent = rep.span(rep.duration(i, run.ended_at)), rep.span(timedelta(seconds=found.silent_s))
+        ack = (
+            "never acknowledged it"
+            if found.acknowledged_at is None
+            else f"acknowledged it {_rel(run, found.acknowledged_at)}"
+        )
+        notes.append(
+            f"{i.check}: the official page (polled every {_num(max(1.0, run.tick))}s) said"
+            f' "{found.said_at_start or found.status_at_start}" for {silent} of its {outage}'
+            f" outage and {ack}."
+        )
     if f.error_pages:
         notes.append(
             f"{f.error_pages} web probes got an error page, {f.error_pages_200} of them with HTTP 200:"
@@ -193,7 +213,7 @@ def format_findings(f: Findings) -> str:
         f"Explore: prober serve --db {run.db_path}  (the status page on http://127.0.0.1:8080/,",
         f"its JSON for this run on /api/checks/web-home?since={since}&until={until}),",
         f"{shlex.join(['prober', *run.report_args()])}  (the same figures; --json for scripts),",
-        f"or open {run.db_path} with sqlite3 or Datasette: tables results and incidents.",
+        f"or open {run.db_path} with sqlite3 or Datasette: tables results, incidents and claims.",
     ]
     return "\n".join(out) + "\n"
 
@@ -243,6 +263,10 @@ def findings_json(f: Findings) -> dict[str, Any]:
             "probes": f.claims.probes,
             "claimed": f.claims.up,
             "during_web_incidents": {"probes": f.claims_during.probes, "claimed": f.claims_during.up},
+            "findings": [
+                {"check": check, "started_at": iso(started), "claim": found.to_json()}
+                for (check, started), found in sorted(f.official.items())
+            ],
         },
         "error_pages": {"down": f.error_pages, "status_200": f.error_pages_200},
         "rendered": {

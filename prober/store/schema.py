@@ -177,6 +177,38 @@ def _v7_screenshots(db: sqlite_utils.Database) -> None:
             db.table(table).add_column("screenshot_id", int)
 
 
+def _v8_claims(db: sqlite_utils.Database) -> None:
+    # What the target's own status page said (prober.claims): a row per source and component on each
+    # change and at least hourly; component "" is the page's overall status.
+    db.table("claims").create(
+        {
+            "id": int,
+            "ts": str,
+            "source": str,
+            "component": str,
+            "status": str,
+            "description": str,
+            "incident": str,
+            "incident_created_at": str,
+            "reason": str,
+        },
+        pk="id",
+        not_null={"ts", "source", "component", "status"},
+        if_not_exists=True,
+    )
+    db.table("claims").create_index(
+        ["source", "component", "ts"], index_name="claims_series", if_not_exists=True
+    )
+    db.table("claims").create_index(["ts"], index_name="claims_ts", if_not_exists=True)
+    # Which claim each check is compared with, as last configured: `serve` and `report` need no config.
+    db.table("claim_links").create(
+        {"check_name": str, "source": str, "component": str, "updated_at": str},
+        pk="check_name",
+        not_null={"source", "component"},
+        if_not_exists=True,
+    )
+
+
 # Append only: migration i takes a database from version i to i + 1.
 MIGRATIONS: list[Migration] = [
     _v1_results_and_incidents,
@@ -186,6 +218,7 @@ MIGRATIONS: list[Migration] = [
     _v5_result_ids,
     _v6_notifications,
     _v7_screenshots,
+    _v8_claims,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -119,12 +119,15 @@ class WebState:
             overview = snap.overview(db)
             shown = {c.name for c in overview.checks}
             incidents = [i for i in snap.incidents(db) if i.check in shown]
+            from prober.claims.web import page_sentences
+
             windows = maintenance.page_windows(db, overview)
             shots = incident_screenshots(db, [*overview.open_incidents, *incidents], snap.now)
+            claims = page_sentences(db, [*incidents, *overview.open_incidents], overview.now)
             history = snap.history(db, ("days", "latency"))
             html = render(
                 self.env, overview, history, incidents, self.title,
-                maintenance=windows, silent=silent, screenshots=shots,
+                maintenance=windows, silent=silent, screenshots=shots, claims=claims,
             )  # fmt: skip
             return Answer.of(html, "text/html; charset=utf-8", snap.now)
 
@@ -135,10 +138,16 @@ class WebState:
 
         def work(db: sqlite_utils.Database) -> Answer:
             overview, history = snap.overview(db), snap.history(db, ("windows",))
+            from prober.claims import findings_for
+
+            found = findings_for(db, [c.incident for c in overview.checks if c.incident], overview.now)
+            claim = {
+                c.name: found.get((c.name, c.incident.started_at)) for c in overview.checks if c.incident
+            }
             body = {
                 "generated_at": iso(overview.now),
                 "state": str(overview.state),
-                "checks": [check_json(c, history, overview.now) for c in overview.checks],
+                "checks": [check_json(c, history, overview.now, claim.get(c.name)) for c in overview.checks],
             }
             maintenance.decorate_checks(body, db, overview)
             return Answer.of(dumps(body), JSON_TYPE, snap.now)
@@ -340,12 +349,15 @@ async def incidents(request: web.Request) -> web.Response:
         await _vantages(s, name)
     found = await s.reader.run(partial(read.incidents, since=since, until=until, check=name))
     found.sort(key=lambda i: (i.started_at, i.id or 0), reverse=True)
+    from prober.claims import findings_for  # what the official page said meanwhile, for linked checks
+
+    claims = await s.reader.run(partial(findings_for, incidents=found[:limit], now=now))
     return _json(
         {
             "since": iso(since),
             "until": None if until is None else iso(until),
             "check": name,
-            "incidents": [incident_json(i, now) for i in found[:limit]],
+            "incidents": [incident_json(i, now, claims.get((i.check, i.started_at))) for i in found[:limit]],
         }
     )
 
@@ -366,6 +378,9 @@ async def metrics(request: web.Request) -> web.Response:
         def work(db: sqlite_utils.Database) -> bytes:
             fresh = ProberMetrics()  # a registry per rendering: checks gone from the database leave no series
             fresh.fill(db, now, config)
+            from prober.claims.web import StoredClaims
+
+            fresh.registry.register(StoredClaims(db, now))
             return encoder(fresh.registry)
 
         return await s.reader.run(work)
@@ -458,6 +473,9 @@ def create_app(
     app.router.add_get("/api/incidents", incidents)
     app.router.add_get("/api/agents", agents)
     app.router.add_get(screenshots.ROUTE, screenshots.handler(state.reader))
+    from prober.claims.web import claims_handler
+
+    app.router.add_get("/api/claims", claims_handler)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     maintenance.register(app, state)

@@ -17,13 +17,17 @@ def dumps(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
-def incident_json(incident: Incident, now: datetime) -> dict[str, Any]:
-    """An incident in /api/incidents and /api/checks."""
-    return incident.to_json(now)
+def incident_json(incident: Incident, now: datetime, claim: Any = None) -> dict[str, Any]:
+    """An incident in /api/incidents and /api/checks; `claim` (a ClaimFinding) when its check has one."""
+    found = incident.to_json(now)
+    return found if claim is None else {**found, "claim": claim.to_json()}
 
 
-def check_json(check: CheckStatus, history: History | None, now: datetime) -> dict[str, Any]:
-    """A check in /api/checks: state, newest result per vantage, availability per window."""
+def check_json(
+    check: CheckStatus, history: History | None, now: datetime, claim: Any = None
+) -> dict[str, Any]:
+    """A check in /api/checks: state, newest result per vantage, availability per window; `claim`:
+    the ClaimFinding of its open incident, if its check has a claim."""
     windows = {} if history is None else history.windows.get(check.name, {})
     labels = ("24h", "7d", "30d", "90d")
     return {
@@ -35,7 +39,7 @@ def check_json(check: CheckStatus, history: History | None, now: datetime) -> di
         "vantages": dict(check.info.vantages),
         "last_probed_at": None if check.last_probed is None else iso(check.last_probed),
         "last_results": {v: r.to_json() for v, r in check.latest.items() if v in check.info.vantages},
-        "incident": None if check.incident is None else incident_json(check.incident, now),
+        "incident": None if check.incident is None else incident_json(check.incident, now, claim),
         "availability": {w: _ratio(windows[w].availability) if w in windows else None for w in labels},
         "counts": {w: windows[w].to_json() if w in windows else None for w in labels},
     }

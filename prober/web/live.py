@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 from prober.config import Config
 from prober.model import Incident, ProbeResult, State, Verdict
@@ -30,6 +31,7 @@ class LiveState:
         self.health: Callable[[], Health] | None = None
         self.agents: Callable[[], list[dict[str, object]]] | None = None  # set by a NATS collector
         self.silent: dict[str, datetime] = {}  # agent vantage -> silent since (prober.agents)
+        self.claims: Callable[[], Mapping[str, Any]] | None = None  # the claims poller's sources, if any
         if config is not None:
             self.metrics.configure(config)
 

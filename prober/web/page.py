@@ -268,9 +268,13 @@ def component_view(status: CheckStatus, history: History) -> ComponentView:
 
 
 def incident_rows(
-    incidents: Sequence[Incident], now: datetime, screenshots: Mapping[int, int] | None = None
+    incidents: Sequence[Incident],
+    now: datetime,
+    screenshots: Mapping[int, int] | None = None,
+    claims: Mapping[tuple[str, datetime], str] | None = None,
 ) -> list[dict[str, Any]]:
-    """The incident history, newest first, each with the id of its screenshot (browser checks), if any."""
+    """The incident history, newest first, each with the id of its screenshot (browser checks), if
+    any, and what the official status page said (`claims`, by check and start)."""
     rows = []
     for i in sorted(incidents, key=lambda i: i.started_at, reverse=True)[:INCIDENT_ROWS]:
         end = i.resolved_at or now
@@ -281,6 +285,7 @@ def incident_rows(
                 "duration": duration((end - i.started_at).total_seconds()),
                 "cause": cause(i.reason, i.signature),
                 "screenshot": None if i.id is None else (screenshots or {}).get(i.id),
+                "claim": (claims or {}).get((i.check, i.started_at)),
             }
         )
     return rows
@@ -295,6 +300,7 @@ def render(
     maintenance: Mapping[str, Any] | None = None,
     silent: Mapping[str, datetime] | None = None,
     screenshots: Mapping[int, int] | None = None,
+    claims: Mapping[tuple[str, datetime], str] | None = None,
 ) -> str:
     """The status page's HTML (blocking: CPU-bound for thousands of checks; run off the loop)."""
     groups = [
@@ -316,8 +322,8 @@ def render(
         banner=INDICATOR[overview.state][1],
         affected=affected,
         groups=groups,
-        open_incidents=incident_rows(overview.open_incidents, overview.now, screenshots),
-        history=incident_rows(incidents, overview.now, screenshots),
+        open_incidents=incident_rows(overview.open_incidents, overview.now, screenshots, claims),
+        history=incident_rows(incidents, overview.now, screenshots, claims),
         history_days=INCIDENT_HISTORY_DAYS,
         refresh=REFRESH_SECONDS,
         Verdict=Verdict,
