@@ -143,3 +143,28 @@ def test_a_trie_of_alternatives_matches_what_their_alternation_matches() -> None
                "abd", "acd", "ad", "b", "xyz", "r", "f"]  # fmt: skip
     for text in samples:
         assert bool(plain.fullmatch(text)) == bool(grouped.fullmatch(text)), (text, trie(leaves))
+
+
+def test_a_screen_used_often_swaps_in_its_faster_twin_and_answers_the_same() -> None:
+    import time
+
+    from prober.signatures import builtin_signatures
+    from prober.signatures.match import HOT, _Screen, matcher_for
+
+    _, members = matcher_for(builtin_signatures()).zones["text"]
+    screen = _Screen(members)
+    texts = [
+        "welcome home",
+        "something went wrong, but don't fret",
+        "oops! we'll be back soon",
+        "a list of posts",
+    ]
+    before = [screen.search(t, t) for t in texts]
+    slow = screen.lowered
+    for _ in range(HOT):
+        screen.search("welcome home", "welcome home")
+    deadline = time.monotonic() + 30
+    while screen.lowered is slow and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert screen.lowered is not slow, "the faster twin was never swapped in"
+    assert [screen.search(t, t) for t in texts] == before == [False, True, True, False]

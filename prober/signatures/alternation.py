@@ -11,7 +11,7 @@ _SPECIAL = frozenset("\\[](){}.*+?^$|#")
 _QUANTIFIERS = frozenset("?*+{")
 
 
-def trie(leaves: Sequence[str], depth: int = 0) -> str:
+def trie(leaves: Sequence[str], depth: int = 0, expand: bool = True) -> str:
     """The alternation of `leaves`, grouped by their leading literal characters (the same language).
 
     `re` tries the alternatives of a group one after the other at each place: behind the line
@@ -26,7 +26,7 @@ def trie(leaves: Sequence[str], depth: int = 0) -> str:
     todo = list(leaves)
     while todo:
         leaf = todo.pop(0)
-        expanded = _expand_head(leaf) if len(todo) < _MAX_LEAVES else None
+        expanded = _expand_head(leaf) if expand and len(todo) < _MAX_LEAVES else None
         if expanded is not None:
             todo[:0] = expanded
             continue
@@ -36,7 +36,7 @@ def trie(leaves: Sequence[str], depth: int = 0) -> str:
         else:
             others.append(leaf)
     parts = [
-        f"{re.escape(head) if head.isspace() else head}{_group(trie(rest, depth + 1), rest)}"
+        f"{re.escape(head) if head.isspace() else head}{_group(trie(rest, depth + 1, expand), rest)}"
         for head, rest in groups.items()
     ]
     return "|".join(parts + [f"(?:{leaf})" if "|" in leaf else leaf for leaf in others])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -137,12 +138,19 @@ class _Screen:
     first characters only in case-sensitive patterns, which makes it several times faster.
     Both are compiled on first use: they are the bulk of building a matcher, and a process that
     classifies a few pages (`prober once`) needs only the zones and tables those pages reach.
+
+    A screen that keeps being used (`HOT` searches: a daemon) then compiles a faster twin in a
+    thread (`alternation.trie` with leading groups expanded: three times the text, three times
+    the compile time) and swaps it in; both say the same. The compile holds the GIL in slices,
+    so probing goes on meanwhile, where compiling it inline would stall the event loop.
     """
 
-    __slots__ = ("_built", "_lowered", "_members", "_nodes", "_pattern", "_source")
+    __slots__ = ("_built", "_hot", "_lowered", "_members", "_nodes", "_pattern", "_source", "_uses")
 
-    def __init__(self, members: Sequence[_Entry]) -> None:
+    def __init__(self, members: Sequence[_Entry], hot: bool = True) -> None:
         self._members = members
+        self._hot = hot  # may compile the faster twin (halves, searched only on hits, do not)
+        self._uses = 0
         self._nodes: dict[tuple[int, int], _Screen] = {}  # pre-checks of halves, quarters...: see `first`
         self._source: str | None = None  # the combined pattern, compiled case-insensitively when needed
         self._pattern: re.Pattern[str] | None = None
@@ -171,6 +179,10 @@ class _Screen:
         if not self._built:
             self._build()
         if self._lowered is not None:
+            if self._hot:
+                self._uses += 1
+                if self._uses == HOT:
+                    threading.Thread(target=self._speed_up, name="prober-matcher", daemon=True).start()
             low = _caseless(text) if low is None else low
             if low is not None:
                 return self._lowered.search(low) is not None
@@ -179,6 +191,12 @@ class _Screen:
             self._source = None if self._pattern is None else self._source
         # No combined pattern could be built: no pre-check, every member is tried.
         return self._pattern is None or self._pattern.search(text) is not None
+
+    def _speed_up(self) -> None:
+        source = _combined_source(self._members, expand=True)
+        faster = None if source is None else _caseless_twin(source)
+        if faster is not None:
+            self._lowered = faster  # one assignment: a search uses the old twin or the new one
 
     def first(self, text: str, low: str | None, limit: int) -> tuple[_Entry, re.Match[str]] | None:
         """The best-ranked of the first `limit` members matching `text`, and its match.
@@ -211,7 +229,7 @@ class _Screen:
     def _node(self, lo: int, hi: int) -> _Screen:
         node = self._nodes.get((lo, hi))
         if node is None:
-            node = self._nodes[(lo, hi)] = _Screen(self._members[lo:hi])
+            node = self._nodes[(lo, hi)] = _Screen(self._members[lo:hi], hot=False)
         return node
 
     def _scan(self, lo: int, hi: int, text: str) -> tuple[_Entry, re.Match[str]] | None:
@@ -223,6 +241,7 @@ class _Screen:
 
 
 _LEAF = 8  # members searched one by one rather than halved further
+HOT = 500  # searches of a screen after which it compiles its faster twin
 
 
 def _caseless(text: str) -> str | None:
@@ -346,7 +365,7 @@ def _plain(members: Sequence[_Entry]) -> str:
     return "|".join(f"(?:{e.pattern})" for e in members)
 
 
-def _combined_source(members: Sequence[_Entry]) -> str | None:
+def _combined_source(members: Sequence[_Entry], expand: bool = False) -> str | None:
     """The members regrouped behind one `^` and one line template (their plain alternation if not)."""
     patterns = [e.pattern for e in members]
     if any(_BACKREF.search(p) for p in patterns):
@@ -369,9 +388,9 @@ def _combined_source(members: Sequence[_Entry]) -> str | None:
         if found:
             # Each `found` is a signature's "p1)|(?:p2": the head's "(?:" and the tail's ")" wrap them.
             leaves = [leaf for phrase in found for leaf in alternatives(f"(?:{phrase})")]
-            anchored.insert(0, f"{_TEMPLATE_HEAD[1:]}{trie(leaves)}{tail}")
-    parts = [f"^(?:{trie(anchored)})"] if anchored else []
-    parts += [trie(free)] if free else []
+            anchored.insert(0, f"{_TEMPLATE_HEAD[1:]}{trie(leaves, expand=expand)}{tail}")
+    parts = [f"^(?:{trie(anchored, expand=expand)})"] if anchored else []
+    parts += [trie(free, expand=expand)] if free else []
     return "|".join(parts)
 
 
