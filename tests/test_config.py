@@ -1138,6 +1138,7 @@ def test_json_schema_structure() -> None:
         "checks",
         "retention",
         "browser",
+        "page",
     }
     check = schema["$defs"][schema["properties"]["checks"]["items"]["$ref"].rsplit("/", 1)[1]]
     assert check["required"] == ["name", "url"]

@@ -57,7 +57,7 @@ async def test_runs_on_schedule_and_stops_cleanly_without_losing_results(
     assert rows(db, "SELECT count(*) FROM results WHERE check_name = 'broken' AND verdict = 'down'") >= 8
     # One log line per verdict change, not per probe.
     assert proc.log.count("broken from local") == 1, proc.log
-    assert "stopped after" in proc.log
+    assert "stopped in" in proc.log
 
 
 async def test_sigint_stops_too(target: Target, tmp_path: Path, spawn: Spawn) -> None:

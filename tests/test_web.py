@@ -399,13 +399,14 @@ async def test_configured_checks_show_their_regions_and_an_empty_one_is_unknown(
         checks = {x["name"]: x for x in body["checks"]}
         assert list(checks) == ["x-mobile", "x-new"]
         assert checks["x-mobile"]["regions"] == {"JP": "major_outage", "US": "operational"}
-        assert checks["x-mobile"]["url"] == "https://m.example.test/"
+        assert checks["x-mobile"]["url"] is None  # page.show_urls is false by default
         assert set(checks["x-mobile"]["last_results"]) == {"tokyo", "us-east"}
         assert checks["x-new"]["state"] == "unknown" and checks["x-new"]["availability"]["24h"] is None
         summary = await get_json(c, "/api/v2/summary.json")
         assert summary["status"]["description"] == "Partial Outage"
         new = next(x for x in summary["components"] if x["id"] == "x-new")
-        assert (new["status"], new["description"]) == ("degraded_performance", "No recent results")
+        assert (new["status"], new["description"]) == ("operational", "No recent results")
+        assert new["prober_state"] == "unknown"
         results = await get_json(c, "/api/checks/x-new/results")
         assert results["results"] == [] and results["next"] is None
 

@@ -20,6 +20,7 @@ from prober.config.model import (
     Config,
     Defaults,
     Expect,
+    PageSettings,
     Vantage,
     _builtin_names,
 )
@@ -31,6 +32,7 @@ from prober.config.spec import (
     _ConfigSpec,
     _DefaultsSpec,
     _ExpectSpec,
+    _PageSpec,
     located_issue,
 )
 from prober.model import ProberError, Surface, Verdict
@@ -227,6 +229,9 @@ def _build(spec: _ConfigSpec, tree: _Tree) -> Config:
                 signatures=c.signatures,
                 tags=tuple(c.tags),
                 browser=None if c.browser is None else _check_browser(c.browser, browser),
+                display_name=c.display_name or c.name,
+                description=c.description,
+                public=c.public,
             )
         )
     used = {name for check in checks for name in check.vantages} | set(defaults.vantages)
@@ -243,6 +248,7 @@ def _build(spec: _ConfigSpec, tree: _Tree) -> Config:
         checks=tuple(checks),
         retention=spec.retention,
         browser=browser,
+        page=_page(spec.page or _PageSpec()),
         secrets=frozenset(tree.secrets),
         secret_names=tree.secrets,
     )
@@ -257,3 +263,7 @@ def _check_browser(b: _CheckBrowserSpec, settings: BrowserSettings) -> CheckBrow
         block=tuple(b.block),
         settings=settings,
     )
+
+
+def _page(p: _PageSpec) -> PageSettings:
+    return PageSettings(title=p.title, description=p.description, show_urls=p.show_urls)

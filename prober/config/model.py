@@ -95,6 +95,15 @@ class BrowserSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PageSettings:
+    """The top-level `page:` key: what the public status page and Statuspage API say of themselves."""
+
+    title: str = "Service status"
+    description: str | None = None
+    show_urls: bool = False  # a public page must not reveal internal hosts unless asked to
+
+
+@dataclass(frozen=True, slots=True)
 class CheckBrowser:
     """A check's `browser:` key: the check is rendered in Chromium instead of one HTTP request."""
 
@@ -131,8 +140,13 @@ class Check:
     signatures: Selection = "all"
     tags: tuple[str, ...] = ()
     browser: CheckBrowser | None = None  # set: a rendered (browser) check
+    display_name: str = ""  # what the page and the Statuspage API call it (default: the name)
+    description: str | None = None  # shown under it on the page and as the component's description
+    public: bool = True  # False: probed and alerted, absent from the page and the public APIs
 
     def __post_init__(self) -> None:
+        if not self.display_name:
+            object.__setattr__(self, "display_name", self.name)
         if not self.display_url:
             object.__setattr__(self, "display_url", self.url)
         object.__setattr__(self, "headers", _FrozenMap(self.headers))
@@ -162,6 +176,7 @@ class Config:
     checks: tuple[Check, ...] = ()
     retention: float = DEFAULT_RETENTION
     browser: BrowserSettings = field(default_factory=BrowserSettings)
+    page: PageSettings = field(default_factory=PageSettings)
     secrets: frozenset[str] = frozenset()  # every value substituted from ${NAME}
     secret_names: Mapping[str, str] = field(default_factory=dict, repr=False)  # value -> NAME
     _redactor: Redactor = field(init=False, repr=False, compare=False)

@@ -13,6 +13,7 @@ from prober.config.fields import (
     _SELECTION_SCHEMA,
     _STATUS_SCHEMA,
     _STRING,
+    _URL_SCHEMA,
     METHODS,
     Count,
     Duration,
@@ -98,7 +99,7 @@ class _VantageSpec(_Spec):
     resolver: list[Annotated[str, _Parsed(_resolver, _STRING)]] | None = Field(
         default=None, min_length=1, description='DNS servers to ask, "IP" or "IP:PORT".'
     )
-    canaries: list[Annotated[str, _Parsed(_url, _STRING)]] | None = Field(
+    canaries: list[Annotated[str, _Parsed(_url, _URL_SCHEMA)]] | None = Field(
         default=None,
         min_length=1,
         description="URLs that are always up: when a check fails from this vantage and they fail "
@@ -183,6 +184,20 @@ class _CheckBrowserSpec(_Spec):
     )
 
 
+class _PageSpec(_Spec):
+    model_config = ConfigDict(title="page")
+
+    title: str = Field(
+        default="Service status", min_length=1, max_length=200, description="Heading of the status page."
+    )
+    description: str | None = Field(
+        default=None, min_length=1, max_length=2000, description="Text under the heading."
+    )
+    show_urls: bool = Field(
+        default=False, description="Show probed URLs on the page and in the public APIs (internal hosts)."
+    )
+
+
 class _CheckSpec(_Spec):
     model_config = ConfigDict(title="check")
 
@@ -190,7 +205,7 @@ class _CheckSpec(_Spec):
     surface: Literal["web", "mobile", "api"] = Field(
         default="web", description="What kind of client the check is."
     )
-    url: Annotated[str, _Parsed(_url, _STRING)] = Field(
+    url: Annotated[str, _Parsed(_url, _URL_SCHEMA)] = Field(
         description="http:// or https:// URL; ${NAME} allowed."
     )
     method: Annotated[str, _Parsed(_method, {"enum": [*METHODS, *(m.lower() for m in METHODS)]})] = Field(
@@ -224,6 +239,15 @@ class _CheckSpec(_Spec):
         default=None,
         description="Render the page in Chromium and judge what it shows (needs prober[browser]).",
     )
+    display_name: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Name on the status page (default: name)."
+    )
+    description: str | None = Field(
+        default=None, min_length=1, max_length=2000, description="Text under it on the status page."
+    )
+    public: bool = Field(
+        default=True, description="false: probed and alerted, but absent from the page and public APIs."
+    )
 
 
 class _ConfigSpec(_Spec):
@@ -243,6 +267,7 @@ class _ConfigSpec(_Spec):
         description="How long raw results are kept.",
     )
     browser: _BrowserSpec | None = Field(default=None, description="Chromium for browser checks.")
+    page: _PageSpec | None = Field(default=None, description="The public status page.")
 
 
 def json_schema() -> dict[str, Any]:
@@ -254,13 +279,14 @@ def json_schema() -> dict[str, Any]:
         "Check",
         "Defaults",
         "Expect",
+        "Page",
         "Signature",
         "Vantage",
     ):  # the internal class names
         text = text.replace(f'"_{model}Spec"', f'"{model.lower()}"').replace(
             f"/_{model}Spec", f"/{model.lower()}"
         )
-    schema = json.loads(text)
+    schema = _untitled(json.loads(text))
     schema["patternProperties"] = {"^x-": {"description": "Ignored: a place for YAML anchors."}}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -268,6 +294,20 @@ def json_schema() -> dict[str, Any]:
         "description": "prober's checks, vantages and signatures; ${NAME} in a string is read from the env.",
         **{k: v for k, v in schema.items() if k not in ("title", "description")},
     }
+
+
+def _untitled(node: Any) -> Any:
+    """`node` without pydantic's titles of properties ("Interval" for `interval`): editors show a
+    title beside the description, and one that repeats the key says nothing."""
+    if isinstance(node, list):
+        return [_untitled(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _untitled(v) for k, v in node.items()}
+    for prop in (out.get("properties") or {}).values():
+        if isinstance(prop, dict):
+            prop.pop("title", None)
+    return out
 
 
 # -- pydantic errors -> located issues ---------------------------------------------------------------
@@ -330,8 +370,10 @@ def _predicate(kind: str, ctx: dict[str, Any], msg: str) -> str:
         return f"is too small: it must be at least {ctx.get('ge')}"
     if kind == "less_than_equal":
         return f"is too large: it must be at most {ctx.get('le')}"
-    if kind == "too_short":
+    if kind in ("too_short", "string_too_short"):
         return "must not be empty"
+    if kind == "string_too_long":
+        return f"is too long: at most {ctx.get('max_length')} characters"
     return f"is invalid: {msg}"
 
 
@@ -345,6 +387,7 @@ def _known_keys(parent: _YamlPath) -> list[str]:
         ("checks", "#", "expect"): _ExpectSpec,
         ("checks", "#", "browser"): _CheckBrowserSpec,
         ("browser",): _BrowserSpec,
+        ("page",): _PageSpec,
     }
     model = _VantageSpec if len(kind) == 2 and kind[0] == "vantages" else models.get(kind)
     if model is None:

@@ -22,15 +22,16 @@ import sqlite_utils
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
-from prober.config import Config
+from prober.config import Config, PageSettings
 from prober.model import ProberError, iso, utcnow
+from prober.notes.timeline import timelines
 from prober.store import StoreError, read
-from prober.web import statuspage
+from prober.web import public, statuspage_api
 from prober.web.answers import Answer, AnswerCache, Maker, Snapshot
 from prober.web.api import check_json, dumps, incident_json, window_json
 from prober.web.live import LiveState
 from prober.web.metrics import ExpositionCache, ProberMetrics
-from prober.web.page import environment, render
+from prober.web.page import environment, narrated, render
 from prober.web.params import RequestError, bad, cursor, make_cursor, query, window
 from prober.web.params import limit as limit_of
 from prober.web.reader import ReadPool
@@ -115,7 +116,12 @@ class WebState:
             overview = snap.overview(db)
             shown = {c.name for c in overview.checks}
             incidents = [i for i in snap.incidents(db) if i.check in shown]
-            html = render(self.env, overview, snap.history(db, ("days", "latency")), incidents, self.title)
+            stories = timelines(db, narrated(overview, incidents), snap.now)
+            settings = snap.config.page if snap.config is not None else PageSettings(self.title)
+            history = snap.history(db, ("days", "latency"))
+            html = render(
+                self.env, overview, history, incidents, settings.title, settings.description, stories
+            )
             return Answer.of(html, "text/html; charset=utf-8", snap.now)
 
         return await self.reader.run(work)
@@ -134,12 +140,13 @@ class WebState:
 
         return await self.reader.run(work)
 
-    def statuspage(self, which: Callable[[Any, str, str], dict[str, Any]], url: str) -> Maker:
-        """/api/v2/status.json or /api/v2/summary.json for the page at `url`."""
+    def statuspage(self, which: statuspage_api.Which, url: str) -> Maker:
+        """A Statuspage-compatible answer (/api/v2/...) for the page at `url`."""
 
         async def make(snap: Snapshot) -> Answer:
             def work(db: sqlite_utils.Database) -> Answer:
-                return Answer.of(dumps(which(snap.overview(db), self.title, url)), JSON_TYPE, snap.now)
+                title = snap.config.page.title if snap.config is not None else self.title
+                return Answer.of(dumps(which(snap, db, title, url)), JSON_TYPE, snap.now)
 
             return await self.reader.run(work)
 
@@ -219,18 +226,17 @@ async def index(request: web.Request) -> web.Response:
     return answer.response(request, PAGE_HEADERS, s.fresh_for)
 
 
-async def status_json(request: web.Request) -> web.Response:
-    """/api/v2/status.json (query parameters ignored, as widgets add their own)."""
-    s, url = request.app[STATE], _base_url(request)
-    answer = await s.answers.get(f"status {url}", s.statuspage(statuspage.status_json, url))
-    return answer.response(request, JSON_HEADERS, s.fresh_for)
+def statuspage_handler(
+    path: str, which: statuspage_api.Which
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The handler of /api/v2/`path` (query parameters ignored, as widgets add their own)."""
 
+    async def handler(request: web.Request) -> web.Response:
+        s, url = request.app[STATE], _base_url(request)
+        answer = await s.answers.get(f"{path} {url}", s.statuspage(which, url))
+        return answer.response(request, JSON_HEADERS, s.fresh_for)
 
-async def summary_json(request: web.Request) -> web.Response:
-    """/api/v2/summary.json (query parameters ignored)."""
-    s, url = request.app[STATE], _base_url(request)
-    answer = await s.answers.get(f"summary {url}", s.statuspage(statuspage.summary_json, url))
-    return answer.response(request, JSON_HEADERS, s.fresh_for)
+    return handler
 
 
 async def checks(request: web.Request) -> web.Response:
@@ -245,8 +251,10 @@ async def _vantages(s: WebState, name: str) -> set[str]:
     """The vantages of a configured check or of one the database knows (maybe none); 404 for others."""
     config = s.current_config()
     for c in config.checks if config is not None else ():
-        if c.name == name:
+        if c.name == name and c.public:
             return set(c.vantages)
+    if name in public.hidden_checks(config):  # public APIs know nothing of it
+        raise RequestError(404, f'no check named "{name}"')
 
     def work(db: sqlite_utils.Database) -> set[str] | None:
         seen = {r.vantage for r, _ in read.latest_results(db, check=name)}
@@ -293,6 +301,9 @@ async def results(request: web.Request) -> web.Response:
             read.results_page, check=name, since=since, until=until, vantage=vantage, limit=limit, after=after
         )
     )
+    config = s.current_config()
+    urls = public.hosts(c.url for c in config.checks) if config is not None else set()
+    shown = partial(public.conceal, names=urls) if not public.show_urls(config) else lambda r: r
     next_url = None
     if len(rows) == limit:
         last_id, last = rows[-1]
@@ -309,7 +320,7 @@ async def results(request: web.Request) -> web.Response:
             "vantage": vantage,
             "limit": limit,
             "count": len(rows),
-            "results": [{"id": ident, **r.to_json()} for ident, r in rows],
+            "results": [{"id": ident, **shown(r).to_json()} for ident, r in rows],
             "next": next_url,
         }
     )
@@ -325,6 +336,8 @@ async def incidents(request: web.Request) -> web.Response:
     if name is not None:
         await _vantages(s, name)
     found = await s.reader.run(partial(read.incidents, since=since, until=until, check=name))
+    hidden = public.hidden_checks(s.current_config())
+    found = [i for i in found if i.check not in hidden]
     found.sort(key=lambda i: (i.started_at, i.id or 0), reverse=True)
     return _json(
         {
@@ -427,8 +440,8 @@ def create_app(
     state = WebState(Path(db_path), config, live, title, cache_seconds, history_seconds, metrics_seconds)
     app[STATE] = state
     app.router.add_get("/", index)
-    app.router.add_get("/api/v2/status.json", status_json)
-    app.router.add_get("/api/v2/summary.json", summary_json)
+    for path, which in statuspage_api.ROUTES.items():
+        app.router.add_get(f"/api/v2/{path}", statuspage_handler(path, which))
     app.router.add_get("/api/checks", checks)
     app.router.add_get("/api/checks/{name}", check)
     app.router.add_get("/api/checks/{name}/results", results)

@@ -29,7 +29,7 @@ def check_json(check: CheckStatus, history: History | None, now: datetime) -> di
     return {
         "name": check.name,
         "surface": str(check.info.surface),
-        "url": check.info.url,
+        "url": check.info.url or None,  # None: the page does not show URLs (`page.show_urls`)
         "state": str(check.state),
         "regions": {region: str(state) for region, state in check.regions.items()},
         "vantages": dict(check.info.vantages),

@@ -208,7 +208,8 @@ class ProberMetrics:
         """Set the gauges from the database's newest results and open incidents (blocking)."""
         from prober.web.view import load_overview  # view imports nothing of this module
 
-        self.load(load_overview(db, now or utcnow(), config))
+        # Operator-facing: hidden checks and URLs too, like the daemon's live metrics.
+        self.load(load_overview(db, now or utcnow(), config, public=False))
 
     def exposition(self) -> bytes:
         """The metrics in the Prometheus text format."""

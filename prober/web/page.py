@@ -13,7 +13,7 @@ no script at all.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -23,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from prober.model import STATE_SEVERITY, Counts, Incident, ProbeResult, State, Verdict
+from prober.notes.timeline import Event
 from prober.report import percent
 from prober.store.history import DayStatus, LatencyPoint
 from prober.web.statuspage import INDICATOR, REGION_WORDS, STATE_WORDS
@@ -33,6 +34,7 @@ REFRESH_SECONDS = 60
 CHART_W, CHART_H = 240, 56  # 24 hours at 10 units each
 INCIDENT_HISTORY_DAYS = 90
 INCIDENT_ROWS = 100
+NARRATED = 10  # resolved incidents whose timeline is shown (under their row of the history)
 ARIA_BAD_DAYS = 5  # outage days named in a bar's aria-label
 
 # A day's bar: green (operational) unless one of these says otherwise (status.css `.bars .x`).
@@ -267,24 +269,44 @@ def component_view(status: CheckStatus, history: History) -> ComponentView:
     return ComponentView(status, history_fragment(status.name, history), results)
 
 
-def incident_rows(incidents: Sequence[Incident], now: datetime) -> list[dict[str, Any]]:
-    """The incident history, newest first."""
+def incident_rows(
+    incidents: Sequence[Incident],
+    now: datetime,
+    overview: Overview,
+    timelines: Mapping[int, Sequence[Event]] | None = None,
+) -> list[dict[str, Any]]:
+    """The incident history, newest first, each with its check's shown name and its timeline if read."""
     rows = []
     for i in sorted(incidents, key=lambda i: i.started_at, reverse=True)[:INCIDENT_ROWS]:
         end = i.resolved_at or now
+        check = overview.find(i.check)
         rows.append(
             {
                 "incident": i,
+                "name": check.info.title if check is not None else i.check,
                 "ongoing": i.resolved_at is None,
                 "duration": duration((end - i.started_at).total_seconds()),
                 "cause": cause(i.reason, i.signature),
+                "timeline": (timelines or {}).get(i.id or 0, ()),
             }
         )
     return rows
 
 
+def narrated(overview: Overview, incidents: Sequence[Incident]) -> list[Incident]:
+    """The incidents whose timeline the page shows: the open ones and the NARRATED newest others."""
+    others = sorted((i for i in incidents if i.resolved_at is not None), key=lambda i: i.started_at)
+    return [*overview.open_incidents, *others[-NARRATED:]]
+
+
 def render(
-    env: Environment, overview: Overview, history: History, incidents: Sequence[Incident], title: str
+    env: Environment,
+    overview: Overview,
+    history: History,
+    incidents: Sequence[Incident],
+    title: str,
+    description: str | None = None,
+    timelines: Mapping[int, Sequence[Event]] | None = None,
 ) -> str:
     """The status page's HTML (blocking: CPU-bound for thousands of checks; run off the loop)."""
     groups = [
@@ -300,13 +322,14 @@ def render(
     affected.sort(key=lambda c: -STATE_SEVERITY[c.state])  # the worst first
     return env.get_template("status.html").render(
         title=title,
+        description=description,
         now=overview.now,
         overview=overview,
         banner=INDICATOR[overview.state][1],
         affected=affected,
         groups=groups,
-        open_incidents=incident_rows(overview.open_incidents, overview.now),
-        history=incident_rows(incidents, overview.now),
+        open_incidents=incident_rows(overview.open_incidents, overview.now, overview, timelines),
+        history=incident_rows(incidents, overview.now, overview, timelines),
         history_days=INCIDENT_HISTORY_DAYS,
         refresh=REFRESH_SECONDS,
         Verdict=Verdict,
