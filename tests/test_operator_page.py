@@ -135,7 +135,7 @@ def test_json_schema_refuses_what_validate_refuses_and_has_no_repeated_titles() 
     text = json.dumps(json_schema())
     assert '"title": "Interval"' not in text and '"title": "Url"' not in text
     page = json_schema()["$defs"]["page"]
-    assert set(page["properties"]) == {"title", "description", "show_urls"}
+    assert set(page["properties"]) == {"title", "description", "show_urls", "refresh"}
     assert all("title" not in prop for prop in page["properties"].values())
 
 

@@ -266,4 +266,4 @@ def _check_browser(b: _CheckBrowserSpec, settings: BrowserSettings) -> CheckBrow
 
 
 def _page(p: _PageSpec) -> PageSettings:
-    return PageSettings(title=p.title, description=p.description, show_urls=p.show_urls)
+    return PageSettings(title=p.title, description=p.description, show_urls=p.show_urls, refresh=p.refresh)

@@ -101,6 +101,7 @@ class PageSettings:
     title: str = "Service status"
     description: str | None = None
     show_urls: bool = False  # a public page must not reveal internal hosts unless asked to
+    refresh: float | None = None  # seconds between the page's reloads of itself (wall displays)
 
 
 @dataclass(frozen=True, slots=True)

@@ -196,6 +196,11 @@ class _PageSpec(_Spec):
     show_urls: bool = Field(
         default=False, description="Show probed URLs on the page and in the public APIs (internal hosts)."
     )
+    refresh: OptDuration = Field(
+        default=None,
+        description="The page reloads itself this often, for wall displays (default: never; a page "
+        "that reloads itself interrupts screen readers).",
+    )
 
 
 class _CheckSpec(_Spec):

@@ -26,7 +26,7 @@ from prober.config import Config, PageSettings
 from prober.model import ProberError, iso, utcnow
 from prober.notes.timeline import timelines
 from prober.store import StoreError, read
-from prober.web import public, statuspage_api
+from prober.web import public, statuspage_api, strip
 from prober.web.answers import Answer, AnswerCache, Maker, Snapshot
 from prober.web.api import check_json, dumps, incident_json, window_json
 from prober.web.live import LiveState
@@ -119,9 +119,9 @@ class WebState:
             stories = timelines(db, narrated(overview, incidents), snap.now)
             settings = snap.config.page if snap.config is not None else PageSettings(self.title)
             history = snap.history(db, ("days", "latency"))
-            html = render(
-                self.env, overview, history, incidents, settings.title, settings.description, stories
-            )
+            fine = strip.fragments(db, overview, history, snap.now)
+            page = settings.title, settings.description
+            html = render(self.env, overview, history, incidents, *page, stories, fine, settings.refresh)
             return Answer.of(html, "text/html; charset=utf-8", snap.now)
 
         return await self.reader.run(work)

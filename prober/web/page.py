@@ -30,7 +30,7 @@ from prober.web.statuspage import INDICATOR, REGION_WORDS, STATE_WORDS
 from prober.web.view import SURFACE_TITLES, CheckStatus, History, Overview, blended, empty_days
 
 TEMPLATES = Path(__file__).parent / "templates"
-REFRESH_SECONDS = 60
+MIN_REFRESH = 10  # seconds: a page reloading faster would mostly be reloading
 CHART_W, CHART_H = 240, 56  # 24 hours at 10 units each
 INCIDENT_HISTORY_DAYS = 90
 INCIDENT_ROWS = 100
@@ -221,8 +221,9 @@ def chart(points: Sequence[LatencyPoint], now: datetime) -> tuple[Markup, float 
     return Markup("".join(parts)), top
 
 
-def history_fragment(name: str, history: History) -> Markup:
-    """A check's uptime strip, its legend and its response-time chart (memoized in the history)."""
+def history_fragment(name: str, history: History, first_seen: datetime | None = None) -> Markup:
+    """A check's uptime strip, its legend and its response-time chart (memoized in the history):
+    a bar per day of the last 90, or of the days since its first result if fewer."""
     memo: Markup | None = history.fragments.get((name, "history"))
     if memo is not None:
         return memo
@@ -231,6 +232,13 @@ def history_fragment(name: str, history: History) -> Markup:
         span = empty_days(history.now)
         labels = history.fragments[("", "labels")] = {d.day: day_label(d.day) for d in span}
     days = history.days.get(name) or empty_days(history.now)
+    if first_seen is not None:  # no grey bars for the days before the check existed
+        days = days[-max(1, min(len(days), (history.now.date() - first_seen.date()).days + 1)) :]
+    ago = (
+        '<span class="ago">90 days ago</span>'
+        if len(days) >= 90
+        else f'<span class="since">{len(days)} days ago</span>'
+    )
     uptime = pct(sum((d.counts for d in days), Counts()))
     latency = history.latency.get(name, [])
     svg, top = chart(latency, history.now)
@@ -244,9 +252,9 @@ def history_fragment(name: str, history: History) -> Markup:
         )
     scale = f"<span>{ms(top)}</span>" if top else ""
     memo = history.fragments[(name, "history")] = Markup(
-        f'<div class="uptime"><div class="bars" role="img" aria-label="{bars_label(days, labels, uptime)}">'
-        f"{bars(days, labels)}</div>"
-        f'<p class="legend"><span class="ago">90 days ago</span><span class="up">{uptime} uptime</span>'
+        f'<div class="uptime"><div class="bars{"" if len(days) >= 90 else " short"}" role="img" '
+        f'aria-label="{bars_label(days, labels, uptime)}">{bars(days, labels)}</div>'
+        f'<p class="legend">{ago}<span class="up">{uptime} uptime</span>'
         f"<span>Today</span></p></div>"
         f'<figure class="latency"><figcaption><span>Response time, 24 h</span>{scale}</figcaption>'
         f'{svg}<p class="last">{caption}</p></figure>'
@@ -263,10 +271,11 @@ class ComponentView:
     results: list[ProbeResult]
 
 
-def component_view(status: CheckStatus, history: History) -> ComponentView:
-    """One check's row of the page."""
+def component_view(status: CheckStatus, history: History, fine: Mapping[str, Markup]) -> ComponentView:
+    """One check's row of the page: its finer strip if it is young (`prober.web.strip`), else its days."""
     results = [status.latest[v] for v in status.info.vantages if v in status.latest]
-    return ComponentView(status, history_fragment(status.name, history), results)
+    strip = fine.get(status.name) or history_fragment(status.name, history, status.first_seen)
+    return ComponentView(status, strip, results)
 
 
 def incident_rows(
@@ -307,6 +316,8 @@ def render(
     title: str,
     description: str | None = None,
     timelines: Mapping[int, Sequence[Event]] | None = None,
+    fine: Mapping[str, Markup] | None = None,
+    refresh: float | None = None,
 ) -> str:
     """The status page's HTML (blocking: CPU-bound for thousands of checks; run off the loop)."""
     groups = [
@@ -314,7 +325,7 @@ def render(
             "surface": str(surface),
             "title": SURFACE_TITLES[surface],
             "state": blended([c.state for c in checks]),
-            "components": [component_view(c, history) for c in checks],
+            "components": [component_view(c, history, fine or {}) for c in checks],
         }
         for surface, checks in overview.by_surface()
     ]
@@ -331,7 +342,7 @@ def render(
         open_incidents=incident_rows(overview.open_incidents, overview.now, overview, timelines),
         history=incident_rows(incidents, overview.now, overview, timelines),
         history_days=INCIDENT_HISTORY_DAYS,
-        refresh=REFRESH_SECONDS,
+        refresh=None if refresh is None else max(MIN_REFRESH, round(refresh)),
         Verdict=Verdict,
         ago=lambda ts: "never" if ts is None else duration((overview.now - ts).total_seconds()) + " ago",
     )
