@@ -247,8 +247,13 @@ async def test_a_deleted_database_file_is_not_ok(
     db.unlink()
     # /healthz sees the file gone at once; wait until a result after that was refused and waits.
     await run.until_health(
-        lambda status, body: writes_failing(status, body) and body["store"]["write_errors"] > 0
-        and body["store"]["backlog"] > 0, 10, "a result to be refused for the file being gone"
+        lambda status, body: (
+            writes_failing(status, body)
+            and body["store"]["write_errors"] > 0
+            and body["store"]["backlog"] > 0
+        ),
+        10,
+        "a result to be refused for the file being gone",
     )
     _, body = await run.health()
     assert "deleted" in body["database"] and "deleted" in body["store"]["file_problem"]
