@@ -303,3 +303,12 @@ async def test_notes_on_the_page_and_in_the_api(tmp_path: Path) -> None:
         resolved = next(i for i in incidents["incidents"] if i["id"] == str(web_incident.id))
         assert [u["status"] for u in resolved["incident_updates"]][-1] == "investigating"
         assert "Rolled back; all good." in [u["body"] for u in resolved["incident_updates"]]
+
+
+def test_the_page_docs_yaml_validates() -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "page.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    assert blocks
+    for block in blocks:
+        config = parse_config(block, filename="docs/page.md")
+        assert config.page.title == "X status" and not config.check("x-internal-db").public
