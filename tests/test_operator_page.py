@@ -16,10 +16,11 @@ from test_web import Scenario, build_status_db
 from prober.cli import main
 from prober.config import Check, Config, PageSettings, Vantage, json_schema, parse_config
 from prober.config.source import ConfigError
-from prober.model import Surface, utcnow
+from prober.model import ProbeResult, Reason, Surface, Verdict, utcnow
 from prober.notes import NoteError, add_note, incident_status, notes_of
 from prober.store import connect
 from prober.web import create_app
+from prober.web.public import concealer
 
 VANTAGES = {"us-east": "US", "tokyo": "JP", "london": "UK"}
 STATUSPAGE_PATHS = (
@@ -312,3 +313,20 @@ def test_the_page_docs_yaml_validates() -> None:
     for block in blocks:
         config = parse_config(block, filename="docs/page.md")
         assert config.page.title == "X status" and not config.check("x-internal-db").public
+
+
+def test_error_messages_are_concealed_without_losing_their_cause() -> None:
+    conceal = concealer(["https://api.internal.example:8443/health", "http://10.0.0.5/x"])
+    result = ProbeResult(
+        ts=utcnow(), check="a", vantage="local", region="local", surface=Surface.API,
+        url="https://api.internal.example:8443/health", verdict=Verdict.DOWN, reason=Reason.CONNECT,
+        error="Cannot connect to host API.internal.example:8443 ssl:default [Connection refused]; "
+        "redirected to https://login.corp.example/sso?next=/x; peer 10.0.0.5 reset",
+        browser={"failed_requests": [{"url": "https://cdn.corp.example/app.js"}]},
+    )  # fmt: skip
+    shown = conceal(result)
+    assert shown.error == (
+        "Cannot connect to host [host]:8443 ssl:default [Connection refused]; redirected to [url]; "
+        "peer [host] reset"
+    )
+    assert (shown.url, shown.browser, shown.reason) == ("", None, Reason.CONNECT)

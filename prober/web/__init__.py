@@ -302,8 +302,8 @@ async def results(request: web.Request) -> web.Response:
         )
     )
     config = s.current_config()
-    urls = public.hosts(c.url for c in config.checks) if config is not None else set()
-    shown = partial(public.conceal, names=urls) if not public.show_urls(config) else lambda r: r
+    urls = [c.url for c in config.checks] if config is not None else []
+    shown = public.concealer(urls) if not public.show_urls(config) else lambda r: r
     next_url = None
     if len(rows) == limit:
         last_id, last = rows[-1]

@@ -11,7 +11,7 @@ signature) stays: it is what users need.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -21,7 +21,8 @@ from prober.model import ProbeResult
 if TYPE_CHECKING:
     from prober.config import Config
 
-_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+# A URL up to a space or quote, trailing punctuation left to the sentence.
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]*[^\s'\"<>.,;:!?)\]]")
 HOST_PLACEHOLDER = "[host]"
 URL_PLACEHOLDER = "[url]"
 
@@ -51,16 +52,28 @@ def hosts(urls: Iterable[str]) -> set[str]:
     return out
 
 
+def _alternation(names: Iterable[str]) -> re.Pattern[str] | None:
+    ordered = sorted(set(names), key=len, reverse=True)  # "a.b.example" before "b.example"
+    return re.compile("|".join(map(re.escape, ordered)), re.IGNORECASE) if ordered else None
+
+
 def conceal_text(text: str, names: Iterable[str]) -> str:
     """`text` with every URL and each of the host `names` replaced by a placeholder."""
     text = _URL.sub(URL_PLACEHOLDER, text)
-    for name in sorted(names, key=len, reverse=True):  # "a.b.example" before "b.example"
-        text = re.sub(re.escape(name), HOST_PLACEHOLDER, text, flags=re.IGNORECASE)
-    return text
+    pattern = _alternation(names)
+    return text if pattern is None else pattern.sub(HOST_PLACEHOLDER, text)
 
 
-def conceal(result: ProbeResult, names: Iterable[str] = ()) -> ProbeResult:
-    """`result` without its URL or browser evidence (full of URLs), its error message concealed."""
-    names = hosts([result.url]) | set(names)
-    error = None if result.error is None else conceal_text(result.error, names)
-    return replace(result, url="", error=error, browser=None)
+def concealer(urls: Iterable[str]) -> Callable[[ProbeResult], ProbeResult]:
+    """A function that takes a result's URL and browser evidence (full of URLs) away, and conceals its
+    error message: every URL, its own host and the hosts of `urls` (the configured checks')."""
+    shared = _alternation(hosts(urls))
+
+    def conceal(result: ProbeResult) -> ProbeResult:
+        error = result.error
+        if error:  # most results have none: nothing to scan
+            error = conceal_text(error, hosts([result.url]))
+            error = error if shared is None else shared.sub(HOST_PLACEHOLDER, error)
+        return replace(result, url="", error=error, browser=None)
+
+    return conceal

@@ -21,7 +21,7 @@ import sqlite_utils
 from prober.model import STATE_SEVERITY, Counts, Incident, ProbeResult, State, Surface, Verdict
 from prober.state import OUTAGES, check_state
 from prober.store import history, read
-from prober.web.public import conceal, hosts, show_urls
+from prober.web.public import concealer, show_urls
 
 if TYPE_CHECKING:
     from prober.config import Config
@@ -266,8 +266,8 @@ def load_overview(
     """
     rows = read.latest_results(db)
     if public and not show_urls(config):
-        configured = hosts(c.url for c in config.checks) if config is not None else set()
-        rows = [(conceal(r, configured), first) for r, first in rows]
+        conceal = concealer(c.url for c in config.checks) if config is not None else concealer(())
+        rows = [(conceal(r), first) for r, first in rows]
     latest = [r for r, _ in rows]
     first_seen: dict[str, datetime] = {}
     for result, first in rows:
