@@ -188,6 +188,12 @@ async def test_page_title_description_and_display_names(scenario: Scenario) -> N
         assert body["page"]["name"] == "X status"
         web = next(x for x in body["components"] if x["id"] == "x-web")
         assert (web["name"], web["description"]) == ("Home timeline (web)", "What people see first.")
+        checks = {x["name"]: x for x in json.loads(await get(c, "/api/checks"))["checks"]}
+        assert (checks["x-web"]["display_name"], checks["x-api"]["display_name"]) == (
+            "Home timeline (web)",
+            "x-api",
+        )
+        assert "Each bar is one UTC day since the first result" in page  # a short history says so
 
 
 # -- the Statuspage read API -------------------------------------------------------------------------

@@ -209,8 +209,8 @@ async def test_api_checks(client: TestClient[Any, Any], scenario: Scenario) -> N
     assert list(checks) == ["x-api", "x-mobile", "x-web"]  # without a configuration: by name
     mobile = checks["x-mobile"]
     assert set(mobile) == {
-        "name", "surface", "url", "state", "regions", "vantages", "last_probed_at", "last_results",
-        "incident", "availability", "counts",
+        "name", "display_name", "description", "surface", "url", "state", "regions", "vantages",
+        "last_probed_at", "last_results", "incident", "availability", "counts",
     }  # fmt: skip
     assert (mobile["surface"], mobile["state"]) == ("mobile", "partial_outage")
     assert mobile["regions"] == {"JP": "major_outage", "UK": "operational", "US": "operational"}

@@ -28,6 +28,8 @@ def check_json(check: CheckStatus, history: History | None, now: datetime) -> di
     labels = ("24h", "7d", "30d", "90d")
     return {
         "name": check.name,
+        "display_name": check.info.title,
+        "description": check.info.description,
         "surface": str(check.info.surface),
         "url": check.info.url or None,  # None: the page does not show URLs (`page.show_urls`)
         "state": str(check.state),

@@ -234,11 +234,11 @@ def history_fragment(name: str, history: History, first_seen: datetime | None = 
     days = history.days.get(name) or empty_days(history.now)
     if first_seen is not None:  # no grey bars for the days before the check existed
         days = days[-max(1, min(len(days), (history.now.date() - first_seen.date()).days + 1)) :]
-    ago = (
-        '<span class="ago">90 days ago</span>'
-        if len(days) >= 90
-        else f'<span class="since">{len(days)} days ago</span>'
-    )
+    ago, unit = '<span class="ago">90 days ago</span>', ""
+    if len(days) < 90:  # a young check: say what a bar is, as its finer strips do (prober.web.strip)
+        ago = f'<span class="since">{len(days)} days ago</span>'
+        first = day_label(days[0].day)
+        unit = f'<p class="unit muted">Each bar is one UTC day since the first result, {first}.</p>'
     uptime = pct(sum((d.counts for d in days), Counts()))
     latency = history.latency.get(name, [])
     svg, top = chart(latency, history.now)
@@ -255,7 +255,7 @@ def history_fragment(name: str, history: History, first_seen: datetime | None = 
         f'<div class="uptime"><div class="bars{"" if len(days) >= 90 else " short"}" role="img" '
         f'aria-label="{bars_label(days, labels, uptime)}">{bars(days, labels)}</div>'
         f'<p class="legend">{ago}<span class="up">{uptime} uptime</span>'
-        f"<span>Today</span></p></div>"
+        f"<span>Today</span></p>{unit}</div>"
         f'<figure class="latency"><figcaption><span>Response time, 24 h</span>{scale}</figcaption>'
         f'{svg}<p class="last">{caption}</p></figure>'
     )
