@@ -53,12 +53,16 @@ def fragments(
             by_probe.append(status)
         else:
             by_hour.append(status)
-    out = {s.name: probe_fragment(read.last_results(db, s.name, PROBE_BARS), now) for s in by_probe}
-    if by_hour:
-        hours = history.hourly_counts(db, now - HOUR_AGE, [s.name for s in by_hour])
-        for s in by_hour:
-            assert s.first_seen is not None
-            out[s.name] = hour_fragment(s.first_seen, hours.get(s.name, {}), history_, s.name, now)
+    young = [*by_probe, *by_hour]
+    hours = history.hourly_counts(db, now - HOUR_AGE, [s.name for s in young]) if young else {}
+    out = {}
+    for s in by_probe:
+        # The legend's figure is the whole history's, as `prober report` and /api/checks count it.
+        total = sum(hours.get(s.name, {}).values(), Counts())
+        out[s.name] = probe_fragment(read.last_results(db, s.name, PROBE_BARS), total, now)
+    for s in by_hour:
+        assert s.first_seen is not None
+        out[s.name] = hour_fragment(s.first_seen, hours.get(s.name, {}), history_, s.name, now)
     return out
 
 
@@ -73,8 +77,8 @@ def _strip(label: str, bars: Sequence[str]) -> str:
     return f'<div class="bars short" role="img" aria-label="{label}">{"".join(bars)}</div>'
 
 
-def probe_fragment(results: Sequence[ProbeResult], now: datetime) -> Markup:
-    """One bar per probe, and the probes' response times."""
+def probe_fragment(results: Sequence[ProbeResult], total: Counts, now: datetime) -> Markup:
+    """One bar per probe, the uptime since the first result (`total`), and the probes' response times."""
     bars = []
     for r in results:
         what = r.verdict.value if r.latency_ms is None else f"{r.verdict.value}, {ms(r.latency_ms)}"
@@ -82,16 +86,11 @@ def probe_fragment(results: Sequence[ProbeResult], now: datetime) -> Markup:
             what += f" ({r.reason.value})"
         tip = escape(f"{r.ts:%H:%M:%S} UTC, {r.vantage}: {what}")
         bars.append(f'<i{VERDICT_CLASS.get(r.verdict, BAR_CLASS[State.UNKNOWN])} title="{tip}"></i>')
-    counts = Counts(
-        up=sum(r.verdict is Verdict.UP for r in results),
-        degraded=sum(r.verdict is Verdict.DEGRADED for r in results),
-        down=sum(r.verdict is Verdict.DOWN for r in results),
-    )
-    uptime = pct(counts)
-    n = len(results)
+    uptime, n = pct(total), len(results)
+    down = sum(r.verdict is Verdict.DOWN for r in results)
     first = f"{duration((now - results[0].ts).total_seconds())} ago" if results else "–"
-    label = f"Uptime over the last {n} probes: {uptime}; {counts.down} down"
-    unit = f"Each bar is one probe, from any vantage: the check started {first}."
+    label = f"Uptime since the first result: {uptime}; the last {n} probes, {down} of them down"
+    unit = f"Each bar is one probe, from any vantage, of the last {n}; the first bar is from {first}."
     svg, caption = probe_chart(results, now)
     return Markup(
         f'<div class="uptime">{_strip(label, bars)}{_legend(first, uptime, unit)}</div>'
