@@ -3,14 +3,20 @@ read API, and incident notes (`prober incident`), over the scripted database of 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
+import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
+from conftest import ProberProcess, Target, wait_for
 from test_web import Scenario, build_status_db
 
 from prober.cli import main
@@ -336,3 +342,54 @@ def test_error_messages_are_concealed_without_losing_their_cause() -> None:
         "peer [host] reset"
     )
     assert (shown.url, shown.browser, shown.reason) == ("", None, Reason.CONNECT)
+
+
+async def test_a_note_added_while_the_daemon_runs_reaches_its_page_and_api(
+    target: Target, tmp_path: Path, prober_process: Callable[..., Awaitable[ProberProcess]]
+) -> None:
+    config = tmp_path / "checks.yaml"
+    config.write_text(
+        "defaults: {interval: 300ms, timeout: 2s}\npage: {title: Live status}\nchecks:\n"
+        f"  - {{name: broken, url: '{target.url}/error-page', display_name: Broken page}}\n"
+        f"  - {{name: secret, url: '{target.url}/error-page', public: false}}\n"
+    )
+    db = tmp_path / "prober.db"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    run = await prober_process("run", "-c", str(config), "--db", str(db), "--http", f"127.0.0.1:{port}")
+
+    def open_ids() -> list[int]:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            try:
+                rows = conn.execute(
+                    "SELECT id FROM incidents WHERE check_name = 'broken' AND resolved_at IS NULL"
+                )
+                return [r[0] for r in rows]
+            except sqlite3.OperationalError:
+                return []
+
+    await wait_for(lambda: bool(open_ids()), 30, "an incident", lambda: run.log)
+    (ident,) = open_ids()
+    note = await prober_process(
+        "incident", "note", "--db", str(db), "--status", "identified", str(ident), "On it"
+    )
+    assert await note.wait(30) == 0, note.log
+
+    async with aiohttp.ClientSession() as session:
+
+        async def said() -> bool:
+            async with session.get(f"{base}/api/v2/incidents/unresolved.json") as response:
+                body = await response.json()
+            return any(u["body"] == "On it" for i in body["incidents"] for u in i["incident_updates"])
+
+        await wait_for(said, 40, "the note in unresolved.json", lambda: run.log)
+        async with session.get(f"{base}/api/v2/incidents/unresolved.json") as response:
+            body = await response.json()
+        (item,) = body["incidents"]  # the hidden check's incident is not public
+        assert (item["status"], item["name"]) == ("identified", "Broken page: major outage")
+        async with session.get(f"{base}/") as response:
+            page = await response.text()
+        assert "<h1>Live status</h1>" in page and "On it" in page and "secret" not in page
+    assert await run.stop() == 0
