@@ -316,6 +316,11 @@ async def test_notes_on_the_page_and_in_the_api(tmp_path: Path) -> None:
         resolved = next(i for i in incidents["incidents"] if i["id"] == str(web_incident.id))
         assert [u["status"] for u in resolved["incident_updates"]][-1] == "investigating"
         assert "Rolled back; all good." in [u["body"] for u in resolved["incident_updates"]]
+        native = json.loads(await get(c, "/api/incidents"))["incidents"]
+        assert [(i["check"], i["status"], [n["body"] for n in i["notes"]]) for i in native] == [
+            ("x-mobile", "identified", ["A <b>bad</b> deploy in JP"]),
+            ("x-web", "resolved", ["Rolled back; all good."]),
+        ]
 
 
 def test_the_page_docs_yaml_validates() -> None:

@@ -315,7 +315,7 @@ async def test_api_incidents(client: TestClient[Any, Any], scenario: Scenario) -
         "detected_at": iso(scenario.outage[0] + timedelta(minutes=10)),
         "resolved_at": iso(scenario.outage[1]),
         "ongoing": False, "duration_seconds": 3300.0, "vantages": ["us-east", "tokyo", "london"],
-        "regions": ["JP", "UK", "US"],
+        "regions": ["JP", "UK", "US"], "status": "resolved", "notes": [],
     }  # fmt: skip
     body = await get_json(client, "/api/incidents?since=1h")
     assert [i["check"] for i in body["incidents"]] == ["x-mobile"]

@@ -24,11 +24,12 @@ from prometheus_client.exposition import choose_encoder
 
 from prober.config import Config, PageSettings
 from prober.model import ProberError, iso, utcnow
+from prober.notes import notes_of
 from prober.notes.timeline import timelines
 from prober.store import StoreError, read
 from prober.web import public, statuspage_api, strip
 from prober.web.answers import Answer, AnswerCache, Maker, Snapshot
-from prober.web.api import check_json, dumps, incident_json, window_json
+from prober.web.api import check_json, dumps, narrated_json, window_json
 from prober.web.live import LiveState
 from prober.web.metrics import ExpositionCache, ProberMetrics
 from prober.web.page import environment, narrated, render
@@ -337,14 +338,15 @@ async def incidents(request: web.Request) -> web.Response:
         await _vantages(s, name)
     found = await s.reader.run(partial(read.incidents, since=since, until=until, check=name))
     hidden = public.hidden_checks(s.current_config())
-    found = [i for i in found if i.check not in hidden]
-    found.sort(key=lambda i: (i.started_at, i.id or 0), reverse=True)
+    found = sorted((i for i in found if i.check not in hidden), key=lambda i: (i.started_at, i.id or 0))
+    found = found[::-1][:limit]  # newest first
+    notes = await s.reader.run(lambda db: notes_of(db, (i.id for i in found)))
     return _json(
         {
             "since": iso(since),
             "until": None if until is None else iso(until),
             "check": name,
-            "incidents": [incident_json(i, now) for i in found[:limit]],
+            "incidents": [narrated_json(i, now, notes.get(i.id or 0, [])) for i in found],
         }
     )
 

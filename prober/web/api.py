@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from prober import report
 from prober.model import Counts, Incident, iso
+from prober.notes import Note, incident_status
 from prober.web.view import CheckStatus, History
 
 
@@ -20,6 +21,15 @@ def dumps(data: Any) -> str:
 def incident_json(incident: Incident, now: datetime) -> dict[str, Any]:
     """An incident in /api/incidents and /api/checks."""
     return incident.to_json(now)
+
+
+def narrated_json(incident: Incident, now: datetime, notes: Sequence[Note]) -> dict[str, Any]:
+    """An incident in /api/incidents: with its Statuspage status and the operators' notes."""
+    return {
+        **incident.to_json(now),
+        "status": incident_status(incident, notes),
+        "notes": [n.to_json() for n in notes],
+    }
 
 
 def check_json(check: CheckStatus, history: History | None, now: datetime) -> dict[str, Any]:
