@@ -4,6 +4,7 @@ read API, and incident notes (`prober incident`), over the scripted database of 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
 import socket
@@ -398,3 +399,46 @@ async def test_a_note_added_while_the_daemon_runs_reaches_its_page_and_api(
             page = await response.text()
         assert "<h1>Live status</h1>" in page and "On it" in page and "secret" not in page
     assert await run.stop() == 0
+
+
+def test_the_timeline_says_when_each_region_went_down_and_came_back(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from prober.model import Incident, State
+    from prober.notes.timeline import timeline
+    from prober.store import Store
+
+    t0 = utcnow().replace(microsecond=0) - timedelta(hours=1)
+    # (minute, vantage, region, verdict): JP's two vantages, UK's one; an unknown says nothing.
+    script = [
+        (0, "tokyo", "JP", "down"), (0, "osaka", "JP", "up"), (0, "london", "UK", "up"),
+        (1, "osaka", "JP", "down"), (1, "london", "UK", "unknown"),
+        (2, "tokyo", "JP", "up"), (2, "london", "UK", "down"),
+        (3, "osaka", "JP", "up"), (4, "london", "UK", "up"),
+    ]  # fmt: skip
+    with Store(tmp_path / "t.db") as store:
+        for minute, vantage, region, verdict in script:
+            at = t0 + timedelta(minutes=minute)
+            store.add(ProbeResult(at, "c", vantage, region, Surface.WEB, "https://c.test/", Verdict(verdict)))
+        ends = t0 + timedelta(minutes=1), t0 + timedelta(minutes=4)
+        regions = ("tokyo", "osaka", "london"), ("JP", "UK")
+        incident = Incident("c", State.MAJOR_OUTAGE, Reason.CONNECT, None, t0, *ends, *regions)
+        incident = dataclasses.replace(incident, id=store.save_incident(incident).result())
+    db = connect(tmp_path / "t.db")
+    try:
+        assert incident.id is not None
+        note = add_note(db, incident.id, "identified", "Fibre cut", t0 + timedelta(minutes=2, seconds=30))
+        events = timeline(db, incident, [note], utcnow())
+    finally:
+        db.conn.close()
+    said = [(int((e.at - t0).total_seconds()), e.kind, e.text) for e in events]
+    assert said == [
+        (0, "started", "First down result"),
+        (0, "region_down", "JP: down results began"),
+        (60, "detected", "Outage confirmed: incident opened"),
+        (120, "region_down", "UK: down results began"),
+        (150, "note", "Fibre cut"),
+        (180, "region_up", "JP: good results again"),
+        (240, "region_up", "UK: good results again"),
+        (240, "resolved", "Recovered: incident resolved"),
+    ]
