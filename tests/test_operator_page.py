@@ -442,3 +442,35 @@ def test_the_timeline_says_when_each_region_went_down_and_came_back(tmp_path: Pa
         (240, "region_up", "UK: good results again"),
         (240, "resolved", "Recovered: incident resolved"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("hours", "bars", "unit"),
+    [
+        (1, 30, "Each bar is one probe"),
+        (20, 21, "Each bar is one hour"),
+        (24 * 5, 6, "Each bar is one UTC day"),
+    ],
+    ids=["an-hour-old", "a-day-old", "five-days-old"],
+)
+async def test_a_young_check_gets_finer_bars(tmp_path: Path, hours: int, bars: int, unit: str) -> None:
+    from datetime import timedelta
+
+    from prober.store import Store
+
+    now = utcnow()
+    first = now - timedelta(hours=hours)
+    with Store(tmp_path / "y.db") as store:
+        at = first
+        while at < now:
+            store.add(ProbeResult(at, "young", "local", "local", Surface.WEB, "https://y.test/", Verdict.UP))
+            at += timedelta(minutes=2 if hours < 24 else 60)
+    config = Config(checks=(Check("young", "https://y.test/"),))
+    async with TestClient(TestServer(create_app(tmp_path / "y.db", config=config, cache_seconds=0))) as c:
+        page = await get(c, "/")
+    strip = re.search(r'<div class="bars short"[^>]*>(.*?)</div>', page, re.S)
+    assert strip is not None
+    expected = bars if hours < 24 * 3 else (now.date() - first.date()).days + 1
+    assert len(re.findall(r"<i[ >]", strip[1])) == expected
+    assert ' class="u"' not in strip[1]  # no grey: every bar has data
+    assert unit in page and "100% uptime" in page
