@@ -474,3 +474,15 @@ async def test_a_young_check_gets_finer_bars(tmp_path: Path, hours: int, bars: i
     assert len(re.findall(r"<i[ >]", strip[1])) == expected
     assert ' class="u"' not in strip[1]  # no grey: every bar has data
     assert unit in page and "100% uptime" in page
+
+
+def test_the_incident_commands_import_in_either_order() -> None:
+    import subprocess
+    import sys
+
+    for first in ("prober.notes.cli", "prober.cli"):
+        code = (
+            f"import {first}; from prober.cli import main; print(sorted(main.commands['incident'].commands))"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert (done.returncode, done.stdout.strip()) == (0, "['list', 'note']"), done.stderr
