@@ -201,6 +201,11 @@ async def test_page_title_description_and_display_names(scenario: Scenario) -> N
             "x-api",
         )
         assert "Each bar is one UTC day since the first result" in page  # a short history says so
+        assert 'http-equiv="refresh"' not in page  # only with page.refresh: it interrupts screen readers
+    wall = dataclasses.replace(config_of(), page=PageSettings("Wall", refresh=300.0))
+    async with TestClient(TestServer(create_app(scenario.path, config=wall, cache_seconds=0))) as c:
+        page = await get(c, "/")
+        assert '<meta http-equiv="refresh" content="300">' in page and "reloads every 5 min" in page
 
 
 # -- the Statuspage read API -------------------------------------------------------------------------
