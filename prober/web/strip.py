@@ -30,6 +30,7 @@ PROBE_AGE = timedelta(hours=6)
 HOUR_AGE = timedelta(days=3)
 PROBE_BARS = 60
 MAX_PROBE_CHECKS = 200
+JUST_BEGUN = timedelta(minutes=10)  # an hour this young and without results yet gets no bar
 DEGRADED_SHARE = 0.02  # as a day: degraded above this share of degraded results
 
 VERDICT_CLASS = {Verdict.UP: "", Verdict.DEGRADED: ' class="d"', Verdict.DOWN: ' class="m"'}
@@ -142,6 +143,8 @@ def hour_fragment(
     first = first_seen.replace(minute=0, second=0, microsecond=0)
     last = now.replace(minute=0, second=0, microsecond=0)
     bars, total, hour = [], Counts(), first
+    if last not in hours and now - last < JUST_BEGUN:
+        last -= timedelta(hours=1)  # the hour has just begun: no grey bar before its first probe
     while hour <= last:
         counts = hours.get(hour, Counts())
         total += counts
