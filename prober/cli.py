@@ -12,11 +12,13 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
+from click.core import ParameterSource
 from tabulate import tabulate
 
 from prober import __version__
@@ -47,6 +49,11 @@ http_option = click.option(
 def echo(text: str, err: bool = False, nl: bool = True) -> None:
     """Print `text` with its control characters escaped: targets choose some of what is printed."""
     click.echo(printable(text, keep="\n\t"), err=err, nl=nl)
+
+
+def plural(n: int, noun: str) -> str:
+    """A count and its noun: "1 check", "2 checks"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -88,7 +95,8 @@ def main() -> None:
 def validate(config_path: Path) -> None:
     """Check the configuration: exit 0, or 2 with FILE:LINE:COL lines on stderr."""
     config = read_config(config_path)
-    echo(f"{config_path}: {len(config.checks)} checks, {len(config.vantages)} vantages: OK")
+    checks, vantages = len(config.checks), len(config.vantages)
+    echo(f"{config_path}: {plural(checks, 'check')}, {plural(vantages, 'vantage')}: OK")
 
 
 @main.command()
@@ -234,12 +242,18 @@ def _is_web_error(exc: ProberError) -> bool:
 
 @main.command()
 @db_option
+@config_option
 @http_option
 @click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
-def serve(db_path: Path, http: str, quiet: bool) -> None:
-    """Serve the status page, the JSON API and /metrics from a database until SIGTERM or SIGINT."""
+def serve(db_path: Path, config_path: Path, http: str, quiet: bool) -> None:
+    """Serve the status page, the JSON API and /metrics from a database until SIGTERM or SIGINT.
+
+    The checks, their names and `public:`, and the `page:` settings come from the configuration when
+    there is one (a missing default checks.yaml is not an error: the database's checks are shown)."""
     setup_logging(logging.WARNING if quiet else logging.INFO)
     check_http(http)
+    given = click.get_current_context().get_parameter_source("config_path") is not ParameterSource.DEFAULT
+    config = read_config(config_path) if given or config_path.exists() else None
     if not db_path.exists():
         fail(f"{db_path}: no such database (run `prober run` or `prober once` first)", EXIT_STORE)
     from prober.store import Store
@@ -251,8 +265,9 @@ def serve(db_path: Path, http: str, quiet: bool) -> None:
         fail(str(exc), EXIT_STORE)
 
     async def go() -> None:
-        runner = await start_server(create_app(db_path), http)
-        logging.getLogger("prober").info("serving %s on http://%s/", db_path, http)
+        runner = await start_server(create_app(db_path, config=config), http)
+        log = logging.getLogger("prober")
+        log.info("serving %s on http://%s/%s", db_path, http, f" ({config_path})" if config else "")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -260,7 +275,9 @@ def serve(db_path: Path, http: str, quiet: bool) -> None:
         try:
             await stop.wait()
         finally:
+            started = time.monotonic()
             await runner.cleanup()
+            log.info("stopped serving in %.1fs", time.monotonic() - started)
 
     try:
         run_async(go())
@@ -409,12 +426,14 @@ def demo(db_path: Path, duration: float, speed: float, as_json: bool, quiet: boo
 
 
 def _register() -> None:
-    """The command groups of the capabilities: `prober agent`, `prober alerts`."""
-    # Imported last: prober.alerts.cli uses this module's options and helpers.
+    """The command groups of the capabilities: `prober agent`, `prober alerts`, `prober incident`."""
+    # Imported last: they use this module's options and helpers.
     from prober.alerts.cli import alerts
+    from prober.notes.cli import incident
 
     main.add_command(agent)
     main.add_command(alerts)
+    main.add_command(incident)
 
 
 _register()

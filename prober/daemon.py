@@ -557,5 +557,5 @@ class Daemon:
         if health.dropped:
             log.error("%d results were dropped while %d were waiting for the database", health.dropped,
                       health.max_backlog)  # fmt: skip
-        log.info("stopped after %.1fs: %d probes, %d results written", time.monotonic() - started,
+        log.info("stopped in %.1fs: %d probes, %d results written", time.monotonic() - started,
                  self.probes, health.written)  # fmt: skip

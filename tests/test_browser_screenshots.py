@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from test_browser_checks import CHROMIUM, config, probe_all, spa
 
 from prober.browser import render
+from prober.config import load_config
 from prober.model import Verdict, utcnow
 from prober.store import Store
 from prober.store.rollup import prune
@@ -116,6 +117,11 @@ async def test_once_stores_them_and_the_page_and_api_serve_them(spa: str, tmp_pa
         by_name = {c["name"]: c for c in checks_json["checks"]}
         (last,) = by_name["down-on-failure"]["last_results"].values()
         assert last["screenshot"] is True and last["screenshot_id"] == down_id
+    # A check hidden from the page (`public: false`) has no screenshot there either.
+    cfg.write_text(checks(spa).replace("name: down-on-failure,", "name: down-on-failure, public: false,"))
+    async with TestClient(TestServer(create_app(db, config=load_config(cfg, env={})))) as client:
+        assert (await client.get(f"/api/screenshots/{down_id}.png")).status == 404
+        assert (await client.get(f"/api/screenshots/{ids['up-always']}.png")).status == 200
 
 
 async def test_retention_prunes_screenshots_with_their_results(tmp_path: Path, spa: str) -> None:

@@ -27,7 +27,7 @@ def test_validate_ok(write_config) -> None:  # type: ignore[no-untyped-def]
     path = write_config("checks:\n  - {name: a, url: 'http://127.0.0.1:9/'}\n")
     code, out, err = invoke("validate", "-c", str(path))
     assert (code, err) == (0, "")
-    assert "1 checks" in out
+    assert "1 check, 1 vantage: OK" in out  # counted in words: not "1 checks"
 
 
 def test_validate_reports_every_error_located(write_config) -> None:  # type: ignore[no-untyped-def]

@@ -1141,6 +1141,7 @@ def test_json_schema_structure() -> None:
         "maintenance",
         "alerts",
         "claims",
+        "page",
     }
     check = schema["$defs"][schema["properties"]["checks"]["items"]["$ref"].rsplit("/", 1)[1]]
     assert check["required"] == ["name", "url"]

@@ -57,7 +57,7 @@ async def test_runs_on_schedule_and_stops_cleanly_without_losing_results(
     assert rows(db, "SELECT count(*) FROM results WHERE check_name = 'broken' AND verdict = 'down'") >= 8
     # One log line per verdict change, not per probe.
     assert proc.log.count("broken from local") == 1, proc.log
-    assert "stopped after" in proc.log
+    assert "stopped in" in proc.log
 
 
 async def test_sigint_stops_too(target: Target, tmp_path: Path, spawn: Spawn) -> None:
@@ -142,7 +142,7 @@ async def test_run_with_http_serves_the_page_metrics_and_live_state(
     assert await proc.stop() == 0
     # `prober serve` reads the same database afterwards.
     port = free_port()
-    serve = await spawn(None, db, "serve", "--http", f"127.0.0.1:{port}")
+    serve = await spawn(None, db, "serve", "-c", str(config), "--http", f"127.0.0.1:{port}")
     await wait_for(lambda: "serving" in serve.log, 20, "serve to start")
     status, body = await fetch(f"http://127.0.0.1:{port}/api/v2/summary.json")
     assert status == 200 and json.loads(body)["status"]["indicator"] in ("major", "minor", "critical")

@@ -300,7 +300,7 @@ async def client(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, Any], Pl
     config = parse_config(config_text(planned.now - timedelta(minutes=30)), env={})
     with Store(planned.path) as store:
         store.submit(lambda db: refresh(db, config, planned.now)).result()
-    app = create_app(planned.path, config=config, title="X status", cache_seconds=0)
+    app = create_app(planned.path, config=config, cache_seconds=0)
     async with TestClient(TestServer(app)) as c:
         yield c, planned
 
@@ -330,7 +330,7 @@ async def test_statuspage_scheduled_maintenance_endpoints(
     c, _ = client
     active_body = await get_json(c, "/api/v2/scheduled-maintenances/active.json")
     assert (
-        set(active_body) == {"page", "scheduled_maintenances"} and active_body["page"]["name"] == "X status"
+        set(active_body) == {"page", "scheduled_maintenances"} and active_body["page"]["name"] == "Service status"
     )
     (now_on,) = active_body["scheduled_maintenances"]
     assert set(now_on) == MAINTENANCE_KEYS

@@ -209,8 +209,8 @@ async def test_api_checks(client: TestClient[Any, Any], scenario: Scenario) -> N
     assert list(checks) == ["x-api", "x-mobile", "x-web"]  # without a configuration: by name
     mobile = checks["x-mobile"]
     assert set(mobile) == {
-        "name", "surface", "url", "state", "regions", "vantages", "last_probed_at", "last_results",
-        "incident", "availability", "counts", "maintenance",
+        "name", "display_name", "description", "surface", "url", "state", "regions", "vantages",
+        "last_probed_at", "last_results", "incident", "availability", "counts", "maintenance",
     }  # fmt: skip
     assert (mobile["surface"], mobile["state"]) == ("mobile", "partial_outage")
     assert mobile["regions"] == {"JP": "major_outage", "UK": "operational", "US": "operational"}
@@ -315,7 +315,7 @@ async def test_api_incidents(client: TestClient[Any, Any], scenario: Scenario) -
         "detected_at": iso(scenario.outage[0] + timedelta(minutes=10)),
         "resolved_at": iso(scenario.outage[1]),
         "ongoing": False, "duration_seconds": 3300.0, "vantages": ["us-east", "tokyo", "london"],
-        "regions": ["JP", "UK", "US"], "maintenance": False,
+        "regions": ["JP", "UK", "US"], "maintenance": False, "status": "resolved", "notes": [],
     }  # fmt: skip
     body = await get_json(client, "/api/incidents?since=1h")
     assert [i["check"] for i in body["incidents"]] == ["x-mobile"]
@@ -348,7 +348,7 @@ async def test_page_escapes_what_probed_servers_said(client: TestClient[Any, Any
     escaped = "&lt;script&gt;window.__pwned = 1&lt;/script&gt; upstream said &#34;nope&#34; &amp; &lt;b&gt;"
     assert escaped in html
     assert 'id="banner"' in html and "Partial Outage" in html
-    assert '<meta http-equiv="refresh"' in html
+    assert '<meta http-equiv="refresh"' not in html  # only with page.refresh: it interrupts screen readers
 
 
 async def test_page_groups_components_by_surface(client: TestClient[Any, Any], scenario: Scenario) -> None:
@@ -358,15 +358,16 @@ async def test_page_groups_components_by_surface(client: TestClient[Any, Any], s
     for check in CHECKS:
         assert f'id="check-{check}"' in html
     bars = day_bars(html, "x-web")
-    assert len(bars) == 90
-    outage = bars[89 - (scenario.now.date() - scenario.outage[0].date()).days]
+    first = min(r.ts for r in scenario.results).date()
+    assert len(bars) == (scenario.now.date() - first).days + 1  # a bar per day since the first result
+    outage = bars[-1 - (scenario.now.date() - scenario.outage[0].date()).days]
     day = scenario.outage[0]
     assert outage[0] == "m"  # major outage: red
     assert outage[1].startswith(f"{day.day} {day:%b}: ") and "55 min of incident (major outage)" in outage[1]
     assert bars[-1][0] == "" and re.fullmatch(r"\d+ \w{3}: 100%", bars[-1][1])  # today: green, all up
-    assert bars[0] == ("u", f"{(day - timedelta(days=89 - 2)).day} {day - timedelta(days=87):%b}: no data")
+    assert bars[0][1].startswith(f"{first.day} {first:%b}: ") and "no data" not in bars[0][1]
     label = re.search(
-        r'<div class="bars" role="img" aria-label="([^"]*)">', html[html.index('id="check-x-web"') :]
+        r'<div class="bars short" role="img"\s+aria-label="([^"]*)">', html[html.index('id="check-x-web"') :]
     )
     assert label is not None and "major outage on" in label[1]
     assert f'id="history-{scenario.incidents["x-web"].id}"' in html
@@ -375,7 +376,7 @@ async def test_page_groups_components_by_surface(client: TestClient[Any, Any], s
 def day_bars(html: str, check: str) -> list[tuple[str, str]]:
     """(class, tooltip) of each day of a check's uptime strip, oldest first."""
     section = html[html.index(f'id="check-{check}"') :]
-    start = section.index('<div class="bars"')
+    start = section.index('<div class="bars')
     strip = section[start : section.index("</div>", start)]
     return re.findall(r'<i(?: class="(\w)")? title="([^"]*)"></i>', strip)
 
@@ -399,13 +400,14 @@ async def test_configured_checks_show_their_regions_and_an_empty_one_is_unknown(
         checks = {x["name"]: x for x in body["checks"]}
         assert list(checks) == ["x-mobile", "x-new"]
         assert checks["x-mobile"]["regions"] == {"JP": "major_outage", "US": "operational"}
-        assert checks["x-mobile"]["url"] == "https://m.example.test/"
+        assert checks["x-mobile"]["url"] is None  # page.show_urls is false by default
         assert set(checks["x-mobile"]["last_results"]) == {"tokyo", "us-east"}
         assert checks["x-new"]["state"] == "unknown" and checks["x-new"]["availability"]["24h"] is None
         summary = await get_json(c, "/api/v2/summary.json")
         assert summary["status"]["description"] == "Partial Outage"
         new = next(x for x in summary["components"] if x["id"] == "x-new")
-        assert (new["status"], new["description"]) == ("degraded_performance", "No recent results")
+        assert (new["status"], new["description"]) == ("operational", "No recent results")
+        assert new["prober_state"] == "unknown"
         results = await get_json(c, "/api/checks/x-new/results")
         assert results["results"] == [] and results["next"] is None
 

@@ -222,6 +222,8 @@ _QUORUM_SCHEMA = {
     "anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_COUNT}, {"enum": ["majority", "all"]}]
 }
 _STRING = {"type": "string"}
+# What `_url` accepts, as editors can check it before ${NAME} is substituted: http(s) and a host.
+_URL_SCHEMA = {"type": "string", "pattern": r"^(?:[hH][tT][tT][pP][sS]?://[^\s/?#]|\$\{)\S*$"}
 _STATUS_SCHEMA = {
     "anyOf": [
         {"type": "integer", "minimum": 100, "maximum": 599},

@@ -25,6 +25,7 @@ from prober.config.model import (
     Defaults,
     Expect,
     MaintenanceWindow,
+    PageSettings,
     Vantage,
     _builtin_names,
 )
@@ -36,6 +37,7 @@ from prober.config.spec import (
     _ConfigSpec,
     _DefaultsSpec,
     _ExpectSpec,
+    _PageSpec,
     located_issue,
 )
 from prober.model import ProberError, Surface, Verdict
@@ -315,6 +317,9 @@ def _build(spec: _ConfigSpec, tree: _Tree, alerts: Any = None) -> Config:
                 browser=None if c.browser is None else _check_browser(c.browser, browser),
                 alerts=tuple(d.alerts or ()) if c.alerts is None else tuple(c.alerts),
                 claim=None if c.claim is None else CheckClaim(c.claim.source, c.claim.component),
+                display_name=c.display_name or c.name,
+                description=c.description,
+                public=c.public,
             )
         )
     used = {name for check in checks for name in check.vantages} | set(defaults.vantages)
@@ -348,6 +353,7 @@ def _build(spec: _ConfigSpec, tree: _Tree, alerts: Any = None) -> Config:
             )
             for name, s in (spec.claims or {}).items()
         },
+        page=_page(spec.page or _PageSpec()),
         secrets=frozenset(tree.secrets),
         secret_names=tree.secrets,
     )
@@ -362,3 +368,7 @@ def _check_browser(b: _CheckBrowserSpec, settings: BrowserSettings) -> CheckBrow
         block=tuple(b.block),
         settings=settings,
     )
+
+
+def _page(p: _PageSpec) -> PageSettings:
+    return PageSettings(title=p.title, description=p.description, show_urls=p.show_urls, refresh=p.refresh)

@@ -100,6 +100,16 @@ class BrowserSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PageSettings:
+    """The top-level `page:` key: what the public status page and Statuspage API say of themselves."""
+
+    title: str = "Service status"
+    description: str | None = None
+    show_urls: bool = False  # a public page must not reveal internal hosts unless asked to
+    refresh: float | None = None  # seconds between the page's reloads of itself (wall displays)
+
+
+@dataclass(frozen=True, slots=True)
 class CheckBrowser:
     """A check's `browser:` key: the check is rendered in Chromium instead of one HTTP request."""
 
@@ -181,8 +191,13 @@ class Check:
     browser: CheckBrowser | None = None  # set: a rendered (browser) check
     alerts: tuple[str, ...] = ()  # alert channels notified of its incidents
     claim: CheckClaim | None = None  # what the target's own status page says about it
+    display_name: str = ""  # what the page and the Statuspage API call it (default: the name)
+    description: str | None = None  # shown under it on the page and as the component's description
+    public: bool = True  # False: probed and alerted, absent from the page and the public APIs
 
     def __post_init__(self) -> None:
+        if not self.display_name:
+            object.__setattr__(self, "display_name", self.name)
         if not self.display_url:
             object.__setattr__(self, "display_url", self.url)
         object.__setattr__(self, "headers", _FrozenMap(self.headers))
@@ -215,6 +230,7 @@ class Config:
     maintenance: tuple[MaintenanceWindow, ...] = ()
     alerts: AlertSettings | None = None  # the `alerts:` key, if any
     claims: Mapping[str, ClaimSource] = field(default_factory=dict)
+    page: PageSettings = field(default_factory=PageSettings)
     secrets: frozenset[str] = frozenset()  # every value substituted from ${NAME}
     secret_names: Mapping[str, str] = field(default_factory=dict, repr=False)  # value -> NAME
     _redactor: Redactor = field(init=False, repr=False, compare=False)

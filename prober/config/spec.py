@@ -15,6 +15,7 @@ from prober.config.fields import (
     _SELECTION_SCHEMA,
     _STATUS_SCHEMA,
     _STRING,
+    _URL_SCHEMA,
     METHODS,
     Count,
     Duration,
@@ -105,7 +106,7 @@ class _VantageSpec(_Spec):
     resolver: list[Annotated[str, _Parsed(_resolver, _STRING)]] | None = Field(
         default=None, min_length=1, description='DNS servers to ask, "IP" or "IP:PORT".'
     )
-    canaries: list[Annotated[str, _Parsed(_url, _STRING)]] | None = Field(
+    canaries: list[Annotated[str, _Parsed(_url, _URL_SCHEMA)]] | None = Field(
         default=None,
         min_length=1,
         description="URLs that are always up: when a check fails from this vantage and they fail "
@@ -240,6 +241,25 @@ class _CheckClaimSpec(_Spec):
     )
 
 
+class _PageSpec(_Spec):
+    model_config = ConfigDict(title="page")
+
+    title: str = Field(
+        default="Service status", min_length=1, max_length=200, description="Heading of the status page."
+    )
+    description: str | None = Field(
+        default=None, min_length=1, max_length=2000, description="Text under the heading."
+    )
+    show_urls: bool = Field(
+        default=False, description="Show probed URLs on the page and in the public APIs (internal hosts)."
+    )
+    refresh: OptDuration = Field(
+        default=None,
+        description="The page reloads itself this often, for wall displays (default: never; a page "
+        "that reloads itself interrupts screen readers).",
+    )
+
+
 class _CheckSpec(_Spec):
     model_config = ConfigDict(title="check")
 
@@ -247,7 +267,7 @@ class _CheckSpec(_Spec):
     surface: Literal["web", "mobile", "api"] = Field(
         default="web", description="What kind of client the check is."
     )
-    url: Annotated[str, _Parsed(_url, _STRING)] = Field(
+    url: Annotated[str, _Parsed(_url, _URL_SCHEMA)] = Field(
         description="http:// or https:// URL; ${NAME} allowed."
     )
     method: Annotated[str, _Parsed(_method, {"enum": [*METHODS, *(m.lower() for m in METHODS)]})] = Field(
@@ -286,6 +306,16 @@ class _CheckSpec(_Spec):
     )
     claim: _CheckClaimSpec | None = Field(
         default=None, description="What the target's own status page says about this check."
+    )
+
+    display_name: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Name on the status page (default: name)."
+    )
+    description: str | None = Field(
+        default=None, min_length=1, max_length=2000, description="Text under it on the status page."
+    )
+    public: bool = Field(
+        default=True, description="false: probed and alerted, but absent from the page and public APIs."
     )
 
 
@@ -366,6 +396,7 @@ class _ConfigSpec(_Spec):
     claims: dict[Name, _ClaimSourceSpec] | None = Field(
         default=None, description="The target's own status pages and incident feeds, polled and compared."
     )
+    page: _PageSpec | None = Field(default=None, description="The public status page.")
 
 
 def json_schema() -> dict[str, Any]:
@@ -379,13 +410,14 @@ def json_schema() -> dict[str, Any]:
         "Defaults",
         "Expect",
         "Maintenance",
+        "Page",
         "Signature",
         "Vantage",
     ):  # the internal class names
         text = text.replace(f'"_{model}Spec"', f'"{model.lower()}"').replace(
             f"/_{model}Spec", f"/{model.lower()}"
         )
-    schema = json.loads(text)
+    schema = _untitled(json.loads(text))
     schema["patternProperties"] = {"^x-": {"description": "Ignored: a place for YAML anchors."}}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -393,6 +425,20 @@ def json_schema() -> dict[str, Any]:
         "description": "prober's checks, vantages and signatures; ${NAME} in a string is read from the env.",
         **{k: v for k, v in schema.items() if k not in ("title", "description")},
     }
+
+
+def _untitled(node: Any) -> Any:
+    """`node` without pydantic's titles of properties ("Interval" for `interval`): editors show a
+    title beside the description, and one that repeats the key says nothing."""
+    if isinstance(node, list):
+        return [_untitled(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _untitled(v) for k, v in node.items()}
+    for prop in (out.get("properties") or {}).values():
+        if isinstance(prop, dict):
+            prop.pop("title", None)
+    return out
 
 
 # -- pydantic errors -> located issues ---------------------------------------------------------------
@@ -455,8 +501,10 @@ def _predicate(kind: str, ctx: dict[str, Any], msg: str) -> str:
         return f"is too small: it must be at least {ctx.get('ge')}"
     if kind == "less_than_equal":
         return f"is too large: it must be at most {ctx.get('le')}"
-    if kind == "too_short":
+    if kind in ("too_short", "string_too_short"):
         return "must not be empty"
+    if kind == "string_too_long":
+        return f"is too long: at most {ctx.get('max_length')} characters"
     return f"is invalid: {msg}"
 
 
@@ -472,6 +520,7 @@ def _known_keys(parent: _YamlPath) -> list[str]:
         ("browser",): _BrowserSpec,
         ("maintenance", "#"): _MaintenanceSpec,
         ("checks", "#", "claim"): _CheckClaimSpec,
+        ("page",): _PageSpec,
     }
     model = _VantageSpec if len(kind) == 2 and kind[0] == "vantages" else models.get(kind)
     model = _ClaimSourceSpec if len(kind) == 2 and kind[0] == "claims" else model

@@ -195,10 +195,11 @@ def _handler(state: WebState, which: str) -> Callable[[web.Request], Any]:
         async def make(snap: Snapshot) -> Answer:
             def work(db: sqlite_utils.Database) -> Answer:
                 overview = snap.overview(db)
+                title = state.page_settings(snap).title
                 body = {
-                    "page": statuspage.page(overview, state.title, url),
+                    "page": statuspage.page(overview, title, url),
                     "scheduled_maintenances": [
-                        maintenance_json(s, overview, state.title, url, overview.now)
+                        maintenance_json(s, overview, title, url, overview.now)
                         for s in listing(db, overview, overview.now, which)
                     ],
                 }

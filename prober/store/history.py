@@ -326,3 +326,20 @@ def day_history(
     return {
         name: day_states(span, counts_by_check.get(name, {}), by_check.get(name, []), now) for name in names
     }
+
+
+def hourly_counts(
+    db: sqlite_utils.Database, since: datetime, checks: Collection[str]
+) -> dict[str, dict[datetime, Counts]]:
+    """Counts per check and UTC hour from the hour of `since` on, across vantages, for `checks`."""
+    out: dict[str, dict[datetime, Counts]] = {}
+    names = sorted(checks)
+    for start in range(0, len(names), 500):  # well within SQLite's limit on parameters
+        chunk = names[start : start + 500]
+        sql = (
+            "SELECT check_name, bucket, SUM(up), SUM(degraded), SUM(down), SUM(unknown) FROM rollup_hourly "
+            f"WHERE check_name IN ({', '.join('?' * len(chunk))}) AND bucket >= ? GROUP BY check_name, bucket"
+        )
+        for row in db.execute(sql, [*chunk, hour_key(since)]).fetchall():
+            out.setdefault(row[0], {})[parse_iso(row[1])] = Counts(row[2], row[3], row[4], row[5])
+    return out

@@ -254,3 +254,9 @@ def latest_results(
         )
         out.append((result, parse_iso(r["first_ts"])))
     return out
+
+
+def last_results(db: sqlite_utils.Database, check: str, n: int) -> list[ProbeResult]:
+    """The `n` newest results of `check`, from any vantage, oldest first."""
+    sql = "SELECT * FROM results WHERE check_name = ? ORDER BY ts DESC, id DESC LIMIT ?"
+    return [ProbeResult.from_row(r) for r in reversed(_rows(db, sql, (check, n)))]

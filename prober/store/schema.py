@@ -209,6 +209,21 @@ def _v8_claims(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v9_incident_notes(db: sqlite_utils.Database) -> None:
+    # What operators say of an incident (`prober incident note`): the page's narrative and the
+    # Statuspage API's incident_updates, beside the measured timeline.
+    db.table("incident_notes").create(
+        {"id": int, "incident_id": int, "created_at": str, "status": str, "body": str},
+        pk="id",
+        not_null={"incident_id", "created_at", "status", "body"},
+        foreign_keys=[("incident_id", "incidents", "id")],
+        if_not_exists=True,
+    )
+    db.table("incident_notes").create_index(
+        ["incident_id", "created_at"], index_name="incident_notes_incident", if_not_exists=True
+    )
+
+
 # Append only: migration i takes a database from version i to i + 1.
 MIGRATIONS: list[Migration] = [
     _v1_results_and_incidents,
@@ -219,6 +234,7 @@ MIGRATIONS: list[Migration] = [
     _v6_notifications,
     _v7_screenshots,
     _v8_claims,
+    _v9_incident_notes,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -24,10 +24,10 @@ def save_screenshot(db: sqlite_utils.Database, result: ProbeResult) -> ProbeResu
     return replace(result, screenshot=None, screenshot_id=cursor.lastrowid)
 
 
-def screenshot_png(db: sqlite_utils.Database, ident: int) -> bytes | None:
-    """The PNG of screenshot `ident`, or None if there is no such row (pruned, or never taken)."""
-    row = db.execute("SELECT png FROM screenshots WHERE id = ?", (ident,)).fetchone()
-    return None if row is None else bytes(row[0])
+def screenshot_png(db: sqlite_utils.Database, ident: int) -> tuple[str, bytes] | None:
+    """The check and PNG of screenshot `ident`, or None if there is no such row (pruned, never taken)."""
+    row = db.execute("SELECT check_name, png FROM screenshots WHERE id = ?", (ident,)).fetchone()
+    return None if row is None else (row[0], bytes(row[1]))
 
 
 def incident_screenshots(

@@ -22,17 +22,19 @@ import sqlite_utils
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
-from prober.config import Config
+from prober.config import Config, PageSettings
 from prober.maintenance import statuspage as maintenance
 from prober.model import ProberError, iso, utcnow
+from prober.notes import notes_of
+from prober.notes.timeline import timelines
 from prober.store import StoreError, read
 from prober.store.screenshots import incident_screenshots
-from prober.web import screenshots, statuspage
+from prober.web import public, screenshots, statuspage_api, strip
 from prober.web.answers import Answer, AnswerCache, Maker, Snapshot
-from prober.web.api import check_json, dumps, incident_json, window_json
+from prober.web.api import check_json, dumps, narrated_json, window_json
 from prober.web.live import LiveState
 from prober.web.metrics import ExpositionCache, ProberMetrics
-from prober.web.page import environment, render
+from prober.web.page import environment, narrated, render
 from prober.web.params import RequestError, bad, cursor, make_cursor, query, window
 from prober.web.params import limit as limit_of
 from prober.web.reader import ReadPool
@@ -98,6 +100,10 @@ class WebState:
             return self.live.config
         return self.config
 
+    def page_settings(self, snap: Snapshot) -> PageSettings:
+        """The `page:` settings of the snapshot's configuration; without one, the title given."""
+        return snap.config.page if snap.config is not None else PageSettings(self.title)
+
     def snapshot(self) -> Snapshot:
         """A new snapshot of now (on the loop: the live states are copied here)."""
         if self.live is None:
@@ -121,12 +127,16 @@ class WebState:
             incidents = [i for i in snap.incidents(db) if i.check in shown]
             from prober.claims.web import page_sentences
 
+            stories = timelines(db, narrated(overview, incidents), snap.now)
+            settings = self.page_settings(snap)
             windows = maintenance.page_windows(db, overview)
             shots = incident_screenshots(db, [*overview.open_incidents, *incidents], snap.now)
             claims = page_sentences(db, [*incidents, *overview.open_incidents], overview.now)
             history = snap.history(db, ("days", "latency"))
+            fine = strip.fragments(db, overview, history, snap.now)
             html = render(
-                self.env, overview, history, incidents, self.title,
+                self.env, overview, history, incidents, settings.title,
+                description=settings.description, timelines=stories, fine=fine, refresh=settings.refresh,
                 maintenance=windows, silent=silent, screenshots=shots, claims=claims,
             )  # fmt: skip
             return Answer.of(html, "text/html; charset=utf-8", snap.now)
@@ -154,14 +164,14 @@ class WebState:
 
         return await self.reader.run(work)
 
-    def statuspage(self, which: Callable[[Any, str, str], dict[str, Any]], url: str) -> Maker:
-        """/api/v2/status.json or /api/v2/summary.json for the page at `url`."""
+    def statuspage(self, which: statuspage_api.Which, url: str) -> Maker:
+        """A Statuspage-compatible answer (/api/v2/...) for the page at `url`."""
 
         async def make(snap: Snapshot) -> Answer:
             def work(db: sqlite_utils.Database) -> Answer:
-                overview = snap.overview(db)
-                body = which(overview, self.title, url)
-                maintenance.decorate(body, db, overview, self.title, url)
+                title = self.page_settings(snap).title
+                body = which(snap, db, title, url)
+                maintenance.decorate(body, db, snap.overview(db), title, url)
                 return Answer.of(dumps(body), JSON_TYPE, snap.now)
 
             return await self.reader.run(work)
@@ -242,18 +252,17 @@ async def index(request: web.Request) -> web.Response:
     return answer.response(request, PAGE_HEADERS, s.fresh_for)
 
 
-async def status_json(request: web.Request) -> web.Response:
-    """/api/v2/status.json (query parameters ignored, as widgets add their own)."""
-    s, url = request.app[STATE], _base_url(request)
-    answer = await s.answers.get(f"status {url}", s.statuspage(statuspage.status_json, url))
-    return answer.response(request, JSON_HEADERS, s.fresh_for)
+def statuspage_handler(
+    path: str, which: statuspage_api.Which
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The handler of /api/v2/`path` (query parameters ignored, as widgets add their own)."""
 
+    async def handler(request: web.Request) -> web.Response:
+        s, url = request.app[STATE], _base_url(request)
+        answer = await s.answers.get(f"{path} {url}", s.statuspage(which, url))
+        return answer.response(request, JSON_HEADERS, s.fresh_for)
 
-async def summary_json(request: web.Request) -> web.Response:
-    """/api/v2/summary.json (query parameters ignored)."""
-    s, url = request.app[STATE], _base_url(request)
-    answer = await s.answers.get(f"summary {url}", s.statuspage(statuspage.summary_json, url))
-    return answer.response(request, JSON_HEADERS, s.fresh_for)
+    return handler
 
 
 async def checks(request: web.Request) -> web.Response:
@@ -268,8 +277,10 @@ async def _vantages(s: WebState, name: str) -> set[str]:
     """The vantages of a configured check or of one the database knows (maybe none); 404 for others."""
     config = s.current_config()
     for c in config.checks if config is not None else ():
-        if c.name == name:
+        if c.name == name and c.public:
             return set(c.vantages)
+    if name in public.hidden_checks(config):  # public APIs know nothing of it
+        raise RequestError(404, f'no check named "{name}"')
 
     def work(db: sqlite_utils.Database) -> set[str] | None:
         seen = {r.vantage for r, _ in read.latest_results(db, check=name)}
@@ -316,6 +327,9 @@ async def results(request: web.Request) -> web.Response:
             read.results_page, check=name, since=since, until=until, vantage=vantage, limit=limit, after=after
         )
     )
+    config = s.current_config()
+    urls = [c.url for c in config.checks] if config is not None else []
+    shown = public.concealer(urls) if not public.show_urls(config) else lambda r: r
     next_url = None
     if len(rows) == limit:
         last_id, last = rows[-1]
@@ -332,7 +346,7 @@ async def results(request: web.Request) -> web.Response:
             "vantage": vantage,
             "limit": limit,
             "count": len(rows),
-            "results": [{"id": ident, **r.to_json()} for ident, r in rows],
+            "results": [{"id": ident, **shown(r).to_json()} for ident, r in rows],
             "next": next_url,
         }
     )
@@ -348,16 +362,22 @@ async def incidents(request: web.Request) -> web.Response:
     if name is not None:
         await _vantages(s, name)
     found = await s.reader.run(partial(read.incidents, since=since, until=until, check=name))
-    found.sort(key=lambda i: (i.started_at, i.id or 0), reverse=True)
+    hidden = public.hidden_checks(s.current_config())
+    found = sorted((i for i in found if i.check not in hidden), key=lambda i: (i.started_at, i.id or 0))
+    found = found[::-1][:limit]  # newest first
+    notes = await s.reader.run(lambda db: notes_of(db, (i.id for i in found)))
     from prober.claims import findings_for  # what the official page said meanwhile, for linked checks
 
-    claims = await s.reader.run(partial(findings_for, incidents=found[:limit], now=now))
+    claims = await s.reader.run(partial(findings_for, incidents=found, now=now))
     return _json(
         {
             "since": iso(since),
             "until": None if until is None else iso(until),
             "check": name,
-            "incidents": [incident_json(i, now, claims.get((i.check, i.started_at))) for i in found[:limit]],
+            "incidents": [
+                narrated_json(i, now, notes.get(i.id or 0, []), claims.get((i.check, i.started_at)))
+                for i in found
+            ],
         }
     )
 
@@ -465,14 +485,15 @@ def create_app(
     state = WebState(Path(db_path), config, live, title, cache_seconds, history_seconds, metrics_seconds)
     app[STATE] = state
     app.router.add_get("/", index)
-    app.router.add_get("/api/v2/status.json", status_json)
-    app.router.add_get("/api/v2/summary.json", summary_json)
+    for path, which in statuspage_api.ROUTES.items():
+        app.router.add_get(f"/api/v2/{path}", statuspage_handler(path, which))
     app.router.add_get("/api/checks", checks)
     app.router.add_get("/api/checks/{name}", check)
     app.router.add_get("/api/checks/{name}/results", results)
     app.router.add_get("/api/incidents", incidents)
     app.router.add_get("/api/agents", agents)
-    app.router.add_get(screenshots.ROUTE, screenshots.handler(state.reader))
+    shown = screenshots.handler(state.reader, lambda: public.hidden_checks(state.current_config()))
+    app.router.add_get(screenshots.ROUTE, shown)
     from prober.claims.web import claims_handler
 
     app.router.add_get("/api/claims", claims_handler)

@@ -21,7 +21,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import format_datetime
@@ -31,6 +31,7 @@ import sqlite_utils
 from aiohttp import web
 
 from prober.model import Incident
+from prober.notes import Note, notes_of
 from prober.store import read
 from prober.web.page import INCIDENT_HISTORY_DAYS
 from prober.web.view import History, HistoryCache, LiveIncidents, LiveStates, Overview, load_overview
@@ -145,6 +146,10 @@ class Snapshot:
             if self._history is None:
                 self._history = self.histories.get(db, self.now, ())
         return self._history.load(db, *parts)  # outside the lock: parts are read side by side
+
+    def notes(self, db: sqlite_utils.Database, incidents: Iterable[Incident]) -> dict[int, list[Note]]:
+        """The operators' notes on `incidents`, by incident id."""
+        return notes_of(db, (i.id for i in incidents))
 
     def incidents(self, db: sqlite_utils.Database) -> list[Incident]:
         """The incidents of the last 90 days, of every check (newest last)."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from prober import report
 from prober.model import Counts, Incident, iso
+from prober.notes import Note, incident_status
 from prober.web.view import CheckStatus, History
 
 
@@ -23,6 +24,18 @@ def incident_json(incident: Incident, now: datetime, claim: Any = None) -> dict[
     return found if claim is None else {**found, "claim": claim.to_json()}
 
 
+def narrated_json(
+    incident: Incident, now: datetime, notes: Sequence[Note], claim: Any = None
+) -> dict[str, Any]:
+    """An incident in /api/incidents: with its Statuspage status, the operators' notes and, when its
+    check has a claim, what the official page said (`claim`, a ClaimFinding)."""
+    return {
+        **incident_json(incident, now, claim),
+        "status": incident_status(incident, notes),
+        "notes": [n.to_json() for n in notes],
+    }
+
+
 def check_json(
     check: CheckStatus, history: History | None, now: datetime, claim: Any = None
 ) -> dict[str, Any]:
@@ -32,8 +45,10 @@ def check_json(
     labels = ("24h", "7d", "30d", "90d")
     return {
         "name": check.name,
+        "display_name": check.info.title,
+        "description": check.info.description,
         "surface": str(check.info.surface),
-        "url": check.info.url,
+        "url": check.info.url or None,  # None: the page does not show URLs (`page.show_urls`)
         "state": str(check.state),
         "regions": {region: str(state) for region, state in check.regions.items()},
         "vantages": dict(check.info.vantages),

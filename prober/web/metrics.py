@@ -233,7 +233,8 @@ class ProberMetrics:
         from prober.maintenance.record import under_maintenance
         from prober.web.view import load_overview  # view imports nothing of this module
 
-        self.load(load_overview(db, now or utcnow(), config))
+        # Operator-facing: hidden checks and URLs too, like the daemon's live metrics.
+        self.load(load_overview(db, now or utcnow(), config, public=False))
         self.set_maintenance(under_maintenance(db, now or utcnow(), self._surfaces))
 
     def exposition(self) -> bytes:

@@ -23,16 +23,18 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from prober.model import STATE_SEVERITY, Counts, Incident, ProbeResult, State, Verdict
+from prober.notes.timeline import Event
 from prober.report import percent
 from prober.store.history import DayStatus, LatencyPoint
 from prober.web.statuspage import INDICATOR, REGION_WORDS, STATE_WORDS
 from prober.web.view import SURFACE_TITLES, CheckStatus, History, Overview, blended, empty_days
 
 TEMPLATES = Path(__file__).parent / "templates"
-REFRESH_SECONDS = 60
+MIN_REFRESH = 10  # seconds: a page reloading faster would mostly be reloading
 CHART_W, CHART_H = 240, 56  # 24 hours at 10 units each
 INCIDENT_HISTORY_DAYS = 90
 INCIDENT_ROWS = 100
+NARRATED = 10  # open, and resolved, incidents whose timeline is shown (a query each)
 ARIA_BAD_DAYS = 5  # outage days named in a bar's aria-label
 
 # A day's bar: green (operational) unless one of these says otherwise (status.css `.bars .x`).
@@ -219,8 +221,9 @@ def chart(points: Sequence[LatencyPoint], now: datetime) -> tuple[Markup, float 
     return Markup("".join(parts)), top
 
 
-def history_fragment(name: str, history: History) -> Markup:
-    """A check's uptime strip, its legend and its response-time chart (memoized in the history)."""
+def history_fragment(name: str, history: History, first_seen: datetime | None = None) -> Markup:
+    """A check's uptime strip, its legend and its response-time chart (memoized in the history):
+    a bar per day of the last 90, or of the days since its first result if fewer."""
     memo: Markup | None = history.fragments.get((name, "history"))
     if memo is not None:
         return memo
@@ -229,6 +232,13 @@ def history_fragment(name: str, history: History) -> Markup:
         span = empty_days(history.now)
         labels = history.fragments[("", "labels")] = {d.day: day_label(d.day) for d in span}
     days = history.days.get(name) or empty_days(history.now)
+    if first_seen is not None:  # no grey bars for the days before the check existed
+        days = days[-max(1, min(len(days), (history.now.date() - first_seen.date()).days + 1)) :]
+    ago, unit = '<span class="ago">90 days ago</span>', ""
+    if len(days) < 90:  # a young check: say what a bar is, as its finer strips do (prober.web.strip)
+        ago = f'<span class="since">{len(days)} days ago</span>'
+        first = day_label(days[0].day)
+        unit = f'<p class="unit muted">Each bar is one UTC day since the first result, {first}.</p>'
     uptime = pct(sum((d.counts for d in days), Counts()))
     latency = history.latency.get(name, [])
     svg, top = chart(latency, history.now)
@@ -242,10 +252,10 @@ def history_fragment(name: str, history: History) -> Markup:
         )
     scale = f"<span>{ms(top)}</span>" if top else ""
     memo = history.fragments[(name, "history")] = Markup(
-        f'<div class="uptime"><div class="bars" role="img" aria-label="{bars_label(days, labels, uptime)}">'
-        f"{bars(days, labels)}</div>"
-        f'<p class="legend"><span class="ago">90 days ago</span><span class="up">{uptime} uptime</span>'
-        f"<span>Today</span></p></div>"
+        f'<div class="uptime"><div class="bars{"" if len(days) >= 90 else " short"}" role="img" '
+        f'aria-label="{bars_label(days, labels, uptime)}">{bars(days, labels)}</div>'
+        f'<p class="legend">{ago}<span class="up">{uptime} uptime</span>'
+        f"<span>Today</span></p>{unit}</div>"
         f'<figure class="latency"><figcaption><span>Response time, 24 h</span>{scale}</figcaption>'
         f'{svg}<p class="last">{caption}</p></figure>'
     )
@@ -261,34 +271,49 @@ class ComponentView:
     results: list[ProbeResult]
 
 
-def component_view(status: CheckStatus, history: History) -> ComponentView:
-    """One check's row of the page."""
+def component_view(status: CheckStatus, history: History, fine: Mapping[str, Markup]) -> ComponentView:
+    """One check's row of the page: its finer strip if it is young (`prober.web.strip`), else its days."""
     results = [status.latest[v] for v in status.info.vantages if v in status.latest]
-    return ComponentView(status, history_fragment(status.name, history), results)
+    strip = fine.get(status.name) or history_fragment(status.name, history, status.first_seen)
+    return ComponentView(status, strip, results)
 
 
 def incident_rows(
     incidents: Sequence[Incident],
     now: datetime,
+    overview: Overview,
+    timelines: Mapping[int, Sequence[Event]] | None = None,
     screenshots: Mapping[int, int] | None = None,
     claims: Mapping[tuple[str, datetime], str] | None = None,
 ) -> list[dict[str, Any]]:
-    """The incident history, newest first, each with the id of its screenshot (browser checks), if
-    any, and what the official status page said (`claims`, by check and start)."""
+    """The incident history, newest first, each with its check's shown name, its timeline if read,
+    the id of its screenshot (browser checks) if any, and what the official status page said
+    (`claims`, by check and start)."""
     rows = []
     for i in sorted(incidents, key=lambda i: i.started_at, reverse=True)[:INCIDENT_ROWS]:
         end = i.resolved_at or now
+        check = overview.find(i.check)
         rows.append(
             {
                 "incident": i,
+                "name": check.info.title if check is not None else i.check,
                 "ongoing": i.resolved_at is None,
                 "duration": duration((end - i.started_at).total_seconds()),
                 "cause": cause(i.reason, i.signature),
+                "timeline": (timelines or {}).get(i.id or 0, ()),
                 "screenshot": None if i.id is None else (screenshots or {}).get(i.id),
                 "claim": (claims or {}).get((i.check, i.started_at)),
             }
         )
     return rows
+
+
+def narrated(overview: Overview, incidents: Sequence[Incident]) -> list[Incident]:
+    """The incidents whose timeline the page shows: the NARRATED newest open ones and as many others
+    (a query each: an outage of every check at once must not make the page slow)."""
+    newest = sorted(overview.open_incidents, key=lambda i: i.started_at, reverse=True)[:NARRATED]
+    others = sorted((i for i in incidents if i.resolved_at is not None), key=lambda i: i.started_at)
+    return [*newest, *others[-NARRATED:]]
 
 
 def render(
@@ -297,6 +322,10 @@ def render(
     history: History,
     incidents: Sequence[Incident],
     title: str,
+    description: str | None = None,
+    timelines: Mapping[int, Sequence[Event]] | None = None,
+    fine: Mapping[str, Markup] | None = None,
+    refresh: float | None = None,
     maintenance: Mapping[str, Any] | None = None,
     silent: Mapping[str, datetime] | None = None,
     screenshots: Mapping[int, int] | None = None,
@@ -308,7 +337,7 @@ def render(
             "surface": str(surface),
             "title": SURFACE_TITLES[surface],
             "state": blended([c.state for c in checks]),
-            "components": [component_view(c, history) for c in checks],
+            "components": [component_view(c, history, fine or {}) for c in checks],
         }
         for surface, checks in overview.by_surface()
     ]
@@ -317,15 +346,18 @@ def render(
     return env.get_template("status.html").render(
         title=title,
         silent=sorted((silent or {}).items()),  # agents not heard for three heartbeats
+        description=description,
         now=overview.now,
         overview=overview,
         banner=INDICATOR[overview.state][1],
         affected=affected,
         groups=groups,
-        open_incidents=incident_rows(overview.open_incidents, overview.now, screenshots, claims),
-        history=incident_rows(incidents, overview.now, screenshots, claims),
+        open_incidents=incident_rows(
+            overview.open_incidents, overview.now, overview, timelines, screenshots, claims
+        ),
+        history=incident_rows(incidents, overview.now, overview, timelines, screenshots, claims),
         history_days=INCIDENT_HISTORY_DAYS,
-        refresh=REFRESH_SECONDS,
+        refresh=None if refresh is None else max(MIN_REFRESH, round(refresh)),
         Verdict=Verdict,
         maintenance=maintenance or {"windows": [], "checks": set(), "note": ""},
         ago=lambda ts: "never" if ts is None else duration((overview.now - ts).total_seconds()) + " ago",

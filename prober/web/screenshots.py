@@ -20,14 +20,17 @@ HEADERS = {
 }
 
 
-def handler(reader: ReadPool) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """The handler serving screenshots from the database read by `reader`."""
+def handler(
+    reader: ReadPool, hidden: Callable[[], frozenset[str]]
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The handler serving screenshots from the database read by `reader`; none of `hidden()` checks."""
 
     async def screenshot(request: web.Request) -> web.Response:
         ident = int(request.match_info["ident"])
-        png = await reader.run(lambda db: screenshot_png(db, ident))
-        if png is None:
+        found = await reader.run(lambda db: screenshot_png(db, ident))
+        if found is None or found[0] in hidden():  # a hidden check's is as absent as a pruned one
             raise web.HTTPNotFound(reason=f"no screenshot {ident}")
+        png = found[1]
         disposition = f'inline; filename="screenshot-{ident}.png"'
         return web.Response(
             body=png, content_type="image/png", headers={**HEADERS, "Content-Disposition": disposition}

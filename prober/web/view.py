@@ -21,6 +21,7 @@ import sqlite_utils
 from prober.model import STATE_SEVERITY, Counts, Incident, ProbeResult, State, Surface, Verdict
 from prober.state import OUTAGES, check_state
 from prober.store import history, read
+from prober.web.public import concealer, show_urls
 
 if TYPE_CHECKING:
     from prober.config import Config
@@ -49,6 +50,13 @@ class CheckInfo:
     vantages: Mapping[str, str]  # vantage -> region
     quorum: int  # vantages down for a major outage
     interval: float | None = None  # None when derived from the database
+    display_name: str = ""  # what the page and the Statuspage API call it (default: the name)
+    description: str | None = None
+
+    @property
+    def title(self) -> str:
+        """The name shown to people."""
+        return self.display_name or self.name
 
     @property
     def regions(self) -> dict[str, list[str]]:
@@ -172,19 +180,29 @@ def blended(states: Sequence[State]) -> State:
     return worst(known) if known else State.UNKNOWN
 
 
-def check_infos(config: Config | None, latest: Sequence[ProbeResult], now: datetime) -> list[CheckInfo]:
-    """The checks to show: the configured ones, or those the database heard from recently."""
+def check_infos(
+    config: Config | None, latest: Sequence[ProbeResult], now: datetime, public: bool = True
+) -> list[CheckInfo]:
+    """The checks to show: the configured ones, or those the database heard from recently.
+
+    For the `public` (the page and the JSON APIs) hidden checks are left out and, unless the page
+    shows URLs, a check's `url` is empty.
+    """
     if config is not None:
+        urls = not public or show_urls(config)
         return [
             CheckInfo(
                 name=c.name,
                 surface=c.surface,
-                url=c.display_url,
+                url=c.display_url if urls else "",
                 vantages={v: config.vantages[v].region if v in config.vantages else v for v in c.vantages},
                 quorum=c.quorum_count(len(c.vantages)),
                 interval=c.interval,
+                display_name=c.display_name,
+                description=c.description,
             )
             for c in config.checks
+            if c.public or not public
         ]
     seen: dict[str, list[ProbeResult]] = {}
     for result in latest:
@@ -195,7 +213,8 @@ def check_infos(config: Config | None, latest: Sequence[ProbeResult], now: datet
         results = seen[name]
         newest = max(results, key=lambda r: r.ts)
         vantages = {r.vantage: r.region for r in sorted(results, key=lambda r: r.vantage)}
-        infos.append(CheckInfo(name, newest.surface, newest.url, vantages, len(vantages) // 2 + 1))
+        url = "" if public else newest.url  # no configuration says the URLs may be shown
+        infos.append(CheckInfo(name, newest.surface, url, vantages, len(vantages) // 2 + 1))
     return infos
 
 
@@ -237,13 +256,18 @@ def load_overview(
     config: Config | None = None,
     live: LiveStates | None = None,
     live_incidents: LiveIncidents | None = None,
+    public: bool = True,
 ) -> Overview:
     """Every check's state now, from the newest results and open incidents (blocking: run off the loop).
 
     With a daemon's live view, a check it tracks shows the incident its tracker has open, even before
-    the writer saved it (a locked database): a major outage never shows `incident: null`.
+    the writer saved it (a locked database): a major outage never shows `incident: null`. For the
+    `public`, hidden checks are left out and URLs concealed (`prober.web.public`).
     """
     rows = read.latest_results(db)
+    if public and not show_urls(config):
+        conceal = concealer(c.url for c in config.checks) if config is not None else concealer(())
+        rows = [(conceal(r), first) for r, first in rows]
     latest = [r for r, _ in rows]
     first_seen: dict[str, datetime] = {}
     for result, first in rows:
@@ -258,7 +282,7 @@ def load_overview(
     for incident in sorted(open_incidents, key=lambda i: i.started_at):
         incident_of.setdefault(incident.check, incident)
     checks = []
-    for info in check_infos(config, latest, now):
+    for info in check_infos(config, latest, now, public):
         mine = by_check.get(info.name, {})
         opened = incident_of.get(info.name)
         state, regions = status_of(info, mine, opened, now, None if live is None else live.get(info.name))
