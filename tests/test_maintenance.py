@@ -330,7 +330,8 @@ async def test_statuspage_scheduled_maintenance_endpoints(
     c, _ = client
     active_body = await get_json(c, "/api/v2/scheduled-maintenances/active.json")
     assert (
-        set(active_body) == {"page", "scheduled_maintenances"} and active_body["page"]["name"] == "Service status"
+        set(active_body) == {"page", "scheduled_maintenances"}
+        and active_body["page"]["name"] == "Service status"
     )
     (now_on,) = active_body["scheduled_maintenances"]
     assert set(now_on) == MAINTENANCE_KEYS
