@@ -10,6 +10,7 @@ import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ from prober.alerts.channels import (
 from prober.alerts.message import Note, check_json, duration_text
 from prober.alerts.sender import MAX_DELAY, MIN_DELAY, backoff
 from prober.config import Config, ConfigError, parse_config
-from prober.model import Incident, Reason, State
+from prober.model import Incident, Reason, State, iso
 from prober.store import Store, replace_incidents
 
 T0 = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
@@ -396,3 +397,31 @@ def test_a_test_notification_never_pages() -> None:
     test = replace(note(), event="test")
     (alert,) = alertmanager_json(test, ended=False, now=T0)
     assert alert["labels"]["alertname"] == "ProberTest" and alert["endsAt"] == "2026-12-01T06:01:00.000Z"
+
+
+def test_a_notification_says_what_the_official_status_page_claimed(tmp_path: Path) -> None:
+    """A check with a `claim:` gets the incident's `claim` object in its notifications (DESIGN)."""
+    config = config_of()
+    store = Store(tmp_path / "p.db").open()
+    try:
+
+        def official_page_said_all_is_well(db: Any) -> None:
+            with db.conn:
+                db.conn.execute(
+                    "INSERT INTO claim_links (check_name, source, component, updated_at) VALUES (?, ?, ?, ?)",
+                    ("api", "x-status", "", iso(T0)),
+                )
+                db.conn.execute(
+                    "INSERT INTO claims (ts, source, component, status, description) VALUES (?, ?, ?, ?, ?)",
+                    (iso(T0 - timedelta(minutes=5)), "x-status", "", "operational", "All good"),
+                )
+
+        store.submit(official_page_said_all_is_well).result()
+        Alerts(store, lambda: config).attach()
+        store.save_incident(incident()).result()
+    finally:
+        store.close()
+    with sqlite3.connect(tmp_path / "p.db") as conn:
+        payloads = [json.loads(text) for (text,) in conn.execute("SELECT incident FROM notifications")]
+    assert payloads and all(p["claim"]["status_at_start"] == "operational" for p in payloads), payloads
+    assert all(p["claim"]["source"] == "x-status" for p in payloads)

@@ -169,6 +169,10 @@ KEYS = [
     "confirm", "recover", "quorum", "max_body", "expect", "status", "json", "body", "headers", "method",
     "surface", "tags", "region", "proxy", "resolver", "source_address", "pattern", "verdict",
     "follow_redirects", "cert_min_days", "max_latency", "body_contains", "<<", "x-a",
+    # the second stage's keys
+    "browser", "wait_for", "screenshot", "alerts", "channels", "type", "send_on", "remind", "claim",
+    "claims", "source", "component", "format", "maintenance", "every", "start", "duration", "timezone",
+    "page", "title", "public", "display_name", "agent",
 ]  # fmt: skip
 WORDS = [
     "30s", "999999999d", "1e400", "http://127.0.0.1/", "https://${X}/", "${X}", "$${", "${", "${1}",
@@ -190,7 +194,17 @@ DOCUMENTS = st.one_of(
     VALUES,
     st.fixed_dictionaries(
         {"checks": st.lists(st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=6), max_size=3)},
-        optional={"defaults": VALUES, "vantages": VALUES, "signatures": VALUES, "retention": VALUES},
+        optional={
+            "defaults": VALUES,
+            "vantages": VALUES,
+            "signatures": VALUES,
+            "retention": VALUES,
+            "browser": VALUES,
+            "alerts": VALUES,
+            "claims": VALUES,
+            "maintenance": VALUES,
+            "page": VALUES,
+        },
     ),
 ).map(lambda doc: yaml.safe_dump(doc, allow_unicode=True, default_flow_style=None))
 TOKENS = [

@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlite_utils
 
+from prober.claims.findings import incident_json  # what the official page said, for the message
 from prober.config import Config
 from prober.model import Incident, iso, parse_iso, utcnow
 from prober.store.read import incident_from_row
@@ -102,7 +103,11 @@ def make_hook(
             return
         events = [e for e in events_of(before, incident) if e in current.alerts.send_on]
         channels = tuple(c for c in channels if c in current.alerts.channels)
-        if events and channels and new_rows(db, incident.to_json(utcnow()), channels, events, utcnow()):
+        if (
+            events
+            and channels
+            and new_rows(db, incident_json(db, incident, utcnow()), channels, events, utcnow())
+        ):
             wake()
 
     return hook
@@ -168,7 +173,9 @@ def remind(db: sqlite_utils.Database, config: Config, every: float, now: datetim
             if in_maintenance(row):
                 continue
             incident = incident_from_row(row)
-            added += new_rows(db, incident.to_json(now), (row["notified_channel"],), ["reminder"], now)
+            added += new_rows(
+                db, incident_json(db, incident, now), (row["notified_channel"],), ["reminder"], now
+            )
     return added
 
 

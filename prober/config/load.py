@@ -187,7 +187,7 @@ def _browser_rules(data: dict[str, Any], tree: _Tree) -> None:
 def _maintenance_rules(data: dict[str, Any], tree: _Tree) -> None:
     """A window is one-off or recurring, not both nor neither, and names checks that exist."""
     _unique_names(tree, data, "maintenance", "is already the name of maintenance")
-    checks = {c.get("name") for _, c in _items(data, "checks")}
+    checks = {name for _, c in _items(data, "checks") if isinstance(name := c.get("name"), str)}
     for i, window in _items(data, "maintenance"):
         path: _YamlPath = ("maintenance", i)
         has = [key for key in ("start", "every") if window.get(key) is not None]
