@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 _TRIE_DEPTH = 3
 _MAX_LEAVES = 4000  # expanding `(?:a|b)?` heads multiplies leaves: a bound
@@ -64,37 +64,12 @@ def _expand_head(leaf: str) -> list[str] | None:
 
 def _closing(pattern: str) -> int | None:
     """The index of the ")" closing the group that opens `pattern`, or None."""
+    return next((i for i, c, depth in _syntax(pattern) if c == ")" and depth == 0), None)
+
+
+def _syntax(pattern: str) -> Iterator[tuple[int, str, int]]:
+    """Each "(", ")" and "|" of `pattern` outside escapes and classes: index, character, depth after it."""
     depth, i, n = 0, 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "[":
-            i += 2 if pattern.startswith("[^", i) else 1
-            i += 1 if pattern.startswith("]", i) else 0
-            while i < n and pattern[i] != "]":
-                i += 2 if pattern[i] == "\\" else 1
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return None
-
-
-def _group(alternation: str, rest: Sequence[str]) -> str:
-    # One leaf left: no group needed (unless it is empty or holds a top-level "|").
-    return alternation if len(rest) == 1 and "|" not in alternation else f"(?:{alternation})"
-
-
-def alternatives(pattern: str) -> list[str]:
-    """The top-level alternatives of a regular expression, each (?:...) wrapping all of one split too."""
-    found: list[str] = []
-    depth, start, i, n = 0, 0, 0, len(pattern)
-    closes_at_end = True  # the group opened at 0 closes at the very end (it wraps the whole)
     while i < n:
         c = pattern[i]
         if c == "\\":
@@ -105,16 +80,28 @@ def alternatives(pattern: str) -> list[str]:
             i += 1 if pattern.startswith("]", i) else 0
             while i < n and pattern[i] != "]":
                 i += 2 if pattern[i] == "\\" else 1
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth == 0 and i != n - 1:
-                closes_at_end = False
+        elif c in "()|":
+            depth += (c == "(") - (c == ")")
+            yield i, c, depth
+        i += 1
+
+
+def _group(alternation: str, rest: Sequence[str]) -> str:
+    # One leaf left: no group needed (unless it is empty or holds a top-level "|").
+    return alternation if len(rest) == 1 and "|" not in alternation else f"(?:{alternation})"
+
+
+def alternatives(pattern: str) -> list[str]:
+    """The top-level alternatives of a regular expression, each (?:...) wrapping all of one split too."""
+    found: list[str] = []
+    start, n = 0, len(pattern)
+    closes_at_end = True  # the group opened at 0 closes at the very end (it wraps the whole)
+    for i, c, depth in _syntax(pattern):
+        if c == ")" and depth == 0 and i != n - 1:
+            closes_at_end = False
         elif c == "|" and depth == 0:
             found.append(pattern[start:i])
             start = i + 1
-        i += 1
     found.append(pattern[start:])
     if len(found) == 1 and pattern.startswith("(?:") and pattern.endswith(")") and closes_at_end:
         return alternatives(pattern[3:-1])
