@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import signal
 import sys
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any
 
 import click
 from click.core import ParameterSource
@@ -23,65 +22,24 @@ from tabulate import tabulate
 
 from prober import __version__
 from prober.agents.command import agent, collector_options, collectors
-from prober.config import Config, ConfigError, json_schema, load_config
+from prober.alerts.cli import alerts
+from prober.command import (
+    EXIT_DOWN,
+    EXIT_STORE,
+    EXIT_USAGE,
+    config_option,
+    db_option,
+    echo,
+    fail,
+    http_option,
+    plural,
+    read_config,
+    run_async,
+)
+from prober.config import ConfigError, json_schema, load_config
 from prober.model import ProberError, ProbeResult, Verdict
+from prober.notes.cli import incident
 from prober.terminal import printable, setup_logging
-
-EXIT_DOWN = 1
-EXIT_USAGE = 2
-EXIT_STORE = 3
-T = TypeVar("T")
-
-config_option = click.option(
-    "-c", "--config", "config_path", type=click.Path(path_type=Path), envvar="PROBER_CONFIG",
-    default="checks.yaml", show_default=True, help="Configuration file ($PROBER_CONFIG).",
-)  # fmt: skip
-db_option = click.option(
-    "--db", "db_path", type=click.Path(path_type=Path, dir_okay=False), envvar="PROBER_DB",
-    default="prober.db", show_default=True, help="SQLite database ($PROBER_DB).",
-)  # fmt: skip
-http_option = click.option(
-    "--http", "http", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT",
-    help="Address of the status page and API.",
-)  # fmt: skip
-
-
-def echo(text: str, err: bool = False, nl: bool = True) -> None:
-    """Print `text` with its control characters escaped: targets choose some of what is printed."""
-    click.echo(printable(text, keep="\n\t"), err=err, nl=nl)
-
-
-def plural(n: int, noun: str) -> str:
-    """A count and its noun: "1 check", "2 checks"."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def fail(message: str, code: int) -> NoReturn:
-    """Print an error on stderr and exit with `code`."""
-    echo(message, err=True)
-    sys.exit(code)
-
-
-def read_config(path: Path) -> Config:
-    """Load the configuration, or exit 2 with its located errors."""
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        fail(str(exc), EXIT_USAGE)
-    except ProberError as exc:
-        fail(f"{path}: {exc}", EXIT_USAGE)
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine on a new event loop (uvloop when installed, unless PROBER_LOOP=asyncio)."""
-    if os.environ.get("PROBER_LOOP", "auto") != "asyncio":
-        try:
-            import uvloop
-
-            return uvloop.run(coro)
-        except ImportError:
-            pass
-    return asyncio.run(coro)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -425,15 +383,7 @@ def demo(db_path: Path, duration: float, speed: float, as_json: bool, quiet: boo
         echo(dm.format_findings(found), nl=False)
 
 
-def _register() -> None:
-    """The command groups of the capabilities: `prober agent`, `prober alerts`, `prober incident`."""
-    # Imported last: they use this module's options and helpers.
-    from prober.alerts.cli import alerts
-    from prober.notes.cli import incident
-
-    main.add_command(agent)
-    main.add_command(alerts)
-    main.add_command(incident)
-
-
-_register()
+# The command groups of the capabilities.
+main.add_command(agent)
+main.add_command(alerts)
+main.add_command(incident)

@@ -157,7 +157,7 @@ def agent(
     quiet: bool,
 ) -> None:
     """Probe the checks of one vantage on this machine and send the results through NATS (no database)."""
-    from prober.cli import EXIT_USAGE, fail, run_async
+    from prober.command import EXIT_USAGE, fail, run_async
     from prober.model import ProberError
     from prober.terminal import setup_logging
 

@@ -13,7 +13,16 @@ from tabulate import tabulate
 from prober.alerts import outbox
 from prober.alerts.channels import Delivery, deliver
 from prober.alerts.message import sample_note
-from prober.cli import EXIT_STORE, EXIT_USAGE, config_option, db_option, echo, fail, read_config, run_async
+from prober.command import (
+    EXIT_STORE,
+    EXIT_USAGE,
+    config_option,
+    db_option,
+    echo,
+    fail,
+    read_config,
+    run_async,
+)
 from prober.model import ProberError, utcnow
 
 

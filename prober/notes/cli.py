@@ -10,17 +10,15 @@ import click
 import sqlite_utils
 from tabulate import tabulate
 
+from prober.command import EXIT_STORE, EXIT_USAGE, db_option, echo, fail
+from prober.model import ProberError, iso, utcnow
+from prober.notes import STATUSES, Note, NoteError, add_note, incident_status, notes_of
+
 
 @click.group()
 def incident() -> None:
     """Incidents: list them, and tell users what is being done about one."""
 
-
-# Below the group: prober.cli registers it when imported, and this module imports prober.cli's
-# options, so whichever of the two is imported first finds the group already made.
-from prober.cli import EXIT_STORE, EXIT_USAGE, db_option, echo, fail  # noqa: E402
-from prober.model import ProberError, iso, utcnow  # noqa: E402
-from prober.notes import STATUSES, Note, NoteError, add_note, incident_status, notes_of  # noqa: E402
 
 LIST_LIMIT = 20
 
