@@ -289,11 +289,12 @@ def report(
     from prober import report as rep
     from prober.model import utcnow
     from prober.store import Store, StoreError, connect
+    from prober.terminal import when
 
     now = click.get_current_context().meta.get("prober.now") or utcnow()
     until = until or now
     if since >= until:
-        fail(f"--since ({rep.when(since)}) must be before --until ({rep.when(until)})", EXIT_USAGE)
+        fail(f"--since ({when(since)}) must be before --until ({when(until)})", EXIT_USAGE)
     if rebuild:
         try:
             config = load_config(config_path)

@@ -20,6 +20,7 @@ from prober.config import Config
 from prober.model import Counts, Incident, iso
 from prober.state import Policy, rebuild_incidents
 from prober.store import read, replace_incidents
+from prober.terminal import span, when
 
 # A relative time needs a unit: a bare number could be a year or a count of seconds. Digits are
 # ASCII only ("[0-9]", never "\d", which takes "²" and "٣" that int() and float() refuse or misread).
@@ -302,26 +303,6 @@ def percent(counts: Counts) -> str:
         return "100%"
     text = f"{value * 100:.2f}"
     return ">99.99%" if text == "100.00" else f"{text}%"
-
-
-def span(delta: timedelta | None) -> str:
-    """A duration for people: 3.2s, 4m05s, 2h13m, 3d04h."""
-    if delta is None:
-        return "-"
-    seconds = delta.total_seconds()
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    whole = round(seconds)
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    if whole < 86400:
-        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
-
-
-def when(ts: datetime | None) -> str:
-    """A time for people: UTC to the second."""
-    return "-" if ts is None else ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def cause(incident: Incident) -> str:

@@ -21,6 +21,7 @@ from prober.model import Incident, ProbeResult, Reason, State, Surface, Verdict
 from prober.state import rebuild_incidents
 from prober.store import Store, connect, replace_incidents, write_incident
 from prober.store import read as q
+from prober.terminal import span
 
 T0 = datetime(2022, 12, 28, 13, 50, tzinfo=UTC)
 NOW = datetime(2022, 12, 29, 12, 0, tzinfo=UTC)
@@ -177,7 +178,7 @@ def test_percent(counts: rep.Counts, expected: str) -> None:
     [(0.25, "0.2s"), (59.94, "59.9s"), (65, "1m05s"), (3599, "59m59s"), (7980, "2h13m"), (273600, "3d04h")],
 )
 def test_span(seconds: float, expected: str) -> None:
-    assert rep.span(timedelta(seconds=seconds)) == expected
+    assert span(timedelta(seconds=seconds)) == expected
 
 
 def incident(start: float, end: float | None, check: str = "web", detect: float = 1.0) -> Incident:

@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 import aiohttp
 
 from prober.alerts.message import Note
-from prober.alerts.settings import Channel
+from prober.config import Channel
 from prober.model import iso, utcnow
 
 ANSWER_CHARS = 300  # of a refusal's body kept as the error: enough to read, bounded

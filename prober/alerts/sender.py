@@ -23,8 +23,7 @@ import sqlite_utils
 from prober.alerts import outbox
 from prober.alerts.channels import Delivery, alertmanager_json, deliver, post
 from prober.alerts.message import Note, check_json
-from prober.alerts.settings import AlertSettings, Channel
-from prober.config import Config
+from prober.config import AlertSettings, Channel, Config
 from prober.model import iso, parse_iso, utcnow
 from prober.store import Store
 from prober.store.read import incident_from_row

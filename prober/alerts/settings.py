@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from prober.config.fields import Duration, OptDuration, _Parsed, _url
+from prober.config.model import AlertSettings, Channel
 from prober.config.source import _Tree, _YamlPath
 from prober.config.spec import located_issue
 
 EVENTS = ("open", "escalate", "resolve", "reminder")
-DEFAULT_SEND_ON = ("open", "escalate", "resolve")
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
 # Seconds between two messages to one channel: Slack's incoming webhooks allow about one a second.
 CHAT_INTERVAL = 1.0
@@ -109,28 +107,6 @@ class _AlertsSpec(BaseModel):
     give_up_after: Duration = 86400.0
     timeout: Duration = 10.0
     status_page: Url | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Channel:
-    """One named channel: its type and settings (secrets in them never leave the process)."""
-
-    name: str
-    type: str
-    settings: Mapping[str, Any] = field(repr=False)  # repr=False: a repr in a log would show secrets
-    min_interval: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class AlertSettings:
-    """The validated `alerts:` key."""
-
-    channels: Mapping[str, Channel] = field(default_factory=dict)
-    send_on: frozenset[str] = frozenset(DEFAULT_SEND_ON)
-    remind: float | None = None
-    give_up_after: float = 86400.0
-    timeout: float = 10.0  # seconds one delivery attempt may take
-    status_page: str | None = None  # the status page's public URL, for links in messages
 
 
 def parse_alerts(data: dict[str, Any], tree: _Tree) -> AlertSettings | None:

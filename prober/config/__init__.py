@@ -22,7 +22,9 @@ from prober.config.fields import (
 from prober.config.load import load_config, parse_config
 from prober.config.model import (
     DEFAULT_RETENTION,
+    AlertSettings,
     BrowserSettings,
+    Channel,
     Check,
     CheckBrowser,
     CheckClaim,
@@ -44,7 +46,9 @@ __all__ = [
     "DEFAULT_RETENTION",
     "METHODS",
     "NAME_PATTERN",
+    "AlertSettings",
     "BrowserSettings",
+    "Channel",
     "Check",
     "CheckBrowser",
     "CheckClaim",

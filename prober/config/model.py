@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from prober.config.redaction import Redactor
 from prober.model import Surface
@@ -16,8 +16,6 @@ Quorum = int | Literal["majority", "all"]
 Selection = Literal["all", "none"] | tuple[str, ...]
 _V = TypeVar("_V")
 
-if TYPE_CHECKING:
-    from prober.alerts.settings import AlertSettings
 
 DEFAULT_RETENTION = 14 * 86400.0
 
@@ -214,6 +212,31 @@ class Check:
 def _builtin_names() -> set[str]:
     """Names of the built-in signatures, read at call time (only here and in Config.available_signatures)."""
     return {s.name for s in builtin_signatures()}
+
+
+DEFAULT_SEND_ON = ("open", "escalate", "resolve")  # alert events notified unless `send_on` says
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """One named channel: its type and settings (secrets in them never leave the process)."""
+
+    name: str
+    type: str
+    settings: Mapping[str, Any] = field(repr=False)  # repr=False: a repr in a log would show secrets
+    min_interval: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSettings:
+    """The validated `alerts:` key."""
+
+    channels: Mapping[str, Channel] = field(default_factory=dict)
+    send_on: frozenset[str] = frozenset(DEFAULT_SEND_ON)
+    remind: float | None = None
+    give_up_after: float = 86400.0
+    timeout: float = 10.0  # seconds one delivery attempt may take
+    status_page: str | None = None  # the status page's public URL, for links in messages
 
 
 @dataclass(frozen=True, slots=True)

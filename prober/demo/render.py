@@ -13,6 +13,7 @@ from typing import Any
 from tabulate import tabulate
 
 from prober import report as rep
+from prober import terminal as term
 from prober.demo.run import DemoRun
 from prober.demo.script import APP, APP_RENDERED, APP_WINDOW, CLAIM, ROUTES, SURFACE_ORDER, WEB
 from prober.model import iso
@@ -138,7 +139,7 @@ def format_findings(f: Findings) -> str:
         end = _rel(run, i.resolved_at) if i.resolved_at is not None else "still open"
         rows.append([
             report.surfaces.get(i.check, ""), i.check, ", ".join(i.regions), i.state, _rel(run, i.started_at),
-            _rel(run, i.detected_at), end, rep.span(rep.duration(i, run.ended_at)), rep.cause(i),
+            _rel(run, i.detected_at), end, term.span(rep.duration(i, run.ended_at)), rep.cause(i),
         ])  # fmt: skip
     for r in ROUTES:
         if r.check not in with_incident:
@@ -175,7 +176,10 @@ def format_findings(f: Findings) -> str:
         found = f.official.get((i.check, i.started_at))
         if found is None or i.check not in WEB:
             continue
-        outage, silent = rep.span(rep.duration(i, run.ended_at)), rep.span(timedelta(seconds=found.silent_s))
+        outage, silent = (
+            term.span(rep.duration(i, run.ended_at)),
+            term.span(timedelta(seconds=found.silent_s)),
+        )
         ack = (
             "never acknowledged it"
             if found.acknowledged_at is None
@@ -201,8 +205,8 @@ def format_findings(f: Findings) -> str:
     resolved = [i for i in report.incidents if i.resolved_at is not None]
     if resolved:
         notes.append(
-            f"Mean time to recovery: {rep.span(rep.mean_time_to_recovery(resolved))} over {len(resolved)}"
-            f" incidents; detected {rep.span(rep.mean_time_to_detect(report.incidents))} after the first"
+            f"Mean time to recovery: {term.span(rep.mean_time_to_recovery(resolved))} over {len(resolved)}"
+            f" incidents; detected {term.span(rep.mean_time_to_detect(report.incidents))} after the first"
             " failure on average."
         )
     for note in notes:
@@ -233,7 +237,7 @@ def _rendered_note(f: Findings) -> str:
 
 def span(run: DemoRun) -> str:
     """How long the run lasted, for people."""
-    return rep.span(run.ended_at - run.started_at)
+    return term.span(run.ended_at - run.started_at)
 
 
 def findings_json(f: Findings) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from tabulate import tabulate
 
 from prober.maintenance.record import spans_between
 from prober.model import iso
-from prober.report import span, when
+from prober.terminal import span, when
 
 
 def windows_in(
