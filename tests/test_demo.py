@@ -45,7 +45,7 @@ REGIONS = {"US", "JP", "UK"}
         ("web-home", "JP", 27.0, True),
         ("web-home", "JP", 39.0, False),
         ("mobile-notifications", "JP", 33.5, True),
-        ("mobile-notifications", "US", 36.0, False),
+        ("mobile-notifications", "US", 37.0, False),
         ("mobile-timeline", "US", 30.0, False),
         ("status-page", "UK", 30.0, False),
         ("web-home", None, 30.0, False),  # a browser on 127.0.0.1 is not a vantage
@@ -184,7 +184,8 @@ def test_a_short_demo_reports_its_own_script(short_demo: ShortDemo) -> None:
 
     assert _incidents(found, "mobile-timeline") == []
     assert _incidents(found, "status-page") == []
-    # Three ticks of 503 for everyone, confirm 2: one brief incident, every time.
+    # Four ticks of 503 for everyone, confirm 2: one brief incident, every time (a probe made late
+    # by a busy machine is skipped: two of four are enough).
     notify = windows["mobile-notifications"]
     (brief,) = _incidents(found, "mobile-notifications")
     assert set(brief["regions"]) == REGIONS and brief["reason"] == "http_status"

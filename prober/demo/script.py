@@ -74,7 +74,7 @@ SCRIPT = (
            f'web pages start answering HTTP 200 "{_FRET}" to US and UK', "web pages are back for US and UK"),
     Window(WEB, ("JP",), 27, 39, "the same error page", "JP gets the error page too",
            "JP gets the web pages again"),
-    Window(("mobile-notifications",), None, 33, 36, "HTTP 503 with a JSON error",
+    Window(("mobile-notifications",), None, 33, 37, "HTTP 503 with a JSON error",
            "mobile notifications fail with HTTP 503 for everyone", "mobile notifications are back"),
 )  # fmt: skip
 

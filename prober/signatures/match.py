@@ -241,7 +241,7 @@ class _Screen:
 
 
 _LEAF = 8  # members searched one by one rather than halved further
-HOT = 500  # searches of a screen after which it compiles its faster twin
+HOT = 5000  # searches of a screen after which it compiles its faster twin (seconds into a busy daemon)
 
 
 def _caseless(text: str) -> str | None:
