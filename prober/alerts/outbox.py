@@ -113,7 +113,7 @@ def make_hook(
     return hook
 
 
-def _rows(cursor: Any) -> list[Row]:
+def rows_of(cursor: Any) -> list[Row]:
     names = [d[0] for d in cursor.description]
     return [Row(**{k: v for k, v in zip(names, r, strict=True) if k in COLUMNS}) for r in cursor.fetchall()]
 
@@ -125,7 +125,7 @@ def due(db: sqlite_utils.Database, now: datetime, limit: int = 500) -> list[Row]
         "ORDER BY next_attempt_at, created_at LIMIT ?",
         [PENDING, iso(now), limit],
     )
-    return _rows(cursor)
+    return rows_of(cursor)
 
 
 def next_due(db: sqlite_utils.Database) -> str | None:
@@ -140,7 +140,7 @@ def listing(db: sqlite_utils.Database, state: str | None = None, limit: int = 20
     cursor = db.execute(
         f"SELECT * FROM notifications {where} ORDER BY created_at DESC LIMIT ?", [*args, limit]
     )
-    return _rows(cursor)
+    return rows_of(cursor)
 
 
 def record(

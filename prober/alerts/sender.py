@@ -54,7 +54,7 @@ def _due(db: sqlite_utils.Database, now: datetime) -> list[outbox.Row]:
         " AND p.incident_id IS n.incident_id AND p.rowid < n.rowid) ORDER BY n.channel, n.rowid LIMIT 500",
         [outbox.PENDING, iso(now), outbox.PENDING],
     )
-    return outbox._rows(cursor)
+    return outbox.rows_of(cursor)
 
 
 def _firing(db: sqlite_utils.Database, channel: str) -> list[dict[str, Any]]:

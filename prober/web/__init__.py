@@ -22,6 +22,8 @@ import sqlite_utils
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
+from prober.claims import findings_for
+from prober.claims.web import StoredClaims, claims_handler, page_sentences
 from prober.config import Config, PageSettings
 from prober.maintenance import statuspage as maintenance
 from prober.model import ProberError, iso, utcnow
@@ -125,8 +127,6 @@ class WebState:
             overview = snap.overview(db)
             shown = {c.name for c in overview.checks}
             incidents = [i for i in snap.incidents(db) if i.check in shown]
-            from prober.claims.web import page_sentences
-
             stories = timelines(db, narrated(overview, incidents), snap.now)
             settings = self.page_settings(snap)
             windows = maintenance.page_windows(db, overview)
@@ -148,8 +148,6 @@ class WebState:
 
         def work(db: sqlite_utils.Database) -> Answer:
             overview, history = snap.overview(db), snap.history(db, ("windows",))
-            from prober.claims import findings_for
-
             found = findings_for(db, [c.incident for c in overview.checks if c.incident], overview.now)
             claim = {
                 c.name: found.get((c.name, c.incident.started_at)) for c in overview.checks if c.incident
@@ -366,8 +364,6 @@ async def incidents(request: web.Request) -> web.Response:
     found = sorted((i for i in found if i.check not in hidden), key=lambda i: (i.started_at, i.id or 0))
     found = found[::-1][:limit]  # newest first
     notes = await s.reader.run(lambda db: notes_of(db, (i.id for i in found)))
-    from prober.claims import findings_for  # what the official page said meanwhile, for linked checks
-
     claims = await s.reader.run(partial(findings_for, incidents=found, now=now))
     return _json(
         {
@@ -398,8 +394,6 @@ async def metrics(request: web.Request) -> web.Response:
         def work(db: sqlite_utils.Database) -> bytes:
             fresh = ProberMetrics()  # a registry per rendering: checks gone from the database leave no series
             fresh.fill(db, now, config)
-            from prober.claims.web import StoredClaims
-
             fresh.registry.register(StoredClaims(db, now))
             return encoder(fresh.registry)
 
@@ -494,8 +488,6 @@ def create_app(
     app.router.add_get("/api/agents", agents)
     shown = screenshots.handler(state.reader, lambda: public.hidden_checks(state.current_config()))
     app.router.add_get(screenshots.ROUTE, shown)
-    from prober.claims.web import claims_handler
-
     app.router.add_get("/api/claims", claims_handler)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
