@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from prober.claims.poll import SourceState
     from prober.config import Config
+    from prober.web import WebState
 
 MAX_HISTORY = 5000  # past claims rows in one /api/claims answer
 _COLUMNS = "ts, component, status, description, incident, incident_created_at, reason"
@@ -93,24 +94,21 @@ def claims_json(
     return {"since": iso(since), "until": iso(until), "sources": out}
 
 
-async def claims_handler(request: web.Request) -> web.Response:
+async def claims_body(request: web.Request, state: WebState) -> dict[str, Any]:
     """/api/claims?since=&until=&source=: the sources, their current claims and past ones."""
     from functools import partial
 
-    from prober.web import STATE, _json
     from prober.web.params import query, window
 
     params = query(request, ("since", "until", "source"))
-    s, now = request.app[STATE], utcnow()
+    now = utcnow()
     since, until = window(params, now, timedelta(days=1))
-    live = s.live
+    live = state.live
     states = None if live is None or live.claims is None else live.claims()
-    work = partial(claims_json, config=s.current_config(), states=states, since=since,
+    work = partial(claims_json, config=state.current_config(), states=states, since=since,
                    until=until or now, source=params.get("source") or None, now=now)  # fmt: skip
-    return _json(await s.reader.run(work))
-
-
-# -- the status page -------------------------------------------------------------------------------
+    body: dict[str, Any] = await state.reader.run(work)
+    return body
 
 
 def _minutes(seconds: float) -> str:

@@ -20,14 +20,13 @@ from aiohttp import web
 from prober.maintenance.record import AHEAD, spans_between
 from prober.model import iso
 from prober.web import statuspage
-from prober.web.answers import Answer, Snapshot
+from prober.web.answers import JSON_HEADERS, JSON_TYPE, Answer, Snapshot
 from prober.web.api import dumps
 from prober.web.view import Overview
 
 if TYPE_CHECKING:
     from prober.web import WebState
 
-JSON_TYPE = "application/json; charset=utf-8"
 RECENT = timedelta(days=30)  # how far back scheduled-maintenances.json lists completed spans
 MAX_LISTED = 50  # Statuspage lists the 50 most recent
 NOTE = "results inside maintenance windows are left out of availability"
@@ -208,12 +207,6 @@ def _handler(state: WebState, which: str) -> Callable[[web.Request], Any]:
             return await state.reader.run(work)
 
         answer = await state.answers.get(f"maintenance {which} {url}", make)
-        return answer.response(request, _json_headers(), state.fresh_for)
+        return answer.response(request, JSON_HEADERS, state.fresh_for)
 
     return handle
-
-
-def _json_headers() -> dict[str, str]:
-    from prober.web import JSON_HEADERS  # the web package imports this module
-
-    return dict(JSON_HEADERS)

@@ -23,7 +23,7 @@ from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from prober.claims import findings_for
-from prober.claims.web import StoredClaims, claims_handler, page_sentences
+from prober.claims.web import StoredClaims, claims_body, page_sentences
 from prober.config import Config, PageSettings
 from prober.maintenance import statuspage as maintenance
 from prober.model import ProberError, iso, utcnow
@@ -32,7 +32,7 @@ from prober.notes.timeline import timelines
 from prober.store import StoreError, read
 from prober.store.screenshots import incident_screenshots
 from prober.web import public, screenshots, statuspage_api, strip
-from prober.web.answers import Answer, AnswerCache, Maker, Snapshot
+from prober.web.answers import JSON_HEADERS, JSON_TYPE, SECURITY_HEADERS, Answer, AnswerCache, Maker, Snapshot
 from prober.web.api import check_json, dumps, narrated_json, window_json
 from prober.web.live import LiveState
 from prober.web.metrics import ExpositionCache, ProberMetrics
@@ -51,19 +51,12 @@ MAX_LIMIT = 1000
 DEFAULT_RESULTS_WINDOW = timedelta(hours=24)
 DEFAULT_INCIDENTS_WINDOW = timedelta(days=90)
 MAX_INCIDENTS = 5000
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
-}
 # The page runs no script at all: even a probe's error message that slipped through unescaped could not.
 PAGE_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; "
     "form-action 'none'; frame-ancestors 'none'"
 )
 PAGE_HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": PAGE_CSP}
-JSON_HEADERS = {**SECURITY_HEADERS, "Access-Control-Allow-Origin": "*"}
-JSON_TYPE = "application/json; charset=utf-8"
 _HTTP = re.compile(r"^(?:\[(?P<v6>[0-9a-fA-F:.]+)\]|(?P<host>[^:\[\]\s]*)):(?P<port>\d{1,5})$")
 
 
@@ -202,6 +195,11 @@ STATE: web.AppKey[WebState] = web.AppKey("prober_web", WebState)
 def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     extra = {**JSON_HEADERS, **(headers or {})}
     return web.Response(text=dumps(data), status=status, content_type="application/json", headers=extra)
+
+
+async def claims(request: web.Request) -> web.Response:
+    """/api/claims?since=&until=&source=: the claims sources, their current claims and past ones."""
+    return _json(await claims_body(request, request.app[STATE]))
 
 
 @web.middleware
@@ -488,7 +486,7 @@ def create_app(
     app.router.add_get("/api/agents", agents)
     shown = screenshots.handler(state.reader, lambda: public.hidden_checks(state.current_config()))
     app.router.add_get(screenshots.ROUTE, shown)
-    app.router.add_get("/api/claims", claims_handler)
+    app.router.add_get("/api/claims", claims)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     maintenance.register(app, state)

@@ -36,6 +36,15 @@ from prober.store import read
 from prober.web.page import INCIDENT_HISTORY_DAYS
 from prober.web.view import History, HistoryCache, LiveIncidents, LiveStates, Overview, load_overview
 
+# What every answer of the web server carries; JSON answers may be read from any origin (widgets).
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+JSON_HEADERS = {**SECURITY_HEADERS, "Access-Control-Allow-Origin": "*"}
+JSON_TYPE = "application/json; charset=utf-8"
+
 if TYPE_CHECKING:
     from prober.config import Config
 
