@@ -122,15 +122,42 @@ def pss_mib(pid: int) -> float:
     return total / 1024
 
 
+def rss_mib(pid: int) -> float:
+    """The resident set of one process (the prober itself, without Chromium), in MiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def over_time(samples: list[tuple[float, float, float]], step: float = 600.0) -> list[dict[str, float]]:
+    """Medians of the tree's PSS and the process's RSS per `step` seconds: drift shows here."""
+    spans: dict[int, list[tuple[float, float]]] = {}
+    for t, pss, rss in samples:
+        spans.setdefault(int(t // step), []).append((pss, rss))
+    return [
+        {
+            "from_s": k * step,
+            "pss_mib": round(statistics.median(p for p, _ in v), 1),
+            "rss_mib": round(statistics.median(r for _, r in v), 1),
+            "rss_max_mib": round(max(r for _, r in v), 1),
+        }
+        for k, v in sorted(spans.items())
+    ]
+
+
 def run_measured(cmd: list[str], seconds: float, env: dict[str, str], log: Path) -> dict[str, Any]:
-    """Run `cmd` for `seconds`, then SIGTERM; CPU of its whole tree (rusage) and PSS samples."""
+    """Run `cmd` for `seconds`, then SIGTERM; CPU of its whole tree (rusage), PSS and RSS samples."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-        samples: list[tuple[float, float]] = []
+        samples: list[tuple[float, float, float]] = []
         start = time.monotonic()
         while time.monotonic() - start < seconds and proc.poll() is None:
-            samples.append((time.monotonic() - start, pss_mib(proc.pid)))
+            samples.append((time.monotonic() - start, pss_mib(proc.pid), rss_mib(proc.pid)))
             time.sleep(1.0)
         proc.send_signal(signal.SIGTERM)
         try:
@@ -140,9 +167,9 @@ def run_measured(cmd: list[str], seconds: float, env: dict[str, str], log: Path)
             proc.wait()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    memory = [m for _, m in samples]
-    first = [m for t, m in samples if t <= 60]
-    last = [m for t, m in samples if t >= samples[-1][0] - 60] if samples else []
+    memory = [m for _, m, _ in samples]
+    first = [m for t, m, _ in samples if t <= 60]
+    last = [m for t, m, _ in samples if t >= samples[-1][0] - 60] if samples else []
     return {
         "exit": proc.returncode,
         "seconds": round(time.monotonic() - start, 1),
@@ -150,6 +177,7 @@ def run_measured(cmd: list[str], seconds: float, env: dict[str, str], log: Path)
         "peak_pss_mib": round(max(memory, default=0.0), 1),
         "first_minute_median_mib": round(statistics.median(first), 1) if first else None,
         "last_minute_median_mib": round(statistics.median(last), 1) if last else None,
+        "over_time": over_time(samples, 600.0 if seconds >= 1800 else 60.0),
     }
 
 
