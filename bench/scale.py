@@ -694,6 +694,23 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the work folder (config, database, logs)")
     parser.add_argument("--json", type=Path, default=None, help="where to write the JSON figures")
+    parser.add_argument(
+        "--runs", type=int, default=3, help="comparisons to run; medians and spread (default 3)"
+    )
+    parser.add_argument(
+        "--max-rate", action="store_true",
+        help="ramp the rate up by --ramp-step from the one given until a step does not hold (prober alone)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ramp-step", type=float, default=250.0, help="probes/s added per step (default 250)"
+    )
+    parser.add_argument("--ramp-limit", type=float, default=5000.0, help="highest rate tried (default 5000)")
+    parser.add_argument(
+        "--max-lateness",
+        type=float,
+        default=250.0,
+        help="p99 lateness in ms a step must stay under (default 250)",
+    )
     args = parser.parse_args(argv)
     global PROBER_PATH
     if args.prober_path is not None:
@@ -705,21 +722,14 @@ def main(argv: list[str] | None = None) -> int:
     rate = args.checks * args.vantages / args.interval
     out = args.json or HERE / "out" / f"scale-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="prober-scale-"))
     notes: list[str] = []
     binary = None
-    if not args.skip_blackbox:
+    if not args.skip_blackbox and not args.max_rate:
         binary, why = find_or_install_blackbox()
         if binary is None:
             notes.append(f"blackbox_exporter column skipped: {why}")
             print(f"note: {notes[-1]}", file=sys.stderr)
-    result: dict[str, Any] = {
-        "checks": args.checks,
-        "vantages": args.vantages,
-        "interval": args.interval,
-        "duration": args.duration,
-        "peer_duration": args.peer_duration,
-        "rate": rate,
+    summary: dict[str, Any] = {
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -730,22 +740,58 @@ def main(argv: list[str] | None = None) -> int:
         "notes": notes,
     }
     with Target(args.target_procs) as target:
-        sampler = Sampler(target)
-        sampler.watch("target", target.pids)
-        sampler.start()
-        try:
-            print(f"prober: {args.checks:,} checks x {args.vantages} vantages every {args.interval:g} s "
-                  f"({rate:,.0f} probes/s) for {args.duration:g} s", flush=True)  # fmt: skip
-            result["prober"] = run_prober(args, target, sampler, work)
-            if not args.skip_bare:
-                print(f"bare aiohttp loop: {rate:,.0f} requests/s for {args.peer_duration:g} s", flush=True)
-                result["bare"] = run_bare(args, target, sampler, rate)
-            if binary is not None:
-                print(f"blackbox_exporter: {rate:,.0f} probes/s for {args.peer_duration:g} s", flush=True)
-                result["blackbox"] = run_blackbox(args, target, sampler, rate, binary, work)
-        finally:
-            sampler.stop()
-        result["target_counts"] = target.counts()
+        if args.max_rate:
+            summary["ramp"] = ramp(args, target)
+            text = ramp_table(summary["ramp"], args)
+        else:
+            runs = []
+            for i in range(args.runs):
+                print(f"run {i + 1} of {args.runs}", flush=True)
+                runs.append(compare(args, target, rate, binary, notes))
+                print(table(runs[-1]), flush=True)
+            summary["runs"] = runs
+            summary["medians"] = medians(runs)
+            text = table(runs[-1]) if len(runs) == 1 else medians_table(summary["medians"], len(runs))
+    out.write_text(json.dumps(summary, indent=1) + "\n")
+    print()
+    print(text)
+    print(f"\nJSON: {out}")
+    return 0
+
+
+def compare(
+    args: argparse.Namespace, target: Target, rate: float, binary: str | None, notes: list[str]
+) -> dict[str, Any]:
+    """One comparison: prober, then the bare loop, then blackbox_exporter, at `rate` probes/s."""
+    work = Path(tempfile.mkdtemp(prefix="prober-scale-"))
+    result: dict[str, Any] = {
+        "checks": args.checks,
+        "vantages": args.vantages,
+        "interval": args.interval,
+        "duration": args.duration,
+        "peer_duration": args.peer_duration,
+        "rate": rate,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "notes": notes,
+    }
+    sampler = Sampler(target)
+    sampler.watch("target", target.pids)
+    sampler.start()
+    try:
+        print(f"prober: {args.checks:,} checks x {args.vantages} vantages every {args.interval:g} s "
+              f"({rate:,.0f} probes/s) for {args.duration:g} s", flush=True)  # fmt: skip
+        result["prober"] = run_prober(args, target, sampler, work)
+        if not args.skip_bare:
+            print(f"bare aiohttp loop: {rate:,.0f} requests/s for {args.peer_duration:g} s", flush=True)
+            result["bare"] = run_bare(args, target, sampler, rate)
+        if binary is not None:
+            print(f"blackbox_exporter: {rate:,.0f} probes/s for {args.peer_duration:g} s", flush=True)
+            result["blackbox"] = run_blackbox(args, target, sampler, rate, binary, work)
+    finally:
+        sampler.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    result["target_counts"] = target.counts()
     p = result["prober"]["steady"].get("cpu_s_per_1000")
     b = (result.get("bare") or {}).get("steady", {}).get("cpu_s_per_1000")
     x = (result.get("blackbox") or {}).get("steady", {}).get("cpu_s_per_1000")
@@ -756,13 +802,107 @@ def main(argv: list[str] | None = None) -> int:
         {"t": round(s.t, 2), "cpu": s.cpu, "rss_kib": s.rss_kib, "hits": s.hits, "rows": s.rows}
         for s in sampler.samples
     ]
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print()
-    print(table(result))
-    print(f"\nJSON: {out}")
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return result
+
+
+# The figures whose median and spread over the runs are reported: (label, path into a run's result).
+SUMMED_FIGURES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("prober CPU ms per probe", ("prober", "steady", "cpu_s_per_1000")),
+    ("bare loop CPU ms per probe", ("bare", "steady", "cpu_s_per_1000")),
+    ("blackbox_exporter CPU ms per probe", ("blackbox", "steady", "cpu_s_per_1000")),
+    ("prober / bare loop", ("ratio_to_bare",)),
+    ("prober / blackbox_exporter", ("ratio_to_blackbox",)),
+    ("blackbox_exporter / bare loop", ("blackbox_ratio_to_bare",)),
+    ("prober probes/s achieved", ("prober", "steady", "requests_per_s")),
+    ("prober lateness p99 ms", ("prober", "lateness_ms", "p99")),
+    ("prober peak RSS MiB", ("prober", "peak_rss_mib")),
+    ("bare loop peak RSS MiB", ("bare", "peak_rss_mib")),
+    ("blackbox_exporter peak RSS MiB", ("blackbox", "peak_rss_mib")),
+    ("prober results lost", ("prober", "lost")),
+    ("prober start-up s", ("prober", "startup_s", "to_running")),
+)
+
+
+def _dig(result: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    value: Any = result
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, int | float) else None
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per figure: its median over the runs, its lowest and highest, and every value."""
+    out = {}
+    for label, path in SUMMED_FIGURES:
+        values = [v for v in (_dig(r, path) for r in runs) if v is not None]
+        if values:
+            out[label] = {"median": statistics.median(values), "min": min(values), "max": max(values),
+                          "values": values}  # fmt: skip
+    return out
+
+
+def medians_table(figures: dict[str, dict[str, Any]], runs: int) -> str:
+    """The medians and spread as a Markdown table."""
+    lines = [
+        f"| figure (median of {runs} runs) | median | lowest | highest |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for label, f in figures.items():
+        lines.append(f"| {label} | {f['median']:,.3g} | {f['min']:,.3g} | {f['max']:,.3g} |")
+    return "\n".join(lines)
+
+
+# --- the highest sustained rate ----------------------------------------------------------------------
+
+
+def ramp(args: argparse.Namespace, target: Target) -> list[dict[str, Any]]:
+    """Raise the rate step by step (more checks, same interval) until a step does not hold.
+
+    A step holds when prober starts at least 99% of the probes scheduled in its steady window,
+    its p99 lateness is under `--max-lateness`, and no result is lost. Each step is a fresh
+    `prober run` of `--duration` seconds; prober alone (the peers are not run).
+    """
+    steps: list[dict[str, Any]] = []
+    rate = args.checks * args.vantages / args.interval
+    while rate <= args.ramp_limit:
+        checks = max(1, round(rate * args.interval / args.vantages))
+        step_args = argparse.Namespace(**{**vars(args), "checks": checks, "skip_bare": True})
+        print(f"ramp: {checks:,} checks x {args.vantages} vantages every {args.interval:g} s "
+              f"({rate:,.0f} probes/s) for {args.duration:g} s", flush=True)  # fmt: skip
+        result = compare(step_args, target, rate, None, [])
+        p = result["prober"]
+        window = p["window"]
+        started = window["achieved_probes"] / max(window["scheduled_probes"], 1)
+        p99 = p["lateness_ms"]["p99"]
+        held = started >= 0.99 and p99 is not None and p99 < args.max_lateness and p["lost"] == 0
+        steps.append({
+            "rate": rate, "checks": checks, "held": held, "started_share": round(started, 4),
+            "lateness_ms": p["lateness_ms"], "lost": p["lost"], "steady": p["steady"],
+            "peak_rss_mib": p["peak_rss_mib"], "warnings": p["warnings"],
+        })  # fmt: skip
+        print(f"  {'held' if held else 'did not hold'}: started {started:.1%}, p99 {p99} ms, "
+              f"lost {p['lost']}, CPU {p['steady'].get('cores')} cores", flush=True)  # fmt: skip
+        if not held:
+            break
+        rate += args.ramp_step
+    return steps
+
+
+def ramp_table(steps: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    """The ramp's steps, and the highest rate that held."""
+    head = ("probes/s", "checks", "held", "probes started", "p99 lateness ms", "lost", "prober cores",
+            "peak RSS MiB")  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for s in steps:
+        held = "yes" if s["held"] else "no"
+        cells = (f"{s['rate']:,.0f}", f"{s['checks']:,}", held, f"{s['started_share']:.1%}",
+                 str(s["lateness_ms"]["p99"]), f"{s['lost']:,}", str(s["steady"].get("cores")),
+                 str(s["peak_rss_mib"]))  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    held = [s["rate"] for s in steps if s["held"]]
+    best = f"{max(held):,.0f} probes/s" if held else "none of the steps"
+    lines.append(f"\nhighest sustained rate (p99 lateness < {args.max_lateness:g} ms, nothing lost): {best}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ def test_small_scale_run_loses_nothing_and_sees_no_outage(tmp_path: Path) -> Non
     cmd = [
         sys.executable, str(ROOT / "bench" / "scale.py"), "--checks", "300", "--vantages", "2",
         "--interval", "1", "--duration", "10", "--warmup", "2", "--peer-duration", "3", "--json", str(out),
+        "--runs", "1",
     ]  # fmt: skip
     if shutil.which(BLACKBOX) is None and not Path(f"/usr/bin/{BLACKBOX}").exists():
         cmd.append("--skip-blackbox")  # the test never installs packages; bench/scale.py would
@@ -46,7 +47,11 @@ def test_small_scale_run_loses_nothing_and_sees_no_outage(tmp_path: Path) -> Non
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=110, env=env, cwd=tmp_path)
     print(done.stdout)
     assert done.returncode == 0, done.stdout + done.stderr
-    result = json.loads(out.read_text())
+    summary = json.loads(out.read_text())
+    (result,) = summary["runs"]
+    assert summary["medians"]["prober CPU ms per probe"]["values"] == [
+        result["prober"]["steady"]["cpu_s_per_1000"]
+    ]
     prober = result["prober"]
     assert prober["exit_code"] == 0, prober
     assert prober["rows_stored"] > 0
@@ -56,6 +61,26 @@ def test_small_scale_run_loses_nothing_and_sees_no_outage(tmp_path: Path) -> Non
     assert result["bare"]["failed"] == 0, result["bare"]
     if "blackbox" in result:
         assert result["blackbox"]["failed"] == 0, result["blackbox"]
+
+
+@pytest.mark.slow
+def test_the_ramp_raises_the_rate_until_a_step_does_not_hold(tmp_path: Path) -> None:
+    out = tmp_path / "ramp.json"
+    cmd = [
+        sys.executable, str(ROOT / "bench" / "scale.py"), "--max-rate", "--checks", "50", "--vantages", "2",
+        "--interval", "1", "--duration", "6", "--warmup", "2", "--ramp-step", "100", "--ramp-limit", "200",
+        "--json", str(out),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=110, env=env, cwd=tmp_path)
+    print(done.stdout)
+    assert done.returncode == 0, done.stdout + done.stderr
+    steps = json.loads(out.read_text())["ramp"]
+    assert [s["rate"] for s in steps] == [100, 200][: len(steps)]
+    assert [s["checks"] for s in steps] == [50, 100][: len(steps)]
+    assert all(s["held"] for s in steps[:-1])  # the ramp stops at the first step that does not hold
+    assert all(s["lost"] == 0 for s in steps)
+    assert "highest sustained rate" in done.stdout
 
 
 async def test_probes_that_cannot_start_in_time_are_skipped_not_queued(target: Target) -> None:
