@@ -31,11 +31,18 @@ and generic signatures count only on a body that says little (`prober.signatures
 
 Bodies are decoded with the charset of the byte order mark, the content-type header or an HTML
 <meta> tag, else UTF-8, replacing invalid bytes. `classify` never raises.
+
+What a body says (the signature it matches, what is wrong with its content) depends only on its
+bytes, its content-type and the check's signatures and expectations: `_Memo` remembers it by the
+body's digest, so a target that answers the same bytes every time (a health endpoint, a static
+page) has them taken apart once, not at every probe.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections import OrderedDict
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any, Protocol
@@ -46,7 +53,7 @@ from jmespath.exceptions import JMESPathError
 from prober.model import Classification, Observation, Reason, Verdict
 from prober.page import NOT_JSON, SHORT_TEXT, Body, short
 from prober.signatures import Signature
-from prober.signatures.match import matcher_for
+from prober.signatures.match import Hit, Matcher, matcher_for
 
 __all__ = ["SHORT_TEXT", "Expectations", "classify", "status_matches"]
 
@@ -101,7 +108,10 @@ def _classify(obs: Observation, expect: Expectations, signatures: Sequence[Signa
     if matcher is not None and matcher.broken:  # configuration validates patterns: a bug upstream
         return Classification(Verdict.UNKNOWN, Reason.INTERNAL, None, matcher.broken)
     body = Body(obs)
-    hit = matcher.best(body) if matcher is not None else None
+    said = MEMO.said(obs, matcher, expect)
+    if said.hit is _UNSEEN:
+        said.hit = matcher.best(body) if matcher is not None else None
+    hit = said.hit
     name = hit.sig.name if hit else None
     if obs.status == 429 and not status_matches(429, expect.status):
         retry = obs.headers.get("retry-after")
@@ -115,7 +125,9 @@ def _classify(obs: Observation, expect: Expectations, signatures: Sequence[Signa
         )
     if hit is not None:  # reason error_page, or rate_limited for a page that says it throttles
         return Classification(hit.sig.verdict, hit.sig.reason, name, hit.describe())
-    problem = _content(body, expect)
+    if said.problem is _UNSEEN:
+        said.problem = _content(body, expect)
+    problem = said.problem
     if isinstance(problem, Classification):
         return problem
     if problem is not None:
@@ -131,6 +143,62 @@ def _classify(obs: Observation, expect: Expectations, signatures: Sequence[Signa
         error = f"certificate expires in {days:.1f} days, under {min_days:g}"
         return Classification(Verdict.DEGRADED, Reason.CERT_EXPIRING, None, error)
     return Classification(Verdict.UP)
+
+
+# --- what a body said, remembered by its digest --------------------------------------------------
+
+_UNSEEN: Any = object()
+
+
+class _Said:
+    """The body-dependent outcomes of one classification, filled as `_classify` reaches them."""
+
+    __slots__ = ("hit", "problem")
+
+    def __init__(self) -> None:
+        self.hit: Hit | None = _UNSEEN
+        self.problem: str | Classification | None = _UNSEEN
+
+
+class _Memo:
+    """The last `size` bodies' outcomes, by (matcher, expectations, content-type, digest of the bytes).
+
+    Keys hold a 16-byte digest, never the body; the matcher and the expectations are the check's
+    own objects (a reload makes new ones, so nothing judged under the old configuration is reused).
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self.hits = 0
+        self._said: OrderedDict[tuple[Any, ...], _Said] = OrderedDict()
+
+    def said(self, obs: Observation, matcher: Matcher | None, expect: Expectations) -> _Said:
+        """The outcomes remembered for this body, or a fresh record to fill (and remember)."""
+        digest = hashlib.blake2b(obs.body, digest_size=16).digest()
+        key = (matcher, expect, obs.headers.get("content-type", ""), digest)
+        try:
+            said = self._said.get(key)
+        except TypeError:  # expectations that cannot be hashed: nothing to remember them by
+            return _Said()
+        if said is not None:
+            self.hits += 1
+            self._said.move_to_end(key)
+            return said
+        said = self._said[key] = _Said()
+        if len(self._said) > self.size:
+            self._said.popitem(last=False)
+        return said
+
+    def __len__(self) -> int:
+        return len(self._said)
+
+    def clear(self) -> None:
+        """Forget every body (tests; a memory-conscious caller)."""
+        self._said.clear()
+        self.hits = 0
+
+
+MEMO = _Memo()
 
 
 # --- expectations on content ----------------------------------------------------------------

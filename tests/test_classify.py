@@ -13,7 +13,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prober.classify import SHORT_TEXT, classify, status_matches
+from prober.classify import MEMO, SHORT_TEXT, classify, status_matches
 from prober.config import Expect
 from prober.model import Classification, Observation, Reason, Verdict
 from prober.page import SAYS_LITTLE
@@ -113,6 +113,38 @@ def test_corpus_accuracy() -> None:
             false_downs.append(name)
     assert false_downs == []
     assert right / len(MANIFEST) >= 0.97
+
+
+def test_a_body_seen_again_is_judged_the_same_from_memory() -> None:
+    # The memo reuses what a body said (its signature, its content problem) by digest: the same
+    # bytes under another status, or under other expectations, must be judged as if fresh.
+    fresh, again = [], []
+    cases = [(200, DEFAULT), (503, DEFAULT), (200, Expect(body_contains=("Status",), max_latency=0.1))]
+    for name, entry in sorted(MANIFEST.items()):
+        path = CORPUS / name
+        ctype = entry.get("content_type", CONTENT_TYPES[path.suffix])
+        for status, expect in cases:
+            observation = obs(path.read_bytes(), status=status, content_type=ctype, latency_ms=150.0)
+            MEMO.clear()
+            fresh.append(classify(observation, expect, BUILTIN))
+            hits = MEMO.hits
+            again.append(classify(observation, expect, BUILTIN))
+            assert MEMO.hits == hits + 1, name
+    assert again == fresh
+    MEMO.clear()
+    body = obs("<title>Something went wrong</title>", content_type="text/html")
+    assert judge(body) == SWW
+    # The same bytes under another content-type are another response: not taken from memory.
+    judge(obs("<title>Something went wrong</title>", content_type="text/plain"))
+    assert len(MEMO) == 2
+
+
+def test_the_memo_is_bounded() -> None:
+    MEMO.clear()
+    for i in range(MEMO.size + 50):
+        classify(obs(f"<p>healthy {i}</p>"), DEFAULT, BUILTIN)
+    assert len(MEMO) == MEMO.size
+    MEMO.clear()
 
 
 def test_x_outage_error_message_names_the_page() -> None:
