@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import gc
 import logging
 import signal
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from prober.config import Config, ConfigError, load_config
+from prober.heap import freeze_heap, thaw_heap
 from prober.maintenance import Calendar
 from prober.maintenance.task import keep_windows
 from prober.model import Incident, ProberError, ProbeResult, Verdict, utcnow
@@ -221,17 +221,6 @@ def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: 
         loop.call_soon_threadsafe(fn, *args)
 
 
-def freeze_heap() -> None:
-    """Put every object alive now (configuration, trackers, jobs) out of the cyclic collector's sight.
-
-    A full collection walks every tracked object: with 20,000 checks that took 0.5 s, and at 1,000
-    probes a second one ran every second or two, which made the prober fall behind. Frozen objects
-    are still freed by reference counting.
-    """
-    gc.collect()
-    gc.freeze()
-
-
 class Addon(Protocol):
     """A part the daemon runs beside its own (the NATS collector): started, told of reloads, stopped."""
 
@@ -391,7 +380,7 @@ class Daemon:
         new = {c.name: c for c in config.checks}
         changed = sorted(n for n in set(old) & set(new) if old[n] != new[n])
         running = self.config
-        gc.unfreeze()  # the old configuration may now be garbage in reference cycles
+        thaw_heap()  # the old configuration may now be garbage in reference cycles
         try:
             await self._apply(prepared)
         except Exception as exc:

@@ -53,3 +53,32 @@ async def test_one_gib_body_does_not_grow_memory(target: Target, tmp_path: Path)
     assert time.monotonic() - started < 20
     print(f"peak RSS: /ok {baseline:.1f} MiB, 1 GiB body {big:.1f} MiB")
     assert big - baseline < 8, (baseline, big)
+
+
+def test_the_memory_of_parsing_a_large_configuration_is_given_back() -> None:
+    # Parsing 10,000 checks allocates several times what the configuration keeps; after start-up
+    # the daemon hands the freed pages back (glibc keeps them otherwise), so its RSS is what it uses.
+    script = """
+import platform, sys
+from prober.config import parse_config
+from prober.heap import freeze_heap
+
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+
+checks = "".join(f"  - {{name: c{i:05d}, url: 'http://127.0.0.1:9/p/{i}'}}\\n" for i in range(10000))
+config = parse_config("vantages:\\n  v1: {region: US}\\n  v2: {region: JP}\\nchecks:\\n" + checks)
+before = rss()
+freeze_heap()
+print(platform.libc_ver()[0], before, rss(), len(config.checks))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    libc, before, after, checks = out.stdout.split()
+    assert int(checks) == 10000
+    if libc != "glibc":
+        pytest.skip(f"the C library here is {libc or 'unknown'}: nothing to trim")
+    assert float(before) - float(after) > 4, out.stdout  # about 9 MiB here
