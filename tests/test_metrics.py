@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -125,6 +126,46 @@ def test_configuration_chooses_the_detail() -> None:
     assert live.metrics.detail == "summary"
     with pytest.raises(ConfigError, match=r"metrics.detail: \"all\" is not one of"):
         parse_config("metrics: {detail: all}\n" + checks, env={})
+
+
+class Watching(Collector):
+    """Adds no series; notes whether the cyclic garbage collector runs while it is collected."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.seen: list[bool] = []
+        self.fail = fail
+
+    def collect(self) -> Iterator[Metric]:
+        self.seen.append(gc.isenabled())
+        if self.fail:
+            raise RuntimeError("broken collector")
+        return iter(())
+
+
+def test_rendering_pauses_the_cyclic_collector_and_resumes_it() -> None:
+    m = ProberMetrics()
+    watching = Watching()
+    m.registry.register(watching)
+    assert gc.isenabled()
+    m.exposition()
+    assert watching.seen == [False] and gc.isenabled()
+    gc.disable()  # paused by someone else: a rendering leaves it paused
+    try:
+        m.exposition()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    m.registry.register(Watching(fail=True))
+    with pytest.raises(RuntimeError, match="broken collector"):
+        m.exposition()
+    assert gc.isenabled()
+
+
+def test_serve_takes_the_detail_from_its_configuration(tmp_path: Path) -> None:
+    scenario = build_status_db(tmp_path / "p.db")
+    m = ProberMetrics()
+    m.fill(connect(scenario.path), utcnow(), Config(metrics=MetricsSettings("full")))
+    assert m.detail == "full"
 
 
 def test_observe_sets_blackbox_like_gauges_in_full_detail() -> None:
