@@ -182,13 +182,14 @@ class ProberMetrics:
         for r, labels in known:
             if r.latency_ms is not None:
                 duration.samples.append(Sample(duration.name, labels, r.latency_ms / 1000))
-            status.add_metric(_labels(r), r.status or 0)
+            status.samples.append(Sample(status.name, labels, r.status or 0))
             for name, ms in zip(PHASES, _phases(r), strict=True):
                 phase.samples.append(
                     Sample(phase.name, {**labels, "phase": name}, 0.0 if ms is None else ms / 1000)
                 )
             if r.cert_days is not None:
-                cert.add_metric(_labels(r), (r.ts + timedelta(days=r.cert_days)).timestamp())
+                expiry = (r.ts + timedelta(days=r.cert_days)).timestamp()
+                cert.samples.append(Sample(cert.name, labels, expiry))
         verdict = _gauge(
             "prober_probe_verdict",
             "1 for the verdict of the last probe, 0 for the others",
