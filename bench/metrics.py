@@ -33,6 +33,7 @@ import importlib
 import json
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -310,6 +311,8 @@ def run_scrapes(args: argparse.Namespace) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            if not args.keep:
+                shutil.rmtree(work, ignore_errors=True)
     if not scrapes:
         raise RuntimeError("no scrape fitted in --duration: make it longer than an interval and --every")
     quiet_s = sum(q[0] for q in quiet)
@@ -384,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detail", choices=("summary", "full"), default="summary", help="(b) metrics.detail")
     parser.add_argument("--format", choices=("openmetrics", "text"), default="openmetrics",
                         help="(b) format asked for (default: OpenMetrics first, as Prometheus)")  # fmt: skip
+    parser.add_argument(
+        "--keep", action="store_true", help="(b) keep the work folder (config, database, log)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="where to write the JSON figures")
     args = parser.parse_args(argv)
     helpers(args.prober_path)
