@@ -1142,6 +1142,7 @@ def test_json_schema_structure() -> None:
         "alerts",
         "claims",
         "page",
+        "metrics",
     }
     check = schema["$defs"][schema["properties"]["checks"]["items"]["$ref"].rsplit("/", 1)[1]]
     assert check["required"] == ["name", "url"]

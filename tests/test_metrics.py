@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from test_web import Scenario, build_status_db
 
-from prober.config import Check, Config
-from prober.model import Incident, Phases, ProbeResult, Reason, State, Surface, Verdict
+from prober.config import Check, Config, ConfigError, MetricsDetail, MetricsSettings, parse_config
+from prober.model import Incident, Phases, ProbeResult, Reason, State, Surface, Verdict, utcnow
+from prober.store import connect
 from prober.web import LiveState, ProberMetrics, create_app
 
 T0 = datetime(2022, 12, 28, 13, 50, tzinfo=UTC)
@@ -48,8 +51,125 @@ def result(verdict: Verdict, **kw: Any) -> ProbeResult:
 LABELS = {"check": "x-web", "vantage": "tokyo", "region": "JP", "surface": "web"}
 
 
-def test_observe_sets_blackbox_like_gauges() -> None:
+def names(samples: Samples) -> set[str]:
+    return {name for name, _ in samples}
+
+
+def test_summary_is_success_per_vantage_and_the_current_state_per_check() -> None:
+    """The default: what alerts need, 4 samples per check at 3 vantages (docs/metrics.md)."""
     m = ProberMetrics()
+    assert m.detail == "summary"
+    for vantage, region in (("tokyo", "JP"), ("london", "UK"), ("us-east", "US")):
+        m.observe(replace(result(Verdict.UP, status=200, latency_ms=250.0), vantage=vantage, region=region))
+    m.set_state("x-web", State.OPERATIONAL)
+    m.set_open_incidents([])
+    s = parse(m.exposition().decode())
+    assert names(s) == {"prober_probe_success", "prober_check_state"}
+    assert len(s) == 4
+    assert value(s, "prober_probe_success", **LABELS) == 1
+    assert value(s, "prober_check_state", check="x-web", surface="web") == 1
+    assert value(s, "prober_check_state", check="x-web", state="operational") == 1
+
+    m.observe(result(Verdict.DOWN, reason=Reason.CONNECT, ts=T0 + timedelta(minutes=1)))
+    m.observe(result(Verdict.UNKNOWN, reason=Reason.VANTAGE, ts=T0 + timedelta(minutes=2)))
+    m.set_state("x-web", State.PARTIAL_OUTAGE)
+    m.set_open_incidents([Incident("x-web", State.PARTIAL_OUTAGE, Reason.CONNECT, None, T0, T0)])
+    m.set_maintenance(["x-web"])
+    s = parse(m.exposition().decode())
+    assert (
+        value(s, "prober_probe_success", **LABELS) == 0
+    )  # the unknown result left it as the down one set it
+    assert value(s, "prober_probe_success", check="x-web", vantage="london") == 1
+    # Only the current state: a query for `state=~"partial_outage|major_outage"} == 1` works as on
+    # the full one-hot, without its four zeros.
+    assert value(s, "prober_check_state", check="x-web") == 1
+    assert value(s, "prober_check_state", check="x-web", state="partial_outage") == 1
+    # Open incidents and maintenance appear where they are not 0.
+    assert value(s, "prober_check_open_incidents", check="x-web", surface="web") == 1
+    assert value(s, "prober_check_maintenance", check="x-web", surface="web") == 1
+    assert len(s) == 6
+
+
+def test_full_detail_is_a_superset_of_the_summary() -> None:
+    def exposed(detail: MetricsDetail) -> Samples:
+        m = ProberMetrics(detail)
+        m.observe(result(Verdict.DEGRADED, reason=Reason.SLOW, status=200, latency_ms=2500.0))
+        m.set_state("x-web", State.DEGRADED)
+        m.set_open_incidents([])
+        return parse(m.exposition().decode())
+
+    summary, full = exposed("summary"), exposed("full")
+    assert summary.items() <= full.items()
+    assert names(full) - names(summary) == {
+        "prober_probe_verdict",
+        "prober_probe_duration_seconds",
+        "prober_probe_http_duration_seconds",
+        "prober_probe_http_status_code",
+        "prober_probe_timestamp_seconds",
+        "prober_probe_results_total",
+        "prober_check_open_incidents",
+        "prober_check_maintenance",
+    }
+    # One check from one vantage: 1 success, 4 verdicts, duration, 5 phases, status, timestamp and
+    # 1 counter (14 per vantage); 5 states, open incidents, maintenance (7 per check).
+    assert (len(summary), len(full)) == (2, 21)
+
+
+def test_configuration_chooses_the_detail() -> None:
+    checks = "checks: [{name: x-web, url: 'https://x.test/'}]\n"
+    assert parse_config(checks, env={}).metrics.detail == "summary"
+    config = parse_config("metrics: {detail: full}\n" + checks, env={})
+    assert config.metrics.detail == "full"
+    live = LiveState(config)
+    assert live.metrics.detail == "full"
+    live.configure(parse_config(checks, env={}))  # a reload back to the default
+    assert live.metrics.detail == "summary"
+    with pytest.raises(ConfigError, match=r"metrics.detail: \"all\" is not one of"):
+        parse_config("metrics: {detail: all}\n" + checks, env={})
+
+
+class Watching(Collector):
+    """Adds no series; notes whether the cyclic garbage collector runs while it is collected."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.seen: list[bool] = []
+        self.fail = fail
+
+    def collect(self) -> Iterator[Metric]:
+        self.seen.append(gc.isenabled())
+        if self.fail:
+            raise RuntimeError("broken collector")
+        return iter(())
+
+
+def test_rendering_pauses_the_cyclic_collector_and_resumes_it() -> None:
+    m = ProberMetrics()
+    watching = Watching()
+    m.registry.register(watching)
+    assert gc.isenabled()
+    m.exposition()
+    assert watching.seen == [False] and gc.isenabled()
+    gc.disable()  # paused by someone else: a rendering leaves it paused
+    try:
+        m.exposition()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    m.registry.register(Watching(fail=True))
+    with pytest.raises(RuntimeError, match="broken collector"):
+        m.exposition()
+    assert gc.isenabled()
+
+
+def test_serve_takes_the_detail_from_its_configuration(tmp_path: Path) -> None:
+    scenario = build_status_db(tmp_path / "p.db")
+    m = ProberMetrics()
+    m.fill(connect(scenario.path), utcnow(), Config(metrics=MetricsSettings("full")))
+    assert m.detail == "full"
+
+
+def test_observe_sets_blackbox_like_gauges_in_full_detail() -> None:
+    m = ProberMetrics("full")
     m.observe(
         result(Verdict.UP, status=200, latency_ms=250.0, phases=Phases(10, 20, 30, 150), cert_days=10.0)
     )
@@ -81,13 +201,14 @@ def test_observe_sets_blackbox_like_gauges() -> None:
 
 
 def test_check_states_open_incidents_and_removed_checks() -> None:
-    m = ProberMetrics()
+    m = ProberMetrics("full")
     m.configure(
         Config(
             checks=(
                 Check("x-web", "https://x.test/"),
                 Check("x-app", "https://a.test/", surface=Surface.MOBILE),
-            )
+            ),
+            metrics=MetricsSettings("full"),
         )
     )
     m.observe(result(Verdict.DOWN, reason=Reason.DNS))
@@ -100,7 +221,12 @@ def test_check_states_open_incidents_and_removed_checks() -> None:
     assert value(s, "prober_check_state", check="x-app", surface="mobile", state="operational") == 1
     assert value(s, "prober_check_open_incidents", check="x-web", surface="web") == 1
     assert value(s, "prober_check_open_incidents", check="x-app", surface="mobile") == 0
-    m.configure(Config(checks=(Check("x-app", "https://a.test/", surface=Surface.MOBILE),)))
+    m.configure(
+        Config(
+            checks=(Check("x-app", "https://a.test/", surface=Surface.MOBILE),),
+            metrics=MetricsSettings("full"),
+        )
+    )
     text = m.exposition().decode()
     assert 'check="x-web"' not in text
     assert 'check="x-app"' in text
@@ -114,14 +240,20 @@ async def test_metrics_endpoint_from_the_database(tmp_path: Path) -> None:
         assert response.headers["Content-Type"].startswith("text/plain; version=")
         s = parse(await response.text())
     tokyo = {"check": "x-mobile", "vantage": "tokyo", "region": "JP", "surface": "mobile"}
+    assert names(s) <= {"prober_probe_success", "prober_check_state", "prober_check_open_incidents"}
     assert value(s, "prober_probe_success", **tokyo) == 0
-    assert value(s, "prober_probe_http_status_code", **tokyo) == 503
-    assert value(s, "prober_probe_duration_seconds", **tokyo) == 0.03
     assert value(s, "prober_probe_success", check="x-api", vantage="us-east") == 1  # degraded is served
-    assert value(s, "prober_probe_verdict", check="x-api", verdict="degraded") == 1
     assert value(s, "prober_check_state", check="x-mobile", state="partial_outage") == 1
     assert value(s, "prober_check_state", check="x-api", state="degraded") == 1
     assert value(s, "prober_check_open_incidents", check="x-mobile", surface="mobile") == 1
+    assert not [k for k in s if k[0] == "prober_check_open_incidents" and ("check", "x-web") in k[1]]
+
+    full = ProberMetrics("full")  # `metrics: {detail: full}`; without a configuration, fill keeps it
+    full.fill(connect(scenario.path), utcnow())
+    s = parse(full.exposition().decode())
+    assert value(s, "prober_probe_http_status_code", **tokyo) == 503
+    assert value(s, "prober_probe_duration_seconds", **tokyo) == 0.03
+    assert value(s, "prober_probe_verdict", check="x-api", verdict="degraded") == 1
     assert value(s, "prober_check_open_incidents", check="x-web", surface="web") == 0
     newest = max(r.ts for r in scenario.results if r.check == "x-web" and r.vantage == "us-east")
     assert value(s, "prober_probe_timestamp_seconds", check="x-web", vantage="us-east") == newest.timestamp()
@@ -130,6 +262,7 @@ async def test_metrics_endpoint_from_the_database(tmp_path: Path) -> None:
 
 async def test_metrics_endpoint_of_a_live_daemon(tmp_path: Path) -> None:
     live = LiveState()
+    live.metrics.detail = "full"
     live.observe(result(Verdict.UP, status=204, latency_ms=12.0))
     live.set_state("x-web", State.OPERATIONAL)
     async with TestClient(TestServer(create_app(tmp_path / "absent.db", live=live))) as client:
@@ -165,6 +298,7 @@ class CountingCollector(Collector):
 
 def counted_live() -> tuple[LiveState, CountingCollector]:
     live = LiveState()
+    live.metrics.detail = "full"  # the status code shows each change
     live.observe(result(Verdict.UP, status=204, latency_ms=12.0))
     counter = CountingCollector()
     live.metrics.registry.register(counter)

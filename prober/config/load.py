@@ -25,6 +25,7 @@ from prober.config.model import (
     Defaults,
     Expect,
     MaintenanceWindow,
+    MetricsSettings,
     PageSettings,
     Vantage,
     _builtin_names,
@@ -37,6 +38,7 @@ from prober.config.spec import (
     _ConfigSpec,
     _DefaultsSpec,
     _ExpectSpec,
+    _MetricsSpec,
     _PageSpec,
     located_issue,
 )
@@ -354,6 +356,7 @@ def _build(spec: _ConfigSpec, tree: _Tree, alerts: Any = None) -> Config:
             for name, s in (spec.claims or {}).items()
         },
         page=_page(spec.page or _PageSpec()),
+        metrics=MetricsSettings(detail=(spec.metrics or _MetricsSpec()).detail),
         secrets=frozenset(tree.secrets),
         secret_names=tree.secrets,
     )

@@ -14,6 +14,7 @@ from prober.signatures import Signature, builtin_signatures
 
 Quorum = int | Literal["majority", "all"]
 Selection = Literal["all", "none"] | tuple[str, ...]
+MetricsDetail = Literal["summary", "full"]
 _V = TypeVar("_V")
 
 
@@ -105,6 +106,14 @@ class PageSettings:
     description: str | None = None
     show_urls: bool = False  # a public page must not reveal internal hosts unless asked to
     refresh: float | None = None  # seconds between the page's reloads of itself (wall displays)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """The top-level `metrics:` key: which series /metrics exposes."""
+
+    # summary: per check and vantage success and duration, per check its state; full: every series
+    detail: MetricsDetail = "summary"
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +263,7 @@ class Config:
     alerts: AlertSettings | None = None  # the `alerts:` key, if any
     claims: Mapping[str, ClaimSource] = field(default_factory=dict)
     page: PageSettings = field(default_factory=PageSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     secrets: frozenset[str] = frozenset()  # every value substituted from ${NAME}
     secret_names: Mapping[str, str] = field(default_factory=dict, repr=False)  # value -> NAME
     _redactor: Redactor = field(init=False, repr=False, compare=False)

@@ -260,6 +260,17 @@ class _PageSpec(_Spec):
     )
 
 
+class _MetricsSpec(_Spec):
+    model_config = ConfigDict(title="metrics")
+
+    detail: Literal["summary", "full"] = Field(
+        default="summary",
+        description="summary: per check and vantage prober_probe_success and duration, per check its "
+        "state (about 2 samples per check and vantage); full: every series, phases, status codes, "
+        "verdicts, certificates and counters (about 13).",
+    )
+
+
 class _CheckSpec(_Spec):
     model_config = ConfigDict(title="check")
 
@@ -397,6 +408,7 @@ class _ConfigSpec(_Spec):
         default=None, description="The target's own status pages and incident feeds, polled and compared."
     )
     page: _PageSpec | None = Field(default=None, description="The public status page.")
+    metrics: _MetricsSpec | None = Field(default=None, description="Which series /metrics exposes.")
 
 
 def json_schema() -> dict[str, Any]:
@@ -410,6 +422,7 @@ def json_schema() -> dict[str, Any]:
         "Defaults",
         "Expect",
         "Maintenance",
+        "Metrics",
         "Page",
         "Signature",
         "Vantage",
@@ -521,6 +534,7 @@ def _known_keys(parent: _YamlPath) -> list[str]:
         ("maintenance", "#"): _MaintenanceSpec,
         ("checks", "#", "claim"): _CheckClaimSpec,
         ("page",): _PageSpec,
+        ("metrics",): _MetricsSpec,
     }
     model = _VantageSpec if len(kind) == 2 and kind[0] == "vantages" else models.get(kind)
     model = _ClaimSourceSpec if len(kind) == 2 and kind[0] == "claims" else model

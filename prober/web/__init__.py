@@ -35,7 +35,7 @@ from prober.web import public, screenshots, statuspage_api, strip
 from prober.web.answers import JSON_HEADERS, JSON_TYPE, SECURITY_HEADERS, Answer, AnswerCache, Maker, Snapshot
 from prober.web.api import check_json, dumps, narrated_json, window_json
 from prober.web.live import LiveState
-from prober.web.metrics import ExpositionCache, ProberMetrics
+from prober.web.metrics import ExpositionCache, ProberMetrics, expose
 from prober.web.page import environment, narrated, render
 from prober.web.params import RequestError, bad, cursor, make_cursor, query, window
 from prober.web.params import limit as limit_of
@@ -386,14 +386,14 @@ async def metrics(request: web.Request) -> web.Response:
     async def render() -> bytes:
         if s.live is not None:  # off the loop: thousands of series take a while to write out
             registry = s.live.metrics.registry
-            return await asyncio.get_running_loop().run_in_executor(None, encoder, registry)
+            return await asyncio.get_running_loop().run_in_executor(None, expose, encoder, registry)
         config, now = s.current_config(), utcnow()
 
         def work(db: sqlite_utils.Database) -> bytes:
             fresh = ProberMetrics()  # a registry per rendering: checks gone from the database leave no series
             fresh.fill(db, now, config)
             fresh.registry.register(StoredClaims(db, now))
-            return encoder(fresh.registry)
+            return expose(encoder, fresh.registry)
 
         return await s.reader.run(work)
 
