@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 import ssl
 import time
@@ -56,8 +58,8 @@ async def connect(
 ) -> Client:
     """Connect, reconnecting for ever once connected; the first connection is tried for `retry_for` s
     (None: once), since an agent may well start before its NATS server does."""
-    if link.creds is not None and not link.creds.is_file():
-        raise LinkError(f"--nats-creds {link.creds}: no such file")
+    if link.creds is not None:
+        check_creds(link.creds)
     tls = link.tls()
 
     said: dict[str, float] = {}  # error text -> when last logged
@@ -110,6 +112,45 @@ async def connect(
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+def check_creds(path: Path) -> None:
+    """Refuse a credentials file nats-py could not use, before it tries: it would fail at every
+    reconnection, or loop for ever reading a file without a JWT block."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise LinkError(f"--nats-creds {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LinkError(f"--nats-creds {path}: {exc}") from None
+
+    def block(begin: str) -> str:
+        # nats-py reads the one line after the BEGIN line, as nsc writes it.
+        at = next((i for i, line in enumerate(lines) if begin in line), None)
+        if at is None or at + 1 >= len(lines):
+            raise LinkError(f"--nats-creds {path}: not a NATS credentials file (no {begin} block)")
+        return lines[at + 1].strip()
+
+    token = block("BEGIN NATS USER JWT")
+    seed = block("BEGIN USER NKEY SEED")
+    if token.count(".") != 2:
+        raise LinkError(f"--nats-creds {path}: the user JWT is malformed")
+    try:
+        import nkeys
+    except ImportError as exc:
+        raise LinkError(f"--nats-creds needs nkeys: pip install 'prober[agents]' ({exc})") from None
+    try:
+        key = nkeys.from_seed(bytearray(seed.encode()))
+    except Exception as exc:  # nkeys raises several kinds, and binascii's for bad base32
+        raise LinkError(f"--nats-creds {path}: the user seed is malformed ({type(exc).__name__})") from None
+    public = bytes(key.public_key).decode()
+    try:
+        body = token.split(".")[1]
+        subject = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))["sub"]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise LinkError(f"--nats-creds {path}: the user JWT is malformed ({type(exc).__name__})") from None
+    if subject != public:
+        raise LinkError(f"--nats-creds {path}: the seed is not the one of the JWT's user ({subject})")
 
 
 def _without_password(url: str) -> str:
