@@ -124,3 +124,31 @@ def test_a_creds_file_is_checked_before_connecting(tmp_path: Path) -> None:
     from prober.agents.link import check_creds
 
     check_creds(path)
+
+
+@pytest.mark.slow
+@needs_server
+@pytest.mark.timeout(60)
+async def test_creds_the_server_does_not_trust_are_a_clear_error(
+    tmp_path: Path,
+    servers: Callable[[str, str], Awaitable[NatsServer]],
+    prober_process: Start,
+) -> None:
+    trusted, stranger = Operator(), Operator("stranger")
+    trusted.account("PROBER")
+    creds = stranger.user(stranger.account("PROBER"), "us").write(tmp_path / "us.creds")  # well formed
+    hub = await servers("hub", 'jetstream { store_dir: "STORE" }\n' + trusted.server_config())
+    url = f"nats://127.0.0.1:{hub.port}"
+    config = tmp_path / "checks.yaml"
+    config.write_text("checks:\n  - {name: web, url: 'http://127.0.0.1:9/'}\n")
+    collector = await prober_process(
+        "run", "-c", str(config), "--db", str(tmp_path / "p.db"), "--nats", url, "--nats-creds", str(creds)
+    )
+    assert await collector.wait(20) == 3, collector.log  # what a NATS that cannot be reached gives
+    assert "cannot connect to NATS at" in collector.log and "Authorization Violation" in collector.log
+    assert "Traceback" not in collector.log
+    # An agent waits for its server (it may start first, or be reconfigured): it says why, and tries again.
+    agent = await prober_process("agent", "--nats", url, "--vantage", "us", "--nats-creds", str(creds))
+    await wait_for(lambda: "Authorization Violation" in agent.log, 20, "the refusal", lambda: agent.log)
+    assert "Traceback" not in agent.log
+    assert await agent.stop() == 0, agent.log

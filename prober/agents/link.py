@@ -63,11 +63,13 @@ async def connect(
     tls = link.tls()
 
     said: dict[str, float] = {}  # error text -> when last logged
+    last: list[str] = []  # the latest error: why the first connection failed (nats-py says "no servers")
 
     async def on_error(exc: Exception) -> None:
         # The server says why it refused each message (a permissions violation per publish): the same
         # words once a minute are enough.
         text = str(exc) or type(exc).__name__
+        last[:] = [text]
         now = time.monotonic()
         if now - said.get(text, -ERROR_LOG_EVERY) >= ERROR_LOG_EVERY:
             if len(said) > 100:
@@ -89,27 +91,31 @@ async def connect(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + (retry_for or 0.0)
     delay = 0.2
+    logged_at = -ERROR_LOG_EVERY
     while True:
+        last.clear()
         try:
+            # With -1 nats-py would try the first connection for ever, inside connect(), whatever the
+            # server says (refused, or an authorization violation): tried twice here, for ever later.
             nc = await nats.connect(
                 link.url.split(","), name=name, tls=tls, user_credentials=None if link.creds is None
-                else str(link.creds), allow_reconnect=True, max_reconnect_attempts=-1,
+                else str(link.creds), allow_reconnect=True, max_reconnect_attempts=1,
                 reconnect_time_wait=0.5, connect_timeout=3, pending_size=buffer,
                 flush_timeout=FLUSH_TIMEOUT, error_cb=on_error, disconnected_cb=on_disconnect,
                 reconnected_cb=on_reconnect,
             )  # fmt: skip
+            nc.options["max_reconnect_attempts"] = -1  # read at each reconnection
             made.append(nc)
             return nc
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            why = last[0] if last else str(exc) or type(exc).__name__
             if loop.time() >= deadline:
-                raise LinkError(
-                    f"cannot connect to NATS at {link.shown}: {str(exc) or type(exc).__name__}"
-                ) from exc
-            log.warning(
-                "cannot connect to NATS at %s (%s); trying again", link.shown, str(exc) or type(exc).__name__
-            )
+                raise LinkError(f"cannot connect to NATS at {link.shown}: {why}") from exc
+            if loop.time() - logged_at >= ERROR_LOG_EVERY:
+                logged_at = loop.time()
+                log.warning("cannot connect to NATS at %s (%s); trying again", link.shown, why)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
