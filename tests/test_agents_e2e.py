@@ -14,12 +14,14 @@ import signal
 import socket
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from prober.agents import STREAM
 from tests.conftest import ProberProcess, Target, wait_for
 
 NATS_SERVER = shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin")
@@ -86,12 +88,34 @@ class NatsServer:
             await asyncio.wait_for(self.process.wait(), 20)
 
 
+def leaf_permissions(domain: str, vantages: list[str]) -> dict[str, list[str]]:
+    """What a region's leaf node may send to the hub and receive from it (deploy/nats/hub.conf):
+    its agents' heartbeats and configuration reads (in the hub's domain), and what the hub's
+    stream needs to source the leaf's: the consumer it makes there, its messages and flow control."""
+    return {
+        "publish": [
+            *(f"prober.heartbeat.{v}" for v in vantages),
+            *(s.replace("$JS.API.", "$JS.hub.API.") for s in AGENT_SUBJECTS),
+            "$JS.S.>",  # the sourced messages and heartbeats, to the hub's stream
+            "$JSC.R.>",  # the leaf's answers to the hub's JetStream requests
+        ],
+        "subscribe": [
+            "_INBOX.>",  # answers to its agents, and the configuration's updates
+            f"$JS.{domain}.API.CONSUMER.CREATE.{STREAM}",  # the hub's stream sourcing the leaf's
+            f"$JS.FC.{STREAM}.>",  # the hub's stream's flow control answers
+        ],
+    }
+
+
 def hub_body(leafnodes: bool = False) -> str:
     users = ["{user: collector, password: collector-pw}"]
     for v in ADDRESSES:
         allow = json.dumps([f"prober.results.{v}", f"prober.heartbeat.{v}", *AGENT_SUBJECTS])
         users.append(f'{{user: {v}, password: {v}-pw, permissions: {{publish: {{allow: {allow}}}, '
                      f'subscribe: {{allow: ["_INBOX.>"]}}}}}}')  # fmt: skip
+    if leafnodes:
+        perms = {k: {"allow": v} for k, v in leaf_permissions("leaf-us", ["us"]).items()}
+        users.append(f"{{user: leaf-us, password: leaf-us-pw, permissions: {json.dumps(perms)}}}")
     leaf = f'leafnodes {{ listen: "127.0.0.1:{free_port()}" }}\n' if leafnodes else ""
     return (
         'jetstream { store_dir: "STORE", domain: hub }\n' + leaf
@@ -343,39 +367,58 @@ async def test_an_agent_cannot_publish_as_another_and_forged_payloads_are_refuse
     assert await collector.stop() == 0
 
 
-async def test_a_hub_restart_behind_a_leaf_node_loses_nothing(
+@dataclass
+class Region:
+    """A hub; the leaf node of region us, logged in to it as its own limited user; a collector
+    sourcing the leaf's stream; and the agent of vantage us behind the leaf."""
+
+    hub: NatsServer
+    leaf: NatsServer
+    db: Path
+    collector: ProberProcess
+    agent: ProberProcess
+
+    def logs(self) -> str:
+        return (
+            "\n".join(p.log[-3000:] for p in (self.collector, self.agent)) + self.leaf.log.read_text()[-2000:]
+        )
+
+
+async def start_region(
     tmp_path: Path,
     target: Target,
     servers: Callable[[str, str], Awaitable[NatsServer]],
     prober_process: Start,
-) -> None:
+    *collector_args: str,
+) -> Region:
     hub = await servers("hub", hub_body(leafnodes=True))
     leaf_port = int(hub.conf.read_text().split('leafnodes { listen: "127.0.0.1:')[1].split('"')[0])
     leaf = await servers("leaf-us", (
         'jetstream { store_dir: "STORE", domain: leaf-us }\n'
-        f'leafnodes {{ remotes: [ {{ url: "nats-leaf://collector:collector-pw@127.0.0.1:{leaf_port}", '
+        f'leafnodes {{ remotes: [ {{ url: "nats-leaf://leaf-us:leaf-us-pw@127.0.0.1:{leaf_port}", '
         'deny_exports: ["prober.results.>"] } ] }\n'
     ))  # fmt: skip
     config = write_checks(tmp_path / "checks.yaml", target, {"web": ["us"]})
     db = tmp_path / "prober.db"
     url = f"nats://collector:collector-pw@127.0.0.1:{hub.port}"
     collector = await prober_process(
-        "run", "-c", str(config), "--db", str(db), "--nats", url, "--nats-leaf", "leaf-us"
-    )
+        "run", "-c", str(config), "--db", str(db), "--nats", url, "--nats-leaf", "leaf-us", *collector_args
+    )  # fmt: skip
     agent = await prober_process(
-        "agent",
-        "--nats",
-        f"nats://127.0.0.1:{leaf.port}",
-        "--vantage",
-        "us",
-        "--hub-domain",
-        "hub",
-        "--heartbeat",
-        "500ms",
-    )
+        "agent", "--nats", f"nats://127.0.0.1:{leaf.port}", "--vantage", "us", "--hub-domain", "hub",
+        "--heartbeat", "500ms",
+    )  # fmt: skip
+    return Region(hub, leaf, db, collector, agent)
 
-    def logs() -> str:
-        return "\n".join(p.log[-3000:] for p in (collector, agent)) + leaf.log.read_text()[-2000:]
+
+async def test_a_hub_restart_behind_a_leaf_node_loses_nothing(
+    tmp_path: Path,
+    target: Target,
+    servers: Callable[[str, str], Awaitable[NatsServer]],
+    prober_process: Start,
+) -> None:
+    region = await start_region(tmp_path, target, servers, prober_process)
+    hub, db, collector, agent, logs = region.hub, region.db, region.collector, region.agent, region.logs
 
     await wait_for(lambda: counts(db).get("us", 0) >= 3, 60, "results through the leaf", logs)
     await hub.stop(signal.SIGKILL)
@@ -444,3 +487,59 @@ async def test_results_that_do_not_fit_the_reconnect_buffer_are_counted_and_logg
         with contextlib.suppress(ConnectionResetError):  # nats-py's close, with the server gone
             await nc.close()
         await agent.pool.close()
+
+
+async def test_a_leaf_nodes_user_forwards_its_regions_results_and_nothing_else(
+    tmp_path: Path,
+    target: Target,
+    servers: Callable[[str, str], Awaitable[NatsServer]],
+    prober_process: Start,
+) -> None:
+    http = f"127.0.0.1:{free_port()}"
+    region = await start_region(tmp_path, target, servers, prober_process, "--http", http)
+    hub, leaf, db, logs = region.hub, region.leaf, region.db, region.logs
+
+    async def heard() -> dict[str, object]:
+        data = await get_json(f"http://{http}/api/agents")
+        return {a["vantage"]: a["heard_at"] for a in data["agents"]}  # type: ignore[index]
+
+    await wait_for(lambda: counts(db).get("us", 0) >= 2, 30, "results through the leaf", logs)
+    assert (await heard())["us"] is not None  # heartbeats pass too
+    # Anyone on the region's machine can talk to its leaf node; what reaches the hub is what the
+    # leaf's user may send: not a new configuration, not JetStream's API, not another region's voice.
+    nc = await nats.connect(f"nats://127.0.0.1:{leaf.port}")
+    try:
+        await nc.publish("$KV.prober-config.checks", b"checks: []\n")
+        await nc.publish("$JS.hub.API.STREAM.DELETE.PROBER_RESULTS", b"")
+        beat = {"vantage": "jp", "ts": "2026-12-01T12:00:00+00:00", "interval": 5.0}
+        await nc.publish("prober.heartbeat.jp", json.dumps(beat).encode())
+        await nc.flush()
+    finally:
+        await nc.close()
+    stored_before = counts(db)["us"]
+    await wait_for(
+        lambda: counts(db).get("us", 0) >= stored_before + 2, 20, "results after the attempts", logs
+    )
+    assert (await heard())["jp"] is None
+    hc = await nats.connect(f"nats://collector:collector-pw@127.0.0.1:{hub.port}")
+    try:
+        js = hc.jetstream()
+        entry = await (await js.key_value("prober-config")).get("checks")
+        assert entry.value == (tmp_path / "checks.yaml").read_bytes()
+        assert (await js.stream_info(STREAM)).config.name == STREAM
+    finally:
+        await hc.close()
+    # The leaf drops what its user may not send (the hub told it the permissions): nothing is
+    # refused at the hub, and nothing the leaf and its agent need was refused either.
+    assert "Permissions Violation" not in hub.log.read_text() + leaf.log.read_text(), logs()
+    assert await region.agent.stop() == 0 and await region.collector.stop() == 0
+
+
+def test_the_example_leaf_user_has_exactly_what_the_tests_grant() -> None:
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "deploy" / "nats" / "permissions.conf").read_text()
+    block = text.split("LEAF_LONDON: {", 1)[1].split("\n}", 1)[0]
+    publish, subscribe = block.split("subscribe:", 1)
+    granted = {"publish": re.findall(r'"([^"]+)"', publish), "subscribe": re.findall(r'"([^"]+)"', subscribe)}
+    assert granted == leaf_permissions("leaf-london", ["london"])

@@ -59,6 +59,13 @@ def _link(url: str, creds: Path | None, ca: Path | None) -> Link:
         from prober.agents.link import Link
     except ImportError as exc:  # nats-py is the optional extra
         raise click.UsageError(f"--nats needs nats-py: pip install 'prober[agents]' ({exc})") from None
+    if creds is not None:
+        from prober.agents.link import LinkError, check_creds
+
+        try:
+            check_creds(creds)
+        except LinkError as exc:
+            raise click.UsageError(str(exc)) from None
     return Link(url, creds, ca)
 
 

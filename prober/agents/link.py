@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 import ssl
 import time
@@ -56,16 +58,18 @@ async def connect(
 ) -> Client:
     """Connect, reconnecting for ever once connected; the first connection is tried for `retry_for` s
     (None: once), since an agent may well start before its NATS server does."""
-    if link.creds is not None and not link.creds.is_file():
-        raise LinkError(f"--nats-creds {link.creds}: no such file")
+    if link.creds is not None:
+        check_creds(link.creds)
     tls = link.tls()
 
     said: dict[str, float] = {}  # error text -> when last logged
+    last: list[str] = []  # the latest error: why the first connection failed (nats-py says "no servers")
 
     async def on_error(exc: Exception) -> None:
         # The server says why it refused each message (a permissions violation per publish): the same
         # words once a minute are enough.
         text = str(exc) or type(exc).__name__
+        last[:] = [text]
         now = time.monotonic()
         if now - said.get(text, -ERROR_LOG_EVERY) >= ERROR_LOG_EVERY:
             if len(said) > 100:
@@ -87,29 +91,72 @@ async def connect(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + (retry_for or 0.0)
     delay = 0.2
+    logged_at = -ERROR_LOG_EVERY
     while True:
+        last.clear()
         try:
+            # With -1 nats-py would try the first connection for ever, inside connect(), whatever the
+            # server says (refused, or an authorization violation): tried twice here, for ever later.
             nc = await nats.connect(
                 link.url.split(","), name=name, tls=tls, user_credentials=None if link.creds is None
-                else str(link.creds), allow_reconnect=True, max_reconnect_attempts=-1,
+                else str(link.creds), allow_reconnect=True, max_reconnect_attempts=1,
                 reconnect_time_wait=0.5, connect_timeout=3, pending_size=buffer,
                 flush_timeout=FLUSH_TIMEOUT, error_cb=on_error, disconnected_cb=on_disconnect,
                 reconnected_cb=on_reconnect,
             )  # fmt: skip
+            nc.options["max_reconnect_attempts"] = -1  # read at each reconnection
             made.append(nc)
             return nc
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            why = last[0] if last else str(exc) or type(exc).__name__
             if loop.time() >= deadline:
-                raise LinkError(
-                    f"cannot connect to NATS at {link.shown}: {str(exc) or type(exc).__name__}"
-                ) from exc
-            log.warning(
-                "cannot connect to NATS at %s (%s); trying again", link.shown, str(exc) or type(exc).__name__
-            )
+                raise LinkError(f"cannot connect to NATS at {link.shown}: {why}") from exc
+            if loop.time() - logged_at >= ERROR_LOG_EVERY:
+                logged_at = loop.time()
+                log.warning("cannot connect to NATS at %s (%s); trying again", link.shown, why)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+def check_creds(path: Path) -> None:
+    """Refuse a credentials file nats-py could not use, before it tries: it would fail at every
+    reconnection, or loop for ever reading a file without a JWT block."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise LinkError(f"--nats-creds {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LinkError(f"--nats-creds {path}: {exc}") from None
+
+    def block(begin: str) -> str:
+        # nats-py reads the one line after the BEGIN line, as nsc writes it.
+        at = next((i for i, line in enumerate(lines) if begin in line), None)
+        if at is None or at + 1 >= len(lines):
+            raise LinkError(f"--nats-creds {path}: not a NATS credentials file (no {begin} block)")
+        return lines[at + 1].strip()
+
+    token = block("BEGIN NATS USER JWT")
+    seed = block("BEGIN USER NKEY SEED")
+    if token.count(".") != 2:
+        raise LinkError(f"--nats-creds {path}: the user JWT is malformed")
+    try:
+        import nkeys
+    except ImportError as exc:
+        raise LinkError(f"--nats-creds needs nkeys: pip install 'prober[agents]' ({exc})") from None
+    try:
+        key = nkeys.from_seed(bytearray(seed.encode()))
+    except Exception as exc:  # nkeys raises several kinds, and binascii's for bad base32
+        raise LinkError(f"--nats-creds {path}: the user seed is malformed ({type(exc).__name__})") from None
+    public = bytes(key.public_key).decode()
+    try:
+        body = token.split(".")[1]
+        subject = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))["sub"]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise LinkError(f"--nats-creds {path}: the user JWT is malformed ({type(exc).__name__})") from None
+    if subject != public:
+        raise LinkError(f"--nats-creds {path}: the seed is not the one of the JWT's user ({subject})")
 
 
 def _without_password(url: str) -> str:
