@@ -44,6 +44,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
+from _process import stop  # noqa: E402
 from _target import Target  # noqa: E402
 from scale import cpu_seconds, percentile, python_path  # noqa: E402
 
@@ -95,15 +96,6 @@ def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": python_path(), "PYTHONUNBUFFERED": "1"}
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "prober", *args], stdout=out, stderr=out, env=env)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 async def publish(url: str, checks: int, count: int, rate: float | None) -> list[tuple[str, float]]:

@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import resource
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -41,6 +40,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from _process import stop
 from aiohttp import web
 
 HERE = Path(__file__).resolve().parent
@@ -159,12 +159,7 @@ def run_measured(cmd: list[str], seconds: float, env: dict[str, str], log: Path)
         while time.monotonic() - start < seconds and proc.poll() is None:
             samples.append((time.monotonic() - start, pss_mib(proc.pid), rss_mib(proc.pid)))
             time.sleep(1.0)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     memory = [m for _, m, _ in samples]

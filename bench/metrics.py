@@ -34,7 +34,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -49,6 +48,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from _process import stop  # noqa: E402
+
 # bench/scale.py (its target, configuration writer and /proc accounting) imports prober from this
 # checkout: `helpers()` imports it once the prober to measure (--prober-path) is on sys.path.
 scale: ModuleType
@@ -305,12 +306,7 @@ def run_scrapes(args: argparse.Namespace) -> dict[str, Any]:
                 quiet.append(tuple(b - a for a, b in zip(after, now(), strict=True)))  # type: ignore[arg-type]
             rss = scale.memory_kib(proc.pid)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
             if not args.keep:
                 shutil.rmtree(work, ignore_errors=True)
     if not scrapes:
