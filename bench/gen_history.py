@@ -247,14 +247,15 @@ def generate(
                         dns, ttfb = round(latency * 0.05, 3), round(latency * 0.6, 3)
                     last = (ts, check.name, vantage, region, check.surface, check.url, VERDICTS[state],
                             reason, signature, status, latency, dns, dns, dns, ttfb,
-                            0 if status is None else 18000, None, error)  # fmt: skip
+                            0 if status is None else 18000, None, error, None, None)  # fmt: skip
+                    # (the last two: no browser evidence, no screenshot)
                     raw_rows.append(last)
                 hourly_rows.append(rollup_row(check, v, hour_key[h0 // per_hour], counts, hist, lat))
                 add_day(day_acc, day_of_slot[h0], counts, hist, lat)
             for day, (counts, hist, (lat,)) in day_acc.items():
                 daily_rows.append(rollup_row(check, v, day, counts, hist, lat))
             if last is not None:
-                latest_rows.append((check.name, vantage, stamp[0], last[0], *last[3:]))
+                latest_rows.append((check.name, vantage, stamp[0], last[0], *last[3:18], last[19]))
         conn.executemany(insert_results, raw_rows)
         conn.executemany(insert_hourly, hourly_rows)
         conn.executemany(insert_daily, daily_rows)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,9 @@ from markupsafe import Markup
 from prober.model import STATE_SEVERITY, Counts, Incident, ProbeResult, State, Verdict
 from prober.notes.timeline import Event
 from prober.report import percent
-from prober.store.history import DayStatus, LatencyPoint
+from prober.store.history import DEGRADED_DAY_SHARE, DayStatus, LatencyPoint
 from prober.web.statuspage import INDICATOR, REGION_WORDS, STATE_WORDS
-from prober.web.view import SURFACE_TITLES, CheckStatus, History, Overview, blended, empty_days
+from prober.web.view import SURFACE_TITLES, CheckStatus, Days, History, Overview, blended, empty_days
 
 TEMPLATES = Path(__file__).parent / "templates"
 MIN_REFRESH = 10  # seconds: a page reloading faster would mostly be reloading
@@ -148,28 +148,40 @@ def day_tip(label: str, day: DayStatus) -> str:
     return tip
 
 
-def bars(days: Sequence[DayStatus], labels: dict[date, str]) -> Markup:
-    """The 90-day uptime strip: one bar per day, coloured by its worst state, its tooltip in `title`."""
+def bars(days: Days, name: str, start: int, labels: Sequence[str], plain: Sequence[str]) -> Markup:
+    """The uptime strip of a check from day `start` of the span on: one bar per day, coloured by its
+    worst state, its tooltip in `title` (`plain`: each day's bar when operational with nothing down)."""
     # Dates, numbers and fixed words only: nothing in the tooltips needs escaping.
+    values = days.counts.get(name) or [0] * (4 * len(days.span))
+    touched = days.incidents.get(name, ({}, {}))
+    special = {days.span.index(day) for part in touched for day in part if day in days.span}
     out = []
-    for d in days:
-        n = d.counts
-        judged = n.up + n.degraded + n.down
-        if d.state is State.OPERATIONAL and judged and not d.incident_minutes:  # most days: quicker
-            out.append(f'<i title="{labels[d.day]}: {"100%" if not n.down else pct(n)}"></i>')
+    share = DEGRADED_DAY_SHARE
+    for i in range(start, len(days.span)):
+        up, degraded, down = values[4 * i : 4 * i + 3]
+        judged = up + degraded + down
+        if judged and degraded <= share * judged and i not in special:  # operational: most days, quicker
+            out.append(
+                plain[i] if not down else f'<i title="{labels[i]}: {pct(Counts(up, degraded, down))}"></i>'
+            )
         else:
-            out.append(f'<i{BAR_CLASS[d.state]} title="{day_tip(labels[d.day], d)}"></i>')
+            d = days.status(name, i)
+            if d.state is State.OPERATIONAL and judged and not d.incident_minutes:
+                out.append(f'<i title="{labels[i]}: {"100%" if not down else pct(d.counts)}"></i>')
+            else:
+                out.append(f'<i{BAR_CLASS[d.state]} title="{day_tip(labels[i], d)}"></i>')
     return Markup("".join(out))
 
 
-def bars_label(days: Sequence[DayStatus], labels: dict[date, str], uptime: str) -> str:
-    """The strip's aria-label: the uptime, then the days of outage, worst first."""
+def bars_label(days: Sequence[DayStatus], shown: int, labels: Mapping[date, str], uptime: str) -> str:
+    """The strip's aria-label over `shown` days: the uptime, then the days of outage among `days`
+    (those with an incident will do), worst first."""
     bad = [d for d in days if d.state in (State.PARTIAL_OUTAGE, State.MAJOR_OUTAGE)]
     bad.sort(key=lambda d: (-STATE_SEVERITY[d.state], -d.incident_minutes))
     named = [f"{STATE_WORDS[d.state]} on {labels[d.day]}" for d in bad[:ARIA_BAD_DAYS]]
     if len(bad) > ARIA_BAD_DAYS:
         named.append(f"{len(bad) - ARIA_BAD_DAYS} more days of outage")
-    text = f"Uptime over the last {len(days)} days: {uptime}"
+    text = f"Uptime over the last {shown} days: {uptime}"
     return f"{text}; {', '.join(named)}" if named else text
 
 
@@ -221,25 +233,40 @@ def chart(points: Sequence[LatencyPoint], now: datetime) -> tuple[Markup, float 
     return Markup("".join(parts)), top
 
 
+def _labels(history: History, span: Sequence[date]) -> tuple[list[str], list[str]]:
+    """Each day's label and its bar when operational with nothing down, made once per history."""
+    memo: tuple[list[str], list[str]] | None = history.fragments.get(("", "labels"))
+    if memo is None or len(memo[0]) != len(span):
+        labels = [day_label(d) for d in span]
+        memo = history.fragments[("", "labels")] = (labels, [f'<i title="{x}: 100%"></i>' for x in labels])
+    return memo
+
+
 def history_fragment(name: str, history: History, first_seen: datetime | None = None) -> Markup:
     """A check's uptime strip, its legend and its response-time chart (memoized in the history):
     a bar per day of the last 90, or of the days since its first result if fewer."""
     memo: Markup | None = history.fragments.get((name, "history"))
     if memo is not None:
         return memo
-    labels = history.fragments.get(("", "labels"))
-    if labels is None:
-        span = empty_days(history.now)
-        labels = history.fragments[("", "labels")] = {d.day: day_label(d.day) for d in span}
-    days = history.days.get(name) or empty_days(history.now)
+    days = history.days
+    if not days.span:
+        days = replace(days, span=[d.day for d in empty_days(history.now)])
+    labels, plain = _labels(history, days.span)
+    n = len(days.span)
+    start = 0
     if first_seen is not None:  # no grey bars for the days before the check existed
-        days = days[-max(1, min(len(days), (history.now.date() - first_seen.date()).days + 1)) :]
+        start = n - max(1, min(n, (history.now.date() - first_seen.date()).days + 1))
+    shown = n - start
     ago, unit = '<span class="ago">90 days ago</span>', ""
-    if len(days) < 90:  # a young check: say what a bar is, as its finer strips do (prober.web.strip)
-        ago = f'<span class="since">{len(days)} days ago</span>'
-        first = day_label(days[0].day)
-        unit = f'<p class="unit muted">Each bar is one UTC day since the first result, {first}.</p>'
-    uptime = pct(sum((d.counts for d in days), Counts()))
+    if shown < 90:  # a young check: say what a bar is, as its finer strips do (prober.web.strip)
+        ago = f'<span class="since">{shown} days ago</span>'
+        unit = f'<p class="unit muted">Each bar is one UTC day since the first result, {labels[start]}.</p>'
+    values = days.counts.get(name)
+    total = Counts(*(sum(values[4 * start + k :: 4]) for k in range(4))) if values else Counts()
+    uptime = pct(total)
+    touched = {day for part in days.incidents.get(name, ({}, {})) for day in part}
+    outages = [days.status(name, i) for i in range(start, n) if days.span[i] in touched]
+    by_day = dict(zip(days.span, labels, strict=True))
     latency = history.latency.get(name, [])
     svg, top = chart(latency, history.now)
     points = [p for p in latency if p.count]
@@ -252,8 +279,9 @@ def history_fragment(name: str, history: History, first_seen: datetime | None = 
         )
     scale = f"<span>{ms(top)}</span>" if top else ""
     memo = history.fragments[(name, "history")] = Markup(
-        f'<div class="uptime"><div class="bars{"" if len(days) >= 90 else " short"}" role="img" '
-        f'aria-label="{bars_label(days, labels, uptime)}">{bars(days, labels)}</div>'
+        f'<div class="uptime"><div class="bars{"" if shown >= 90 else " short"}" role="img" '
+        f'aria-label="{bars_label(outages, shown, by_day, uptime)}">'
+        f"{bars(days, name, start, labels, plain)}</div>"
         f'<p class="legend">{ago}<span class="up">{uptime} uptime</span>'
         f"<span>Today</span></p>{unit}</div>"
         f'<figure class="latency"><figcaption><span>Response time, 24 h</span>{scale}</figcaption>'
