@@ -51,7 +51,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("prober.web")
 
 GZIP_MIN = 1024  # smaller answers are sent as they are
-GZIP_LEVEL = 6
+# Level 5 takes about half the time of 6 on the page (20 against 35-43 ms for 1.48 MiB, measured on
+# a loaded 2-core machine) for a body 6% larger (135 against 127 KiB): answers are made every round.
+GZIP_LEVEL = 5
 
 
 @dataclass(frozen=True, slots=True)

@@ -153,23 +153,25 @@ def bars(days: Days, name: str, start: int, labels: Sequence[str], plain: Sequen
     worst state, its tooltip in `title` (`plain`: each day's bar when operational with nothing down)."""
     # Dates, numbers and fixed words only: nothing in the tooltips needs escaping.
     values = days.counts.get(name) or [0] * (4 * len(days.span))
-    touched = days.incidents.get(name, ({}, {}))
-    special = {days.span.index(day) for part in touched for day in part if day in days.span}
+    special = days.touched(name)  # days with an incident: their state is the incident's
     out = []
     share = DEGRADED_DAY_SHARE
-    for i in range(start, len(days.span)):
-        up, degraded, down = values[4 * i : 4 * i + 3]
+    days_from = zip(range(start, len(days.span)), values[4 * start :: 4], values[4 * start + 1 :: 4],
+                    values[4 * start + 2 :: 4], strict=True)  # fmt: skip
+    for i, up, degraded, down in days_from:
         judged = up + degraded + down
-        if judged and degraded <= share * judged and i not in special:  # operational: most days, quicker
-            out.append(
-                plain[i] if not down else f'<i title="{labels[i]}: {pct(Counts(up, degraded, down))}"></i>'
-            )
+        if not down and judged and degraded <= share * judged and i not in special:  # most days: quickest
+            out.append(plain[i])
+            continue
+        if judged and degraded <= share * judged and i not in special:  # operational, a stray failure
+            text = f"{(up + degraded) / judged * 100:.2f}"  # `pct`, made here: thousands of such days
+            out.append(f'<i title="{labels[i]}: {">99.99" if text == "100.00" else text}%"></i>')
+            continue
+        d = days.status(name, i)
+        if d.state is State.OPERATIONAL and judged and not d.incident_minutes:
+            out.append(f'<i title="{labels[i]}: {"100%" if not down else pct(d.counts)}"></i>')
         else:
-            d = days.status(name, i)
-            if d.state is State.OPERATIONAL and judged and not d.incident_minutes:
-                out.append(f'<i title="{labels[i]}: {"100%" if not down else pct(d.counts)}"></i>')
-            else:
-                out.append(f'<i{BAR_CLASS[d.state]} title="{day_tip(labels[i], d)}"></i>')
+            out.append(f'<i{BAR_CLASS[d.state]} title="{day_tip(labels[i], d)}"></i>')
     return Markup("".join(out))
 
 
@@ -264,8 +266,7 @@ def history_fragment(name: str, history: History, first_seen: datetime | None = 
     values = days.counts.get(name)
     total = Counts(*(sum(values[4 * start + k :: 4]) for k in range(4))) if values else Counts()
     uptime = pct(total)
-    touched = {day for part in days.incidents.get(name, ({}, {})) for day in part}
-    outages = [days.status(name, i) for i in range(start, n) if days.span[i] in touched]
+    outages = [days.status(name, i) for i in sorted(days.touched(name)) if i >= start]
     by_day = dict(zip(days.span, labels, strict=True))
     latency = history.latency.get(name, [])
     svg, top = chart(latency, history.now)

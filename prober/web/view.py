@@ -175,6 +175,13 @@ class Days:
         values = self.counts.get(name)
         return Counts() if values is None else Counts(*values[4 * i : 4 * i + 4])
 
+    def touched(self, name: str) -> set[int]:
+        """The days of the span (their indexes) on which a check had an incident."""
+        worst, minutes = self.incidents.get(name, ({}, {}))
+        first = self.span[0] if self.span else date.min
+        last = len(self.span)
+        return {i for day in (*worst, *minutes) if 0 <= (i := (day - first).days) < last}
+
     def status(self, name: str, i: int) -> history.DayStatus:
         """Day `i` of a check's strip (what `history.day_history` says of it)."""
         worst, minutes = self.incidents.get(name, ({}, {}))
