@@ -140,9 +140,8 @@ def test_pruning_deletes_rows_holding_pruned_buckets(db: sqlite_utils.Database) 
 
 def test_maintenance_counts_are_left_out_as_from_the_rollups(db: sqlite_utils.Database) -> None:
     summaries.refresh(db, NOW)
-    db.execute(
-        "INSERT INTO maintenance_counts VALUES ('web', '2022-12-26T10:00:00Z', 'tokyo', 'JP', 'web', 2, 0, 1, 0)"
-    )
+    row = ("web", "2022-12-26T10:00:00Z", "tokyo", "JP", "web", 2, 0, 1, 0)  # 3 results in a window
+    db.execute("INSERT INTO maintenance_counts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
     db.conn.commit()
     same_as_rollups(db)
     day = load_days(db, NOW).statuses("web")[-3]
