@@ -148,13 +148,12 @@ async def refresh_store(store: Store, now: datetime, limit: int = 250, pause: fl
         await asyncio.sleep(pause)
 
 
-def _stored(db: sqlite_utils.Database, table: str) -> dict[str, tuple[str, str, bytes]]:
-    return {r[0]: (r[1], r[2], r[3]) for r in db.execute(f"SELECT * FROM {table}").fetchall()}
+def _stored(db: sqlite_utils.Database, table: str) -> dict[str, str]:
+    """Check -> the last bucket its row holds (not the data: most rounds have nothing to add)."""
+    return dict(db.execute(f"SELECT check_name, through FROM {table}").fetchall())
 
 
-def _forget(
-    db: sqlite_utils.Database, table: str, stored: dict[str, tuple[str, str, bytes]], known: list[str]
-) -> None:
+def _forget(db: sqlite_utils.Database, table: str, stored: dict[str, str], known: list[str]) -> None:
     """Delete the rows of checks gone from `latest_results` (their rows would never be refreshed)."""
     gone = set(stored) - set(known)
     db.conn.executemany(f"DELETE FROM {table} WHERE check_name = ?", [(name,) for name in gone])
@@ -188,14 +187,15 @@ def _refresh(db: sqlite_utils.Database, kind: _Kind, current: datetime, limit: i
     stored = _stored(db, kind.table)
     known = _known(db)
     _forget(db, kind.table, stored, known)
-    behind = [n for n, (_, through, _) in stored.items() if through == before]
-    rebuild = [n for n in known if n not in stored or stored[n][1] < before][:limit]
+    behind = [n for n, through in stored.items() if through == before]
+    rebuild = [n for n in known if n not in stored or stored[n] < before][:limit]
     rows = []
     if behind:  # the bucket that just finished, added to each row, the oldest dropped
         added = kind.read(db, last, current, behind)
+        held = dict(db.execute(f"SELECT check_name, data FROM {kind.table} WHERE through = ?", [before]))
         for name in behind:
             new = added.get(name, {}).get(kind.key(last), kind.empty)
-            values = [*_unpack(kind.packing, stored[name][2])[4:], *new]
+            values = [*_unpack(kind.packing, held[name])[4:], *new]
             rows.append((name, kind.key(first), kind.key(last), _pack(kind.packing, values)))
     if rebuild:
         found = kind.read(db, first, current, rebuild)
