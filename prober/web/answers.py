@@ -1,7 +1,8 @@
 """Answers kept ready: the page and the JSON summaries, made in the background, served from memory.
 
-Making the page of a thousand checks takes about a second (reading 90 days of rollups, then
-rendering); sending it from memory takes a millisecond. So `/`, `/api/checks`,
+Making the page of a thousand checks takes a few hundred ms (reading each check's summary of its
+finished days and hours, then rendering; see docs/performance.md); sending it from memory takes a
+millisecond. So `/`, `/api/checks`,
 `/api/v2/summary.json` and `/api/v2/status.json` are answered from an `AnswerCache`. The first
 request for one makes it (requests arriving meanwhile share that work). After that a request never
 waits on a render: it gets the answer made last, while a background task makes every answer asked

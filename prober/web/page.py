@@ -13,11 +13,12 @@ no script at all.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
@@ -345,6 +346,22 @@ def narrated(overview: Overview, incidents: Sequence[Incident]) -> list[Incident
     return [*newest, *others[-NARRATED:]]
 
 
+T = TypeVar("T")
+YIELD_EVERY = 64  # components, or pieces of the template's output, between two pauses
+
+
+def _yielding(i: int, value: T) -> T:
+    """`value`, after letting other threads run every YIELD_EVERY calls.
+
+    Rendering is pure Python in a reader thread: without a pause, the event loop waits for the GIL
+    at every switch interval (5 ms) and a request answered from memory meanwhile takes tens of ms.
+    `time.sleep(0)` gives the GIL up, so the loop answers what is ready and goes back to waiting.
+    """
+    if i % YIELD_EVERY == YIELD_EVERY - 1:
+        time.sleep(0)
+    return value
+
+
 def render(
     env: Environment,
     overview: Overview,
@@ -366,13 +383,15 @@ def render(
             "surface": str(surface),
             "title": SURFACE_TITLES[surface],
             "state": blended([c.state for c in checks]),
-            "components": [component_view(c, history, fine or {}) for c in checks],
+            "components": [
+                _yielding(i, component_view(c, history, fine or {})) for i, c in enumerate(checks)
+            ],
         }
         for surface, checks in overview.by_surface()
     ]
     affected = [c for c in overview.checks if c.state not in (State.OPERATIONAL, State.UNKNOWN)]
     affected.sort(key=lambda c: -STATE_SEVERITY[c.state])  # the worst first
-    return env.get_template("status.html").render(
+    parts = env.get_template("status.html").generate(
         title=title,
         silent=sorted((silent or {}).items()),  # agents not heard for three heartbeats
         description=description,
@@ -391,3 +410,4 @@ def render(
         maintenance=maintenance or {"windows": [], "checks": set(), "note": ""},
         ago=lambda ts: "never" if ts is None else duration((overview.now - ts).total_seconds()) + " ago",
     )
+    return "".join(_yielding(i, part) for i, part in enumerate(parts))
