@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 SUMMARY_DAYS = 100  # finished days kept per check: the 90-day strip, whatever day the row was made
 SUMMARY_HOURS = 36  # finished hours kept per check: the 24-hour chart
+SETTLE = timedelta(minutes=2)  # an hour or day is summarized this long after it finished
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
 _NAN = float("nan")
@@ -131,9 +132,10 @@ def refresh(db: sqlite_utils.Database, now: datetime, limit: int = 250) -> int:
     again from the rollups, at most `limit` checks per call (call it again while it returns as many).
     """
     written = 0
+    settled = now - SETTLE  # results of an hour just finished are still arriving (agents, batches)
     with db.conn:
-        written += _refresh(db, _DAYS, history.floor_day(now), limit)
-        written += _refresh(db, _HOURS, history.floor_hour(now), limit)
+        written += _refresh(db, _DAYS, history.floor_day(settled), limit)
+        written += _refresh(db, _HOURS, history.floor_hour(settled), limit)
     return written
 
 
