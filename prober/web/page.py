@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from prober.model import STATE_SEVERITY, Counts, Incident, ProbeResult, State, Verdict
 from prober.notes.timeline import Event
@@ -308,6 +308,65 @@ def component_view(status: CheckStatus, history: History, fine: Mapping[str, Mar
     return ComponentView(status, strip, results)
 
 
+_PROBES_HEAD = (
+    "<table><thead><tr><th>Vantage</th><th>Region</th><th>Verdict</th><th>Status</th><th>Time</th>"
+    "<th>At</th><th>Detail</th></tr></thead><tbody>\n"
+)
+
+
+def component_html(view: ComponentView, in_maintenance: bool, now: datetime) -> Markup:
+    """A check's `<article>` on the page (made here rather than in the template: a thousand of them
+    took the template about half of the page's rendering). Everything not ours is escaped."""
+    c, info = view.status, view.status.info
+    e = escape
+    last = c.last_probed
+    out = [
+        f'<article class="component" id="check-{e(c.name)}">\n<div class="head"><div class="name">'
+        f"<h3>{e(info.title)}</h3>"
+    ]
+    if info.description:
+        out.append(f'<p class="description">{e(info.description)}</p>')
+    if info.url:
+        out.append(f'<p class="url muted">{e(info.url)}</p>')
+    out.append(f'</div><span class="state s-{e(c.state)}">{e(words(c.state))}</span></div>\n')
+    if in_maintenance:
+        out.append('<p class="under-maintenance">Under maintenance</p>')
+    regions = "".join(
+        f'<li class="s-{e(state)}">{e(region)} <small>{e(region_words(state))}</small></li>'
+        for region, state in c.regions.items()
+    )
+    out.append(f'<ul class="regions" aria-label="State per region">{regions}</ul>\n')
+    out.append(f'<div class="body">{view.history}</div>\n')
+    out.append(f'<details class="probes"><summary>Last probed {e(_ago(last, now))}')
+    if last:
+        out.append(f" ({e(utc(last))})")
+    out.append(
+        f'</summary>\n<div class="scroll" tabindex="0" role="region" aria-label="Latest probes of '
+        f'{e(info.title)}">{_PROBES_HEAD}'
+    )
+    for r in view.results:
+        detail = ""
+        if r.verdict != Verdict.UP:
+            detail = str(e(cause(r.reason, r.signature)))
+            if r.error:
+                detail += f': <span class="error">{e(r.error)}</span>'
+        if r.screenshot_id:
+            detail += f' <a href="api/screenshots/{e(r.screenshot_id)}.png">screenshot</a>'
+        out.append(
+            f'<tr class="v-{e(r.verdict)}"><td>{e(r.vantage)}</td><td>{e(r.region)}</td>'
+            f"<td>{e(r.verdict)}</td><td>{e(r.status or '–')}</td><td>{e(ms(r.latency_ms))}</td>"
+            f"<td>{e(_ago(r.ts, now))}</td><td>{detail}</td></tr>\n"
+        )
+    if not view.results:
+        out.append('<tr><td colspan="7" class="muted">No results yet.</td></tr>\n')
+    out.append("</tbody></table></div></details>\n</article>")
+    return Markup("".join(out))
+
+
+def _ago(ts: datetime | None, now: datetime) -> str:
+    return "never" if ts is None else duration((now - ts).total_seconds()) + " ago"
+
+
 def incident_rows(
     incidents: Sequence[Incident],
     now: datetime,
@@ -378,13 +437,15 @@ def render(
     claims: Mapping[tuple[str, datetime], str] | None = None,
 ) -> str:
     """The status page's HTML (blocking: CPU-bound for thousands of checks; run off the loop)."""
+    now, under = overview.now, (maintenance or {}).get("checks", set())
     groups = [
         {
             "surface": str(surface),
             "title": SURFACE_TITLES[surface],
             "state": blended([c.state for c in checks]),
             "components": [
-                _yielding(i, component_view(c, history, fine or {})) for i, c in enumerate(checks)
+                _yielding(i, component_html(component_view(c, history, fine or {}), c.name in under, now))
+                for i, c in enumerate(checks)
             ],
         }
         for surface, checks in overview.by_surface()
