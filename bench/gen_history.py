@@ -7,7 +7,8 @@ outages (major: every region; partial: one region) recorded as incidents, slow s
 and stray failures that no incident confirms. Days older than `--raw-days` get rollup rows only
 (hourly ones while prober keeps them, daily ones always), as if their raw results had been pruned;
 the last `--raw-days` days get raw results and the rollups made from them. Rows go in with
-`executemany`, without the Store, in a few transactions.
+`executemany`, without the Store, in a few transactions. Then it makes the summaries of finished days
+and hours that a running daemon keeps (`prober.store.summaries`), unless `--no-summaries`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's prober, whatever is installed
 
 from prober.model import iso
-from prober.store import RESULT_COLUMNS, Store
+from prober.store import RESULT_COLUMNS, Store, connect, summaries
 from prober.store.read import LATEST_COLUMNS
 from prober.store.retention import HOURLY_RETENTION
 from prober.store.rollup import HISTOGRAM_COLUMNS, LATENCY_BOUNDS_MS, VERDICT_COLUMNS, bucket_index
@@ -159,7 +160,14 @@ def add_day(
 
 
 def generate(
-    path: Path, n_checks: int, days: int, raw_days: int, interval: int, seed: int, open_incidents: int
+    path: Path,
+    n_checks: int,
+    days: int,
+    raw_days: int,
+    interval: int,
+    seed: int,
+    open_incidents: int,
+    summarize: bool = True,
 ) -> dict:
     """Write the history; returns what was written."""
     started = time.monotonic()
@@ -247,14 +255,15 @@ def generate(
                         dns, ttfb = round(latency * 0.05, 3), round(latency * 0.6, 3)
                     last = (ts, check.name, vantage, region, check.surface, check.url, VERDICTS[state],
                             reason, signature, status, latency, dns, dns, dns, ttfb,
-                            0 if status is None else 18000, None, error)  # fmt: skip
+                            0 if status is None else 18000, None, error, None, None)  # fmt: skip
+                    # (the last two: no browser evidence, no screenshot)
                     raw_rows.append(last)
                 hourly_rows.append(rollup_row(check, v, hour_key[h0 // per_hour], counts, hist, lat))
                 add_day(day_acc, day_of_slot[h0], counts, hist, lat)
             for day, (counts, hist, (lat,)) in day_acc.items():
                 daily_rows.append(rollup_row(check, v, day, counts, hist, lat))
             if last is not None:
-                latest_rows.append((check.name, vantage, stamp[0], last[0], *last[3:]))
+                latest_rows.append((check.name, vantage, stamp[0], last[0], *last[3:18], last[19]))
         conn.executemany(insert_results, raw_rows)
         conn.executemany(insert_hourly, hourly_rows)
         conn.executemany(insert_daily, daily_rows)
@@ -283,6 +292,13 @@ def generate(
     conn.execute("ANALYZE")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.close()
+    if summarize:  # as the daemon keeps them: the page reads its finished days and hours from them
+        began = time.monotonic()
+        db = connect(path)
+        while summaries.refresh(db, now) >= 250:
+            pass
+        db.conn.close()
+        written["summaries_seconds"] = round(time.monotonic() - began, 1)
     written["seconds"] = round(time.monotonic() - started, 1)
     written["bytes"] = path.stat().st_size
     written["checks"], written["vantages"], written["days"], written["raw_days"] = (
@@ -305,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=int, default=60, help="seconds between probes")
     parser.add_argument("--open-incidents", type=int, default=2, help="checks with an outage going on now")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--no-summaries", action="store_true", help="leave the page's summaries empty, as after a migration"
+    )
     args = parser.parse_args(argv)
     if (
         not 1 <= args.raw_days <= args.days
@@ -313,8 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     ):
         parser.error("--raw-days must be 1 to --days, and --interval must divide a minute or an hour")
     written = generate(
-        args.db, args.checks, args.days, args.raw_days, args.interval, args.seed, args.open_incidents
-    )
+        args.db, args.checks, args.days, args.raw_days, args.interval, args.seed, args.open_incidents,
+        summarize=not args.no_summaries,
+    )  # fmt: skip
     print(json.dumps(written))
     return 0
 

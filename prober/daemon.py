@@ -27,6 +27,7 @@ from prober.state import CheckTracker, Event, Policy
 from prober.store import DEFAULT_MAX_BACKLOG, Store, StoreError
 from prober.store.read import open_incidents, recent_results, results
 from prober.store.rollup import prune_store
+from prober.store.summaries import refresh_store
 from prober.vantage import VantagePool
 from prober.web import create_app, start_server
 from prober.web.live import Health, LiveState
@@ -46,6 +47,7 @@ STOP_DEADLINE = 5.0  # seconds in-flight probes get to finish at shutdown
 STOP_BUDGET = 15.0
 WEB_STOP_DEADLINE = 3.0
 MAX_IN_FLIGHT = 2000  # probes at once, across all checks
+SUMMARY_EVERY = 300.0  # seconds between refreshes of the page's summaries of finished days and hours
 
 
 def renderer_for(config: Config) -> Renderer | None:
@@ -324,6 +326,7 @@ class Daemon:
                 asyncio.create_task(self.watch.run()),
                 asyncio.create_task(self._every_minute()),
                 asyncio.create_task(self._prune_hourly()),
+                asyncio.create_task(self._summarize()),
                 asyncio.create_task(
                     keep_windows(self.store, lambda: self.config, self.live.metrics.set_maintenance)
                 ),
@@ -499,6 +502,18 @@ class Daemon:
             except Exception:
                 log.exception("pruning failed; will try again in an hour")
             await asyncio.sleep(3600)
+
+    async def _summarize(self) -> None:
+        # The page's summaries of finished days and hours (prober.store.summaries): made at start for
+        # the checks without one, then brought up to date every few minutes, in short writer calls.
+        while True:
+            try:
+                await refresh_store(self.store, utcnow())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("summarizing the history failed; will try again")
+            await asyncio.sleep(SUMMARY_EVERY)
 
     def stop(self) -> None:
         """Ask the daemon to stop (as SIGTERM does)."""

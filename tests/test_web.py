@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from prober.config import Check, Config, Vantage
 from prober.model import Incident, ProbeResult, Reason, State, Surface, Verdict, iso, utcnow
-from prober.store import Store, connect
+from prober.store import Store, connect, summaries
 from prober.web import LiveState, WebError, create_app, parse_http, start_server
 from prober.web.answers import Answer, AnswerCache, accepts_gzip
 from prober.web.view import HistoryCache
@@ -455,6 +455,24 @@ def test_history_cache_serves_the_old_history_while_reading_a_new_one(scenario: 
         assert uncached.get(db, now) is not uncached.get(db, now) and len(jobs) == 1
     finally:
         db.conn.close()
+
+
+async def test_the_summaries_of_finished_days_and_hours_do_not_change_the_page(tmp_path: Path) -> None:
+    scenario = build_status_db(tmp_path / "prober.db")
+
+    def strips(html: str) -> list[str]:  # each check's uptime strip, legend and chart
+        return re.findall(r'<div class="uptime">.*?</figure>', html, re.S)
+
+    async with TestClient(TestServer(create_app(scenario.path, cache_seconds=0, history_seconds=0))) as c:
+        before = strips(await (await c.get("/")).text())
+        db = connect(scenario.path)
+        try:
+            assert summaries.refresh(db, utcnow()) == 2 * len(CHECKS)
+        finally:
+            db.conn.close()
+        after = strips(await (await c.get("/")).text())
+    assert len(before) == len(CHECKS) and after == before
+    assert "major outage on" in after[[*CHECKS].index("x-web")]
 
 
 # -- answers kept ready ---------------------------------------------------------------------------------

@@ -81,11 +81,13 @@ class DayStatus:
 _GROUPABLE = ("check_name", "vantage", "region", "surface")
 
 
-def _floor_hour(ts: datetime) -> datetime:
+def floor_hour(ts: datetime) -> datetime:
+    """The start of the UTC hour of `ts`."""
     return ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
-def _floor_day(ts: datetime) -> datetime:
+def floor_day(ts: datetime) -> datetime:
+    """The start of the UTC day of `ts`."""
     return ts.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
@@ -115,11 +117,11 @@ def _ranges(
     """
     hour, day = timedelta(hours=1), timedelta(days=1)
     kept = now - timedelta(seconds=hourly_retention) + day  # hourly rows surely kept from here on
-    start = _floor_hour(since) if since >= kept else _floor_day(since)
-    end = _ceil(until, _floor_hour, hour) if _floor_day(until) >= kept else _ceil(until, _floor_day, day)
+    start = floor_hour(since) if since >= kept else floor_day(since)
+    end = _ceil(until, floor_hour, hour) if floor_day(until) >= kept else _ceil(until, floor_day, day)
     if start >= end:
         return []
-    first_day, last_day = _ceil(start, _floor_day, day), _floor_day(end)
+    first_day, last_day = _ceil(start, floor_day, day), floor_day(end)
     if first_day >= last_day:
         return [("rollup_hourly", hour_key(start), hour_key(end))]
     ranges = [("rollup_daily", day_key(first_day), day_key(last_day))]
@@ -201,18 +203,31 @@ def window_counts(
 
 
 def hourly_latency(
-    db: sqlite_utils.Database, since: datetime, *, check: str | None = None
+    db: sqlite_utils.Database,
+    since: datetime,
+    *,
+    check: str | None = None,
+    checks: Sequence[str] | None = None,
+    until: datetime | None = None,
 ) -> dict[str, list[LatencyPoint]]:
-    """Response time per check and hour from the hour of `since` on, histograms merged across vantages."""
+    """Response time per check and hour from the hour of `since` on (to the hour before `until`),
+    histograms merged across vantages; of one `check`, of `checks` (at most 500), or of all."""
     which, params = _which(check)
+    if checks is not None:
+        which, params = f"check_name IN ({', '.join('?' * len(checks))})", list(checks)
     hist = ", ".join(f"SUM({c})" for c in HISTOGRAM_COLUMNS)
+    which += " AND bucket >= ?"
+    params.append(hour_key(since))
+    if until is not None:
+        which += " AND bucket < ?"
+        params.append(hour_key(until))
     sql = (
         f"SELECT check_name, bucket, SUM(latency_count), SUM(latency_sum), {hist} FROM rollup_hourly "
-        f"WHERE {which} AND bucket >= ? GROUP BY check_name, bucket"
+        f"WHERE {which} GROUP BY check_name, bucket"
     )
     out: dict[str, list[LatencyPoint]] = {}
     hours: dict[str, datetime] = {}  # a day's 25 bucket names, parsed once for all checks
-    for row in db.execute(sql, [*params, hour_key(since)]).fetchall():
+    for row in db.execute(sql, params).fetchall():
         n = int(row[2])
         histogram = row[4:]
         cumulative = list(itertools.accumulate(histogram))  # once for both quantiles
@@ -261,6 +276,31 @@ def day_states(
     now: datetime,
 ) -> list[DayStatus]:
     """Pure: the uptime bar of one check from its daily counts and its incidents overlapping `days`."""
+    worst, minutes = incident_days(incidents, now)
+    none = Counts()
+    return [
+        day_status(day, counts_by_day.get(day, none), worst.get(day), minutes.get(day, 0.0)) for day in days
+    ]
+
+
+def day_status(day: date, n: Counts, worst: State | None, incident_minutes: float) -> DayStatus:
+    """Pure: a day's bar from its counts and its incidents' worst state (None without any)."""
+    state = worst
+    if state is None:
+        judged = n.up + n.degraded + n.down
+        if judged == 0:
+            state = State.UNKNOWN
+        elif n.degraded > DEGRADED_DAY_SHARE * judged:
+            state = State.DEGRADED
+        else:
+            state = State.OPERATIONAL
+    return DayStatus(day, state, n, incident_minutes)
+
+
+def incident_days(
+    incidents: Iterable[Incident], now: datetime
+) -> tuple[dict[date, State], dict[date, float]]:
+    """Pure: the days `incidents` touch, with their worst state and the minutes of incident in each."""
     by_day: dict[date, list[tuple[datetime, datetime]]] = {}
     worst: dict[date, State] = {}
     for incident in incidents:
@@ -274,22 +314,7 @@ def day_states(
                 if STATE_SEVERITY[incident.state] > STATE_SEVERITY[worst.get(day, State.UNKNOWN)]:
                     worst[day] = incident.state
             day += timedelta(days=1)
-    out = []
-    none = Counts()
-    for day in days:
-        n = counts_by_day.get(day, none)
-        state = worst.get(day)
-        if state is None:
-            judged = n.up + n.degraded + n.down
-            if judged == 0:
-                state = State.UNKNOWN
-            elif n.degraded > DEGRADED_DAY_SHARE * judged:
-                state = State.DEGRADED
-            else:
-                state = State.OPERATIONAL
-        spans = by_day.get(day)
-        out.append(DayStatus(day, state, n, _merged_minutes(spans) if spans else 0.0))
-    return out
+    return worst, {day: _merged_minutes(spans) for day, spans in by_day.items()}
 
 
 def _merged_minutes(spans: list[tuple[datetime, datetime]]) -> float:

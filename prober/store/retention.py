@@ -63,6 +63,9 @@ def prune(
     )  # fmt: skip
     deleted = 0
     with db.conn:
+        # Summaries holding hours or days whose rollups go (`prober.store.summaries`): made again.
+        db.conn.execute("DELETE FROM hour_summaries WHERE first_hour < ?", (steps[2][1],))
+        db.conn.execute("DELETE FROM day_summaries WHERE first_day < ?", (steps[3][1],))
         for sql, cutoff in steps:
             if deleted >= chunk:
                 break

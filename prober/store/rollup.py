@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlite_utils
@@ -204,6 +205,7 @@ def update_rollups(db: sqlite_utils.Database, results: Sequence[ProbeResult]) ->
         first[key] = min(first.get(key, ts), ts)
     db.conn.executemany(_UPSERT_HOURLY, [(*k, *v) for k, v in hourly.items()])
     db.conn.executemany(_UPSERT_DAILY, [(*k, *v) for k, v in daily.items()])
+    _forget_late(db, hourly, daily)
     rows = [
         (r.check, r.vantage, first[key], ts, r.region, str(r.surface), r.url, str(r.verdict),
          None if r.reason is None else str(r.reason), r.signature, r.status, _round(r.latency_ms),
@@ -212,6 +214,23 @@ def update_rollups(db: sqlite_utils.Database, results: Sequence[ProbeResult]) ->
         for key, (ts, r) in newest.items()
     ]  # fmt: skip  # the columns of LATEST_COLUMNS, as ProbeResult.to_row writes them
     db.conn.executemany(_UPSERT_LATEST, rows)
+
+
+def _forget_late(
+    db: sqlite_utils.Database,
+    hourly: dict[tuple[str, str, str], list[Any]],
+    daily: dict[tuple[str, str, str], list[Any]],
+) -> None:
+    """Delete the summaries (`prober.store.summaries`) that hold a day or hour these results add to:
+    late results, rare; the next refresh makes them again."""
+    now = iso(datetime.now(UTC))
+    today, hour = now[:10], now[:13] + ":00:00Z"
+    days = {(check, day) for check, day, _ in daily if day < today}
+    hours = {(check, bucket) for check, bucket, _ in hourly if bucket < hour}
+    if days:
+        db.conn.executemany("DELETE FROM day_summaries WHERE check_name = ? AND through >= ?", days)
+    if hours:
+        db.conn.executemany("DELETE FROM hour_summaries WHERE check_name = ? AND through >= ?", hours)
 
 
 def _round(value: float | None) -> float | None:

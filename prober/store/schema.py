@@ -224,6 +224,14 @@ def _v9_incident_notes(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v10_summaries(db: sqlite_utils.Database) -> None:
+    # Each check's finished days and hours in one row (prober.store.summaries), so the status page
+    # reads a row per check instead of 90 days of rollups; empty until the daemon's first refresh.
+    from prober.store import summaries  # imported here: summaries imports the store package
+
+    summaries.create_tables(db)
+
+
 # Append only: migration i takes a database from version i to i + 1.
 MIGRATIONS: list[Migration] = [
     _v1_results_and_incidents,
@@ -235,6 +243,7 @@ MIGRATIONS: list[Migration] = [
     _v7_screenshots,
     _v8_claims,
     _v9_incident_notes,
+    _v10_summaries,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -13,21 +13,22 @@ no script at all.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from prober.model import STATE_SEVERITY, Counts, Incident, ProbeResult, State, Verdict
 from prober.notes.timeline import Event
 from prober.report import percent
-from prober.store.history import DayStatus, LatencyPoint
+from prober.store.history import DEGRADED_DAY_SHARE, DayStatus, LatencyPoint
 from prober.web.statuspage import INDICATOR, REGION_WORDS, STATE_WORDS
-from prober.web.view import SURFACE_TITLES, CheckStatus, History, Overview, blended, empty_days
+from prober.web.view import SURFACE_TITLES, CheckStatus, Days, History, Overview, blended, empty_days
 
 TEMPLATES = Path(__file__).parent / "templates"
 MIN_REFRESH = 10  # seconds: a page reloading faster would mostly be reloading
@@ -148,28 +149,42 @@ def day_tip(label: str, day: DayStatus) -> str:
     return tip
 
 
-def bars(days: Sequence[DayStatus], labels: dict[date, str]) -> Markup:
-    """The 90-day uptime strip: one bar per day, coloured by its worst state, its tooltip in `title`."""
+def bars(days: Days, name: str, start: int, labels: Sequence[str], plain: Sequence[str]) -> Markup:
+    """The uptime strip of a check from day `start` of the span on: one bar per day, coloured by its
+    worst state, its tooltip in `title` (`plain`: each day's bar when operational with nothing down)."""
     # Dates, numbers and fixed words only: nothing in the tooltips needs escaping.
+    values = days.counts.get(name) or [0] * (4 * len(days.span))
+    special = days.touched(name)  # days with an incident: their state is the incident's
     out = []
-    for d in days:
-        n = d.counts
-        judged = n.up + n.degraded + n.down
-        if d.state is State.OPERATIONAL and judged and not d.incident_minutes:  # most days: quicker
-            out.append(f'<i title="{labels[d.day]}: {"100%" if not n.down else pct(n)}"></i>')
+    share = DEGRADED_DAY_SHARE
+    days_from = zip(range(start, len(days.span)), values[4 * start :: 4], values[4 * start + 1 :: 4],
+                    values[4 * start + 2 :: 4], strict=True)  # fmt: skip
+    for i, up, degraded, down in days_from:
+        judged = up + degraded + down
+        if not down and judged and degraded <= share * judged and i not in special:  # most days: quickest
+            out.append(plain[i])
+            continue
+        if judged and degraded <= share * judged and i not in special:  # operational, a stray failure
+            text = f"{(up + degraded) / judged * 100:.2f}"  # `pct`, made here: thousands of such days
+            out.append(f'<i title="{labels[i]}: {">99.99" if text == "100.00" else text}%"></i>')
+            continue
+        d = days.status(name, i)
+        if d.state is State.OPERATIONAL and judged and not d.incident_minutes:
+            out.append(f'<i title="{labels[i]}: {"100%" if not down else pct(d.counts)}"></i>')
         else:
-            out.append(f'<i{BAR_CLASS[d.state]} title="{day_tip(labels[d.day], d)}"></i>')
+            out.append(f'<i{BAR_CLASS[d.state]} title="{day_tip(labels[i], d)}"></i>')
     return Markup("".join(out))
 
 
-def bars_label(days: Sequence[DayStatus], labels: dict[date, str], uptime: str) -> str:
-    """The strip's aria-label: the uptime, then the days of outage, worst first."""
+def bars_label(days: Sequence[DayStatus], shown: int, labels: Mapping[date, str], uptime: str) -> str:
+    """The strip's aria-label over `shown` days: the uptime, then the days of outage among `days`
+    (those with an incident will do), worst first."""
     bad = [d for d in days if d.state in (State.PARTIAL_OUTAGE, State.MAJOR_OUTAGE)]
     bad.sort(key=lambda d: (-STATE_SEVERITY[d.state], -d.incident_minutes))
     named = [f"{STATE_WORDS[d.state]} on {labels[d.day]}" for d in bad[:ARIA_BAD_DAYS]]
     if len(bad) > ARIA_BAD_DAYS:
         named.append(f"{len(bad) - ARIA_BAD_DAYS} more days of outage")
-    text = f"Uptime over the last {len(days)} days: {uptime}"
+    text = f"Uptime over the last {shown} days: {uptime}"
     return f"{text}; {', '.join(named)}" if named else text
 
 
@@ -221,25 +236,39 @@ def chart(points: Sequence[LatencyPoint], now: datetime) -> tuple[Markup, float 
     return Markup("".join(parts)), top
 
 
+def _labels(history: History, span: Sequence[date]) -> tuple[list[str], list[str]]:
+    """Each day's label and its bar when operational with nothing down, made once per history."""
+    memo: tuple[list[str], list[str]] | None = history.fragments.get(("", "labels"))
+    if memo is None or len(memo[0]) != len(span):
+        labels = [day_label(d) for d in span]
+        memo = history.fragments[("", "labels")] = (labels, [f'<i title="{x}: 100%"></i>' for x in labels])
+    return memo
+
+
 def history_fragment(name: str, history: History, first_seen: datetime | None = None) -> Markup:
     """A check's uptime strip, its legend and its response-time chart (memoized in the history):
     a bar per day of the last 90, or of the days since its first result if fewer."""
     memo: Markup | None = history.fragments.get((name, "history"))
     if memo is not None:
         return memo
-    labels = history.fragments.get(("", "labels"))
-    if labels is None:
-        span = empty_days(history.now)
-        labels = history.fragments[("", "labels")] = {d.day: day_label(d.day) for d in span}
-    days = history.days.get(name) or empty_days(history.now)
+    days = history.days
+    if not days.span:
+        days = replace(days, span=[d.day for d in empty_days(history.now)])
+    labels, plain = _labels(history, days.span)
+    n = len(days.span)
+    start = 0
     if first_seen is not None:  # no grey bars for the days before the check existed
-        days = days[-max(1, min(len(days), (history.now.date() - first_seen.date()).days + 1)) :]
+        start = n - max(1, min(n, (history.now.date() - first_seen.date()).days + 1))
+    shown = n - start
     ago, unit = '<span class="ago">90 days ago</span>', ""
-    if len(days) < 90:  # a young check: say what a bar is, as its finer strips do (prober.web.strip)
-        ago = f'<span class="since">{len(days)} days ago</span>'
-        first = day_label(days[0].day)
-        unit = f'<p class="unit muted">Each bar is one UTC day since the first result, {first}.</p>'
-    uptime = pct(sum((d.counts for d in days), Counts()))
+    if shown < 90:  # a young check: say what a bar is, as its finer strips do (prober.web.strip)
+        ago = f'<span class="since">{shown} days ago</span>'
+        unit = f'<p class="unit muted">Each bar is one UTC day since the first result, {labels[start]}.</p>'
+    values = days.counts.get(name)
+    total = Counts(*(sum(values[4 * start + k :: 4]) for k in range(4))) if values else Counts()
+    uptime = pct(total)
+    outages = [days.status(name, i) for i in sorted(days.touched(name)) if i >= start]
+    by_day = dict(zip(days.span, labels, strict=True))
     latency = history.latency.get(name, [])
     svg, top = chart(latency, history.now)
     points = [p for p in latency if p.count]
@@ -252,8 +281,9 @@ def history_fragment(name: str, history: History, first_seen: datetime | None = 
         )
     scale = f"<span>{ms(top)}</span>" if top else ""
     memo = history.fragments[(name, "history")] = Markup(
-        f'<div class="uptime"><div class="bars{"" if len(days) >= 90 else " short"}" role="img" '
-        f'aria-label="{bars_label(days, labels, uptime)}">{bars(days, labels)}</div>'
+        f'<div class="uptime"><div class="bars{"" if shown >= 90 else " short"}" role="img" '
+        f'aria-label="{bars_label(outages, shown, by_day, uptime)}">'
+        f"{bars(days, name, start, labels, plain)}</div>"
         f'<p class="legend">{ago}<span class="up">{uptime} uptime</span>'
         f"<span>Today</span></p>{unit}</div>"
         f'<figure class="latency"><figcaption><span>Response time, 24 h</span>{scale}</figcaption>'
@@ -276,6 +306,65 @@ def component_view(status: CheckStatus, history: History, fine: Mapping[str, Mar
     results = [status.latest[v] for v in status.info.vantages if v in status.latest]
     strip = fine.get(status.name) or history_fragment(status.name, history, status.first_seen)
     return ComponentView(status, strip, results)
+
+
+_PROBES_HEAD = (
+    "<table><thead><tr><th>Vantage</th><th>Region</th><th>Verdict</th><th>Status</th><th>Time</th>"
+    "<th>At</th><th>Detail</th></tr></thead><tbody>\n"
+)
+
+
+def component_html(view: ComponentView, in_maintenance: bool, now: datetime) -> Markup:
+    """A check's `<article>` on the page (made here rather than in the template: a thousand of them
+    took the template about half of the page's rendering). Everything not ours is escaped."""
+    c, info = view.status, view.status.info
+    e = escape
+    last = c.last_probed
+    out = [
+        f'<article class="component" id="check-{e(c.name)}">\n<div class="head"><div class="name">'
+        f"<h3>{e(info.title)}</h3>"
+    ]
+    if info.description:
+        out.append(f'<p class="description">{e(info.description)}</p>')
+    if info.url:
+        out.append(f'<p class="url muted">{e(info.url)}</p>')
+    out.append(f'</div><span class="state s-{e(c.state)}">{e(words(c.state))}</span></div>\n')
+    if in_maintenance:
+        out.append('<p class="under-maintenance">Under maintenance</p>')
+    regions = "".join(
+        f'<li class="s-{e(state)}">{e(region)} <small>{e(region_words(state))}</small></li>'
+        for region, state in c.regions.items()
+    )
+    out.append(f'<ul class="regions" aria-label="State per region">{regions}</ul>\n')
+    out.append(f'<div class="body">{view.history}</div>\n')
+    out.append(f'<details class="probes"><summary>Last probed {e(_ago(last, now))}')
+    if last:
+        out.append(f" ({e(utc(last))})")
+    out.append(
+        f'</summary>\n<div class="scroll" tabindex="0" role="region" aria-label="Latest probes of '
+        f'{e(info.title)}">{_PROBES_HEAD}'
+    )
+    for r in view.results:
+        detail = ""
+        if r.verdict != Verdict.UP:
+            detail = str(e(cause(r.reason, r.signature)))
+            if r.error:
+                detail += f': <span class="error">{e(r.error)}</span>'
+        if r.screenshot_id:
+            detail += f' <a href="api/screenshots/{e(r.screenshot_id)}.png">screenshot</a>'
+        out.append(
+            f'<tr class="v-{e(r.verdict)}"><td>{e(r.vantage)}</td><td>{e(r.region)}</td>'
+            f"<td>{e(r.verdict)}</td><td>{e(r.status or '–')}</td><td>{e(ms(r.latency_ms))}</td>"
+            f"<td>{e(_ago(r.ts, now))}</td><td>{detail}</td></tr>\n"
+        )
+    if not view.results:
+        out.append('<tr><td colspan="7" class="muted">No results yet.</td></tr>\n')
+    out.append("</tbody></table></div></details>\n</article>")
+    return Markup("".join(out))
+
+
+def _ago(ts: datetime | None, now: datetime) -> str:
+    return "never" if ts is None else duration((now - ts).total_seconds()) + " ago"
 
 
 def incident_rows(
@@ -316,6 +405,22 @@ def narrated(overview: Overview, incidents: Sequence[Incident]) -> list[Incident
     return [*newest, *others[-NARRATED:]]
 
 
+T = TypeVar("T")
+YIELD_EVERY = 64  # components, or pieces of the template's output, between two pauses
+
+
+def _yielding(i: int, value: T) -> T:
+    """`value`, after letting other threads run every YIELD_EVERY calls.
+
+    Rendering is pure Python in a reader thread: without a pause, the event loop waits for the GIL
+    at every switch interval (5 ms) and a request answered from memory meanwhile takes tens of ms.
+    `time.sleep(0)` gives the GIL up, so the loop answers what is ready and goes back to waiting.
+    """
+    if i % YIELD_EVERY == YIELD_EVERY - 1:
+        time.sleep(0)
+    return value
+
+
 def render(
     env: Environment,
     overview: Overview,
@@ -332,18 +437,22 @@ def render(
     claims: Mapping[tuple[str, datetime], str] | None = None,
 ) -> str:
     """The status page's HTML (blocking: CPU-bound for thousands of checks; run off the loop)."""
+    now, under = overview.now, (maintenance or {}).get("checks", set())
     groups = [
         {
             "surface": str(surface),
             "title": SURFACE_TITLES[surface],
             "state": blended([c.state for c in checks]),
-            "components": [component_view(c, history, fine or {}) for c in checks],
+            "components": [
+                _yielding(i, component_html(component_view(c, history, fine or {}), c.name in under, now))
+                for i, c in enumerate(checks)
+            ],
         }
         for surface, checks in overview.by_surface()
     ]
     affected = [c for c in overview.checks if c.state not in (State.OPERATIONAL, State.UNKNOWN)]
     affected.sort(key=lambda c: -STATE_SEVERITY[c.state])  # the worst first
-    return env.get_template("status.html").render(
+    parts = env.get_template("status.html").generate(
         title=title,
         silent=sorted((silent or {}).items()),  # agents not heard for three heartbeats
         description=description,
@@ -362,3 +471,4 @@ def render(
         maintenance=maintenance or {"windows": [], "checks": set(), "note": ""},
         ago=lambda ts: "never" if ts is None else duration((overview.now - ts).total_seconds()) + " ago",
     )
+    return "".join(_yielding(i, part) for i, part in enumerate(parts))

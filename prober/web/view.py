@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
@@ -20,7 +20,7 @@ import sqlite_utils
 
 from prober.model import STATE_SEVERITY, Counts, Incident, ProbeResult, State, Surface, Verdict
 from prober.state import OUTAGES, check_state
-from prober.store import history, read
+from prober.store import history, read, summaries
 from prober.web.public import concealer, show_urls
 
 if TYPE_CHECKING:
@@ -146,9 +146,9 @@ class History:
         return self
 
     @property
-    def days(self) -> dict[str, list[history.DayStatus]]:
-        """Check -> its last 90 days."""
-        return cast("dict[str, list[history.DayStatus]]", self.parts.get("days", {}))
+    def days(self) -> Days:
+        """Every check's last 90 days."""
+        return cast("Days", self.parts.get("days") or Days([], {}, {}))
 
     @property
     def latency(self) -> dict[str, list[history.LatencyPoint]]:
@@ -161,9 +161,54 @@ class History:
         return cast("dict[str, dict[str, Counts]]", self.parts.get("windows", {}))
 
 
+@dataclass(frozen=True, slots=True)
+class Days:
+    """The uptime strips of every check over the same days: counts and incidents, not a DayStatus
+    per bar (90,000 objects at 1,000 checks), since most days are plain."""
+
+    span: list[date]  # consecutive UTC days, today last
+    counts: dict[str, list[int]]  # check -> up, degraded, down, unknown of each day of `span`
+    incidents: dict[str, tuple[dict[date, State], dict[date, float]]]  # check -> history.incident_days
+
+    def counts_of(self, name: str, i: int) -> Counts:
+        """The counts of a check on day `i` of the span."""
+        values = self.counts.get(name)
+        return Counts() if values is None else Counts(*values[4 * i : 4 * i + 4])
+
+    def touched(self, name: str) -> set[int]:
+        """The days of the span (their indexes) on which a check had an incident."""
+        worst, minutes = self.incidents.get(name, ({}, {}))
+        first = self.span[0] if self.span else date.min
+        last = len(self.span)
+        return {i for day in (*worst, *minutes) if 0 <= (i := (day - first).days) < last}
+
+    def status(self, name: str, i: int) -> history.DayStatus:
+        """Day `i` of a check's strip (what `history.day_history` says of it)."""
+        worst, minutes = self.incidents.get(name, ({}, {}))
+        day = self.span[i]
+        return history.day_status(day, self.counts_of(name, i), worst.get(day), minutes.get(day, 0.0))
+
+    def statuses(self, name: str) -> list[history.DayStatus]:
+        """Every day of a check's strip."""
+        return [self.status(name, i) for i in range(len(self.span))]
+
+
+def load_days(db: sqlite_utils.Database, now: datetime, days: int = HISTORY_DAYS) -> Days:
+    """The last `days` UTC days (today last) of every check: counts from the summaries and rollups
+    (`prober.store.summaries`), maintenance left out, and the days of their incidents."""
+    today = now.astimezone(UTC).date()
+    span = [today - timedelta(days=days - 1 - i) for i in range(days)]
+    by_check: dict[str, list[Incident]] = {}
+    start = datetime(span[0].year, span[0].month, span[0].day, tzinfo=UTC)
+    for incident in read.incidents(db, since=start):
+        by_check.setdefault(incident.check, []).append(incident)
+    incidents = {name: history.incident_days(found, now) for name, found in by_check.items()}
+    return Days(span, summaries.day_counts(db, span), incidents)
+
+
 _PARTS: dict[str, Callable[[sqlite_utils.Database, datetime], Any]] = {
-    "days": lambda db, now: history.day_history(db, now, HISTORY_DAYS),
-    "latency": lambda db, now: history.hourly_latency(db, now - timedelta(hours=24)),
+    "days": load_days,
+    "latency": lambda db, now: summaries.latency(db, now - timedelta(hours=24)),
     "windows": lambda db, now: history.window_counts(db, now, hours=WINDOW_HOURS, days=WINDOW_DAYS),
 }
 ALL_PARTS = tuple(_PARTS)
