@@ -112,7 +112,7 @@ class PageSettings:
 class MetricsSettings:
     """The top-level `metrics:` key: which series /metrics exposes."""
 
-    # summary: per check and vantage success and duration, per check its state; full: every series
+    # summary: per check and vantage success, per check its state; full: every series
     detail: MetricsDetail = "summary"
 
 

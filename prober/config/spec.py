@@ -265,9 +265,10 @@ class _MetricsSpec(_Spec):
 
     detail: Literal["summary", "full"] = Field(
         default="summary",
-        description="summary: per check and vantage prober_probe_success and duration, per check its "
-        "state (about 2 samples per check and vantage); full: every series, phases, status codes, "
-        "verdicts, certificates and counters (about 13).",
+        description="summary: per check and vantage prober_probe_success, per check its current state "
+        "and, where not 0, open incidents and maintenance (4 samples per check at 3 vantages); full: "
+        "every series, durations, phases, status codes, verdicts, certificates and counters (about 14 "
+        "per check and vantage).",
     )
 
 
